@@ -1,0 +1,86 @@
+"""Auxiliary VAE: the unsupervised auxiliary deep generative model of Maaløe et al. (2016).
+
+Generative model: z ~ N(0, I), x ~ p(x | z), a ~ p(a | x, z).
+Inference model:  a ~ q(a | x), z ~ q(z | a, x).
+
+The auxiliary variable a leaves the marginal p(x) unchanged but makes the marginal posterior
+q(z | x) = integral q(a|x) q(z|a,x) da a non-Gaussian mixture. The bound is
+
+    ELBO = E_q[ log p(x|z) + log p(z) + log p(a|x,z) - log q(a|x) - log q(z|a,x) ],
+
+reported as two layers: ``z`` (KL(q(z|a,x) || p(z)), analytic or sampled) and ``a``
+(log q(a|x) - log p(a|x,z) at the sample; it has no closed form, so it is always sampled).
+All four networks use the block ``hidden[0]`` (the decoder reversed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .base import ForwardPass, GaussianHead, KLEstimator, LatentVariableModel, kl_term
+from .config import ModelConfig
+from .distributions import DiagonalGaussian
+from .ensemble import EnsembleMLP
+from .hvae import GenerativeSample
+
+
+class AVAE(LatentVariableModel):
+    """One stochastic layer z (``latents[0]`` dims) and an auxiliary a (``aux_latents`` dims)."""
+
+    def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
+        super().__init__(config, seeds)
+        E, act, floor = self.n_members, config.activation, config.latent_min_std
+        D, dz = config.x_dim, config.latents[0]
+        da = config.aux_latents or dz
+        hidden = list(config.hidden[0])
+        self.layer_names = ["z", "a"]
+        self.aux_dim = da
+        self.q_a = GaussianHead(E, D, hidden, da, act, floor)
+        self.q_z = GaussianHead(E, D + da, hidden, dz, act, floor)
+        self.p_a = GaussianHead(E, D + dz, hidden, da, act, floor)
+        self.decoder = EnsembleMLP(E, dz, list(reversed(hidden)), self.likelihood.n_params(D), act)
+        self._finish_init()
+
+    def forward(
+        self,
+        x: Tensor,
+        n_samples: int = 1,
+        kl: KLEstimator = "analytic",
+        prior_layers: int = 0,
+        use_mean: bool = False,
+    ) -> ForwardPass:
+        """As ``HVAE.forward``; ``prior_layers`` must be 0 (an AVAE has no latent hierarchy)."""
+        if prior_layers != 0:
+            raise ValueError("an AVAE has no latent hierarchy: prior_layers must be 0")
+        x = self.ensemble_input(x)
+        E, B, D = x.shape
+        S = n_samples
+        qa_x = self.q_a(x)
+        qa = DiagonalGaussian(qa_x.mean.unsqueeze(1), qa_x.std.unsqueeze(1))  # [E,1,B,da]
+        a = qa.mean.expand(E, S, B, self.aux_dim) if use_mean else qa.rsample((E, S, B, self.aux_dim))
+        xs = x.unsqueeze(1).expand(E, S, B, D)
+        qz = self.q_z(torch.cat([xs, a], dim=-1))
+        z = qz.mean if use_mean else qz.rsample()
+        prior = DiagonalGaussian(z.new_zeros(1, 1, 1, z.shape[-1]), z.new_ones(1, 1, 1, z.shape[-1]))
+        kl_z = kl_term(qz, prior, z, kl)
+        pa = self.p_a(torch.cat([xs, z], dim=-1))
+        kl_a = qa.log_prob(a) - pa.log_prob(a)
+        px_params = self.decoder(z)
+        log_px_z = self.likelihood.log_prob(x.unsqueeze(1), px_params)
+        return ForwardPass(log_px_z, [kl_z, kl_a], [z, a], px_params, list(self.layer_names))
+
+    def sample(self, n: int) -> GenerativeSample:
+        """``n`` samples per member: z ~ N(0, I), x ~ p(x|z), a ~ p(a|x,z); z listed as [z, a]."""
+        z = torch.randn(self.n_members, n, self.config.latents[0], device=self.device)
+        params = self.decoder(z)
+        x = self.likelihood.sample(params)
+        a = self.p_a(torch.cat([x, z], dim=-1)).rsample()
+        return GenerativeSample([z, a], self.likelihood.mean(params), x)
+
+    def posterior_means(self, x: Tensor) -> list[Tensor]:
+        """``[E, B, d]`` means of q(z | a=E[a|x], x) and of q(a | x)."""
+        fp = self.forward(x, n_samples=1, use_mean=True)
+        return [v.squeeze(1) for v in fp.z]

@@ -1,0 +1,124 @@
+"""What every latent-variable model returns, and the behaviour all of them share.
+
+Shapes: E ensemble members, S samples per data point (importance samples), B data points,
+D data dimensions, d_l latent dimensions of layer l. All log-densities are in nats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .distributions import DiagonalGaussian, gaussian_kl, positive_std
+from .ensemble import EnsembleLinear, EnsembleMLP, init_members
+
+KLEstimator = Literal["analytic", "sampled"]
+
+
+@dataclass
+class ForwardPass:
+    """One pass of S samples per data point through an ensemble model.
+
+    log_px_z: ``[E, S, B]`` log p(x | z) at each sample.
+    kl: per stochastic layer ``[E, S, B]``: the closed-form KL (``analytic``) or
+        log q - log p at the sample (``sampled``); layers in ``layer_names`` order, bottom first.
+        ``log_px_z - sum(kl)`` is the log importance weight (exactly so for ``sampled``).
+    z: per layer, the latent sample ``[E, S, B, d_l]``.
+    px_params: ``[E, S, B, n_params]`` the output likelihood's parameters.
+    """
+
+    log_px_z: Tensor
+    kl: list[Tensor]
+    z: list[Tensor]
+    px_params: Tensor
+    layer_names: list[str]
+
+    @property
+    def kl_total(self) -> Tensor:
+        """``[E, S, B]`` sum of the per-layer KL terms."""
+        return torch.stack(self.kl).sum(0)
+
+    @property
+    def log_weight(self) -> Tensor:
+        """``[E, S, B]`` log p(x | z) - KL."""
+        return self.log_px_z - self.kl_total
+
+
+def kl_term(
+    q: DiagonalGaussian, p: DiagonalGaussian, z: Tensor, estimator: KLEstimator
+) -> Tensor:
+    """KL(q || p) per sample ``[E, S, B]``: closed form, or log q(z) - log p(z) at ``z``."""
+    if estimator == "analytic":
+        return gaussian_kl(q, p).expand(z.shape[:-1])
+    if estimator == "sampled":
+        return q.log_prob(z) - p.log_prob(z)
+    raise ValueError(f"unknown KL estimator {estimator!r}; known: analytic, sampled")
+
+
+class GaussianHead(nn.Module):
+    """Features ``[E, *, in]`` -> DiagonalGaussian over ``d`` dims (std floored at ``min_std``)."""
+
+    def __init__(self, n_members: int, in_features: int, hidden: Sequence[int], d: int,
+                 activation: str, min_std: float) -> None:
+        super().__init__()
+        self.net = EnsembleMLP(n_members, in_features, hidden, 2 * d, activation)
+        self.min_std = min_std
+
+    def forward(self, h: Tensor) -> DiagonalGaussian:
+        mean, raw = self.net(h).chunk(2, dim=-1)
+        return DiagonalGaussian(mean, positive_std(raw, self.min_std))
+
+
+class LatentVariableModel(nn.Module):
+    """Base of VAE, HVAE and AVAE: an ensemble of E members, one per seed.
+
+    Subclasses implement ``forward(x, n_samples, kl, ...) -> ForwardPass``, ``sample(n)`` and
+    ``posterior_means(x)``.
+    """
+
+    layer_names: list[str]
+
+    def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
+        super().__init__()
+        if len(seeds) < 1:
+            raise ValueError("an ensemble needs at least one seed")
+        self.config = config
+        self.seeds = [int(s) for s in seeds]
+        self.n_members = len(self.seeds)
+        self.likelihood = config.make_likelihood()
+
+    def _finish_init(self) -> None:
+        init_members(self, self.seeds)
+
+    def ensemble_input(self, x: Tensor) -> Tensor:
+        """``[B, D]`` (shared by all members) or ``[E, B, D]`` -> ``[E, B, D]``."""
+        if x.dim() == 2:
+            return x.unsqueeze(0).expand(self.n_members, *x.shape)
+        if x.dim() == 3 and x.shape[0] == self.n_members:
+            return x
+        raise ValueError(
+            f"expected x of shape [B, {self.config.x_dim}] or [{self.n_members}, B, "
+            f"{self.config.x_dim}], got {tuple(x.shape)}"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def widest(self) -> int:
+        """The widest activation per data point and sample (sizes memory-bounded chunks)."""
+        widths = [self.config.x_dim * 2]
+        for m in self.modules():
+            if isinstance(m, EnsembleLinear):
+                widths.append(m.out_features)
+        return max(widths)
+
+    def member_state(self, member: int) -> dict[str, Tensor]:
+        """The parameters of one member (a copy), e.g. to compare members across ensembles."""
+        return {k: v[member].detach().clone() for k, v in self.state_dict().items()}

@@ -1,0 +1,107 @@
+"""Model configuration in the experiment log's notation, and ``build_model``.
+
+The log writes a model as latent sizes per stochastic layer and hidden widths per layer, e.g. a
+1-layer VAE ``z=[2] h=[64, 64, 32, 32]`` or a 2-layer HVAE ``z=[2, 2] h=[[64, 64], [32, 32]]``.
+``hidden`` may be nested (one block per stochastic layer) or, where unambiguous, flat: a flat
+list is the single block of a 1-layer model, and for L > 1 layers it is split into L equal
+blocks (``z=[2, 2] h=[64, 64, 32, 32]`` means ``[[64, 64], [32, 32]]``, as in the log's
+``[64, 64, 2, 32, 32, 2]``); a flat list whose length L does not divide is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .likelihoods import DEFAULT_MIN_STD, BernoulliLikelihood, GaussianLikelihood, Likelihood
+
+ModelKind = Literal["vae", "hvae", "avae"]
+MAX_LAYERS = 8
+
+
+def normalize_hidden(latents: Sequence[int], hidden: Sequence) -> tuple[tuple[int, ...], ...]:
+    """Hidden widths as one tuple per stochastic layer; accepts the nested or the flat form."""
+    n_layers = len(latents)
+    hidden = list(hidden)
+    if all(isinstance(h, (list, tuple)) for h in hidden) and hidden:
+        blocks = [tuple(int(w) for w in block) for block in hidden]
+        if len(blocks) != n_layers:
+            raise ValueError(
+                f"hidden has {len(blocks)} blocks but latents has {n_layers} layers: {hidden!r}"
+            )
+    elif all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
+        if n_layers == 1:
+            blocks = [tuple(hidden)]
+        elif len(hidden) % n_layers == 0 and hidden:
+            size = len(hidden) // n_layers
+            blocks = [tuple(hidden[i * size : (i + 1) * size]) for i in range(n_layers)]
+        else:
+            raise ValueError(
+                f"flat hidden {hidden!r} is ambiguous for {n_layers} stochastic layers; "
+                "give one list of widths per layer, e.g. [[64, 64], [32, 32]]"
+            )
+    else:
+        raise ValueError(f"hidden must be a list of ints or a list of lists of ints: {hidden!r}")
+    for block in blocks:
+        if any(w <= 0 for w in block):
+            raise ValueError(f"hidden widths must be positive: {hidden!r}")
+    return tuple(blocks)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model's architecture (not its training).
+
+    kind: ``vae`` (one stochastic layer), ``hvae`` (LadderVAE-style, 1..8 layers) or ``avae``
+        (auxiliary VAE, one stochastic layer plus an auxiliary variable of ``aux_latents`` dims).
+    latents: latent size per stochastic layer, bottom (nearest x) first.
+    hidden: hidden widths per layer (see module docstring).
+    likelihood: ``gaussian`` (continuous data) or ``bernoulli`` (binarised images).
+    variance: Gaussian output std ``learned`` (floored at ``min_output_std``) or ``fixed``
+        at ``output_std``.
+    """
+
+    x_dim: int
+    latents: tuple[int, ...] = (2,)
+    hidden: tuple[tuple[int, ...], ...] = ((64, 64),)
+    kind: ModelKind = "hvae"
+    likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
+    variance: Literal["learned", "fixed"] = "learned"
+    output_std: float = 1.0
+    min_output_std: float = DEFAULT_MIN_STD
+    aux_latents: int | None = None
+    activation: str = "silu"
+    latent_min_std: float = field(default=1e-4)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latents", tuple(int(z) for z in self.latents))
+        object.__setattr__(self, "hidden", normalize_hidden(self.latents, self.hidden))
+        if self.x_dim <= 0:
+            raise ValueError(f"x_dim must be positive, got {self.x_dim}")
+        if not 1 <= len(self.latents) <= MAX_LAYERS or any(z <= 0 for z in self.latents):
+            raise ValueError(f"latents must be 1..{MAX_LAYERS} positive sizes, got {self.latents}")
+        if self.kind in ("vae", "avae") and len(self.latents) != 1:
+            raise ValueError(f"a {self.kind} has one stochastic layer, got latents={self.latents}")
+        if self.kind not in ("vae", "hvae", "avae"):
+            raise ValueError(f"unknown model kind {self.kind!r}; known: vae, hvae, avae")
+        if self.likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; known: gaussian, bernoulli")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.latents)
+
+    def make_likelihood(self) -> Likelihood:
+        if self.likelihood == "bernoulli":
+            return BernoulliLikelihood()
+        return GaussianLikelihood(self.variance, self.output_std, self.min_output_std)
+
+
+def build_model(config: ModelConfig, seeds: Sequence[int]):
+    """The model ``config`` describes, with one ensemble member per seed (E = len(seeds))."""
+    from .avae import AVAE
+    from .hvae import HVAE, VAE
+
+    classes = {"vae": VAE, "hvae": HVAE, "avae": AVAE}
+    return classes[config.kind](config, seeds)

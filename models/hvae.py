@@ -1,0 +1,146 @@
+"""Hierarchical VAE with LadderVAE-style top-down inference (Sønderby et al. 2016), and the VAE.
+
+Layers are numbered bottom-up: z1 is nearest the data, zL is the top.
+
+Inference: a deterministic bottom-up path d_l = MLP_l(d_{l-1}) (d_0 = x) gives each layer a
+Gaussian q^(x)_l from d_l. The top-down pass then samples zL ~ q(zL|x) = q^_L, and for
+l = L-1..1 combines q^_l with the conditional prior p(z_l | z_{l+1}) by precision weighting:
+q(z_l | z_{l+1}, x) proportional to q^_l * p(z_l | z_{l+1}), so each posterior is conditioned on
+the layer above.
+
+Generation: zL ~ N(0, I); z_l ~ p(z_l | z_{l+1}) = N(mu(z_{l+1}), sigma(z_{l+1})), a Gaussian
+conditional prior; x ~ p(x | z1).
+
+Widths mirror: block l of ``hidden`` is the bottom-up MLP of layer l, and reversed it is the
+top-down MLP into layer l (for z1: the decoder to x). A 1-layer model with hidden [64, 64, 32, 32]
+is x-64-64-32-32-z and z-32-32-64-64-x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .base import ForwardPass, GaussianHead, KLEstimator, LatentVariableModel, kl_term
+from .config import ModelConfig
+from .distributions import DiagonalGaussian, precision_weighted
+from .ensemble import EnsembleMLP
+
+
+@dataclass
+class GenerativeSample:
+    """Ancestral samples: ``z`` per layer ``[E, n, d_l]`` (bottom first), ``x_mean`` and
+    ``x`` ``[E, n, D]`` (the likelihood's mean and a draw from it)."""
+
+    z: list[Tensor]
+    x_mean: Tensor
+    x: Tensor
+
+
+class HVAE(LatentVariableModel):
+    """L stochastic layers, top-down inference, an ensemble of ``len(seeds)`` members."""
+
+    def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
+        super().__init__(config, seeds)
+        E, act, floor = self.n_members, config.activation, config.latent_min_std
+        self.layer_names = (
+            ["z"] if config.kind == "vae" else [f"z{i + 1}" for i in range(config.n_layers)]
+        )
+        self.up = nn.ModuleList()
+        self.q_heads = nn.ModuleList()
+        width = config.x_dim
+        for d, block in zip(config.latents, config.hidden):
+            self.up.append(EnsembleMLP(E, width, block, None, act))
+            width = self.up[-1].out_features
+            self.q_heads.append(GaussianHead(E, width, [], d, act, floor))
+        # p_heads[l] is p(z_l | z_{l+1}) for l = 0..L-2 (0-indexed, bottom first).
+        self.p_heads = nn.ModuleList(
+            GaussianHead(E, config.latents[l + 1], list(reversed(config.hidden[l + 1])),
+                         config.latents[l], act, floor)
+            for l in range(config.n_layers - 1)
+        )
+        self.decoder = EnsembleMLP(
+            E, config.latents[0], list(reversed(config.hidden[0])),
+            self.likelihood.n_params(config.x_dim), act,
+        )
+        self._finish_init()
+
+    def _top_prior(self, like: Tensor) -> DiagonalGaussian:
+        d = self.config.latents[-1]
+        zeros = like.new_zeros(1, 1, 1, d)
+        return DiagonalGaussian(zeros, torch.ones_like(zeros))
+
+    def forward(
+        self,
+        x: Tensor,
+        n_samples: int = 1,
+        kl: KLEstimator = "analytic",
+        prior_layers: int = 0,
+        use_mean: bool = False,
+    ) -> ForwardPass:
+        """Encode and decode ``x`` (``[B, D]`` or ``[E, B, D]``) with ``n_samples`` per point.
+
+        prior_layers: k >= 0; the k lowest layers take the mean of their conditional prior
+            p(z_l | z_{l+1}) instead of a posterior sample and contribute no KL term (Havtorn et
+            al. 2021's L>k). 0 is the ordinary pass.
+        use_mean: take posterior means instead of samples (deterministic; for embeddings).
+        """
+        L = self.config.n_layers
+        if not 0 <= prior_layers <= L:
+            raise ValueError(f"prior_layers must be in 0..{L}, got {prior_layers}")
+        x = self.ensemble_input(x)
+        E, B = x.shape[0], x.shape[1]
+        h, q_hat = x, []
+        for block, head in zip(self.up, self.q_heads):
+            h = block(h)
+            g = head(h)
+            q_hat.append(DiagonalGaussian(g.mean.unsqueeze(1), g.std.unsqueeze(1)))  # [E,1,B,d]
+
+        kls: list[Tensor] = [x.new_zeros(0)] * L
+        zs: list[Tensor] = [x.new_zeros(0)] * L
+        z_above: Tensor | None = None
+        for l in reversed(range(L)):
+            shape = (E, n_samples, B, self.config.latents[l])
+            prior = self._top_prior(x) if z_above is None else self.p_heads[l](z_above)
+            if l < prior_layers:
+                z = prior.mean.expand(shape)
+                kls[l] = x.new_zeros(shape[:-1])
+            else:
+                q = q_hat[l] if l == L - 1 else precision_weighted(q_hat[l], prior)
+                z = q.mean.expand(shape) if use_mean else q.rsample(shape)
+                kls[l] = kl_term(q, prior, z, kl)
+            zs[l] = z
+            z_above = z
+
+        px_params = self.decoder(zs[0])
+        log_px_z = self.likelihood.log_prob(x.unsqueeze(1), px_params)
+        return ForwardPass(log_px_z, kls, zs, px_params, list(self.layer_names))
+
+    def sample(self, n: int) -> GenerativeSample:
+        """``n`` ancestral samples per member from zL ~ N(0, I) down to x."""
+        E = self.n_members
+        z = torch.randn(E, n, self.config.latents[-1], device=self.device)
+        zs = [z]
+        for l in reversed(range(self.config.n_layers - 1)):
+            z = self.p_heads[l](z).rsample()
+            zs.insert(0, z)
+        params = self.decoder(z)
+        return GenerativeSample(zs, self.likelihood.mean(params), self.likelihood.sample(params))
+
+    def posterior_means(self, x: Tensor) -> list[Tensor]:
+        """Per layer (bottom first) the posterior mean ``[E, B, d_l]``, each layer conditioned on
+        the posterior means of the layers above."""
+        fp = self.forward(x, n_samples=1, use_mean=True)
+        return [z.squeeze(1) for z in fp.z]
+
+
+class VAE(HVAE):
+    """One stochastic layer: q(z|x) from an MLP encoder, z ~ N(0, I), p(x|z) from an MLP decoder."""
+
+    def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
+        if config.n_layers != 1:
+            raise ValueError(f"a VAE has one stochastic layer, got latents={config.latents}")
+        super().__init__(config, seeds)

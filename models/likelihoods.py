@@ -1,0 +1,100 @@
+"""Output likelihoods p(x | z): Gaussian (learned or fixed std) and Bernoulli.
+
+A decoder emits ``n_params(D)`` numbers per data point; the likelihood turns them into a
+distribution over x. ``log_prob`` is in nats, summed over the D data dimensions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .distributions import bernoulli_log_prob, gaussian_log_prob, positive_std
+
+VarianceMode = Literal["learned", "fixed"]
+
+#: Smallest std a learned Gaussian output can take (in data units). Without a floor the decoder
+#: can shrink the std of noise-free data towards 0 and the likelihood of a rare bad
+#: reconstruction towards -inf: the "divergence jumps" of the experiment log.
+DEFAULT_MIN_STD = 1e-3
+
+
+class Likelihood:
+    """Interface: parameters ``[..., n_params(D)]`` -> distribution over ``x`` ``[..., D]``."""
+
+    def n_params(self, x_dim: int) -> int:
+        raise NotImplementedError
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        """log p(x | params) summed over the last dimension (nats); shapes broadcast."""
+        raise NotImplementedError
+
+    def mean(self, params: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, params: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def std(self, params: Tensor) -> Tensor | None:
+        """The learned output std ``[..., D]`` where there is one, else None."""
+        return None
+
+
+class GaussianLikelihood(Likelihood):
+    """Diagonal Gaussian. ``variance="learned"``: std = ``min_std + softplus(raw)`` from the
+    decoder; ``variance="fixed"``: std = ``fixed_std`` everywhere (e.g. 0.01 or 1.0)."""
+
+    def __init__(
+        self,
+        variance: VarianceMode = "learned",
+        fixed_std: float = 1.0,
+        min_std: float = DEFAULT_MIN_STD,
+    ) -> None:
+        if variance not in ("learned", "fixed"):
+            raise ValueError(f"variance must be 'learned' or 'fixed', got {variance!r}")
+        if fixed_std <= 0 or min_std < 0:
+            raise ValueError(f"need fixed_std > 0 and min_std >= 0, got {fixed_std}, {min_std}")
+        self.variance = variance
+        self.fixed_std = float(fixed_std)
+        self.min_std = float(min_std)
+
+    def n_params(self, x_dim: int) -> int:
+        return 2 * x_dim if self.variance == "learned" else x_dim
+
+    def _mean_std(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        if self.variance == "learned":
+            mean, raw = params.chunk(2, dim=-1)
+            return mean, positive_std(raw, self.min_std)
+        return params, torch.full_like(params, self.fixed_std)
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        mean, std = self._mean_std(params)
+        return gaussian_log_prob(x, mean, std)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self._mean_std(params)[0]
+
+    def sample(self, params: Tensor) -> Tensor:
+        mean, std = self._mean_std(params)
+        return mean + std * torch.randn_like(mean)
+
+    def std(self, params: Tensor) -> Tensor | None:
+        return self._mean_std(params)[1] if self.variance == "learned" else None
+
+
+class BernoulliLikelihood(Likelihood):
+    """Independent Bernoulli per dimension, parameterised by logits (binarised images)."""
+
+    def n_params(self, x_dim: int) -> int:
+        return x_dim
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        return bernoulli_log_prob(x, params)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params))

@@ -1,0 +1,215 @@
+"""Objectives and estimators; every value is per ensemble member and in nats.
+
+- ``iw_bound``: the importance-weighted bound with k samples (k=1 is the ELBO),
+  log (1/k) sum_s w_s with log w_s = log p(x|z_s) - KL_s.
+- ``training_objective``: the loss to minimise, with beta warm-up and free bits.
+- ``estimate_log_likelihood``: log p(x) with K importance samples (K=1000 by default) in
+  memory-bounded chunks, with the experiment log's "(likelihood, KL)" decomposition.
+- ``hierarchical_bound`` / ``likelihood_ratio``: L>k and LLR>k = ELBO - L>k of Havtorn et al.
+  (2021), per sample.
+
+About the KL estimator: with ``sampled`` KL, log w_s is exactly log p(x, z_s) - log q(z_s | x),
+so the k-sample bound is a true lower bound that tightens with k. With ``analytic`` KL each
+sample's weight uses the closed-form KL of the layer given the sample above; for k=1 that is the
+usual lower-variance ELBO, for k>1 it is NOT a bound on log p(x) (it is what the experiment log
+calls "broken KL", and it reads too high). Evaluation therefore always uses sampled weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import KLEstimator, LatentVariableModel
+from .distributions import log_mean_exp
+from .hvae import HVAE
+
+#: Default bound on E x (samples x points) x widest activation per evaluation chunk.
+DEFAULT_MAX_ELEMENTS = 2**22
+
+
+def iw_bound(
+    model: LatentVariableModel, x: Tensor, k: int = 1, kl: KLEstimator = "sampled"
+) -> Tensor:
+    """``[E, B]`` importance-weighted bound with ``k`` samples (k=1: the ELBO)."""
+    fp = model(x, n_samples=k, kl=kl)
+    return log_mean_exp(fp.log_weight, dim=1)
+
+
+def elbo(model: LatentVariableModel, x: Tensor, kl: KLEstimator = "analytic") -> Tensor:
+    """``[E, B]`` single-sample ELBO."""
+    return iw_bound(model, x, 1, kl)
+
+
+def beta_schedule(epoch: float, warmup_epochs: float, beta_max: float = 1.0) -> float:
+    """Linear KL warm-up: beta = beta_max * min(1, epoch / warmup_epochs); 0 epochs: beta_max.
+
+    ``epoch`` may be fractional (epochs done so far), so beta can rise within an epoch.
+    """
+    if warmup_epochs <= 0:
+        return beta_max
+    return beta_max * min(1.0, max(0.0, epoch) / warmup_epochs)
+
+
+@dataclass
+class TrainingTerms:
+    """One minibatch's objective. ``loss`` (scalar) is the sum over members of each member's
+    mean loss, so each member's gradient is exactly that of its own loss.
+
+    loss_per_member ``[E]``; bound ``[E]`` the batch-mean k-sample bound at beta=1 (no free
+    bits); log_px_z ``[E]``; kl_layers ``[E, L]`` batch-mean KL per layer.
+    """
+
+    loss: Tensor
+    loss_per_member: Tensor
+    bound: Tensor
+    log_px_z: Tensor
+    kl_layers: Tensor
+    layer_names: list[str]
+
+
+def training_objective(
+    model: LatentVariableModel,
+    x: Tensor,
+    n_samples: int = 1,
+    kl: KLEstimator = "analytic",
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+) -> TrainingTerms:
+    """Negative bound to minimise for a batch ``x`` (``[B, D]`` or ``[E, B, D]``).
+
+    beta: weight on the KL terms (warm-up). With n_samples = k > 1 the loss is the
+        negative k-sample bound with weights log p(x|z) - beta * KL.
+    free_bits: lambda >= 0 nats per layer (Kingma et al. 2016): each layer's batch-mean KL
+        enters the loss as max(KL_l, lambda). Only defined for n_samples = 1.
+    """
+    if free_bits > 0 and n_samples > 1:
+        raise ValueError("free bits are defined for the single-sample ELBO only (n_samples=1)")
+    fp = model(x, n_samples=n_samples, kl=kl)
+    kl_stack = torch.stack(fp.kl, dim=-1)  # [E, S, B, L]
+    kl_layers = kl_stack.mean(dim=(1, 2))  # [E, L]
+    if n_samples == 1:
+        penalty = kl_layers.clamp(min=free_bits) if free_bits > 0 else kl_layers
+        loss_per_member = -(fp.log_px_z.mean(dim=(1, 2)) - beta * penalty.sum(-1))
+    else:
+        log_w = fp.log_px_z - beta * kl_stack.sum(-1)
+        loss_per_member = -log_mean_exp(log_w, dim=1).mean(-1)
+    with torch.no_grad():
+        bound = log_mean_exp(fp.log_weight, dim=1).mean(-1)
+    return TrainingTerms(
+        loss=loss_per_member.sum(),
+        loss_per_member=loss_per_member.detach(),
+        bound=bound,
+        log_px_z=fp.log_px_z.detach().mean(dim=(1, 2)),
+        kl_layers=kl_layers.detach(),
+        layer_names=fp.layer_names,
+    )
+
+
+@dataclass
+class LikelihoodEstimate:
+    """The log's "ELBO (IW=K), (likelihood, KL)" per member and data point.
+
+    log_px ``[E, B]``: log (1/K) sum_k w_k, the K-sample estimate of log p(x).
+    log_px_z ``[E, B]``: mean over the K samples of log p(x | z_k).
+    kl ``[E, B]``: mean over the K samples of log q(z_k|x) - log p(z_k); kl_layers ``[E, L, B]``.
+    """
+
+    log_px: Tensor
+    log_px_z: Tensor
+    kl: Tensor
+    kl_layers: Tensor
+    n_importance: int
+
+
+def chunk_sizes(n_members: int, n_points: int, n_samples: int, widest: int,
+                max_elements: int) -> tuple[int, int]:
+    """(points, samples) per chunk so that E * points * samples * widest <= max_elements
+    (at least one of each)."""
+    per = n_members * widest
+    samples = min(n_samples, max(1, max_elements // per))
+    points = min(n_points, max(1, max_elements // (per * samples)))
+    return points, samples
+
+
+@torch.no_grad()
+def estimate_log_likelihood(
+    model: LatentVariableModel,
+    x: Tensor,
+    n_importance: int = 1000,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> LikelihoodEstimate:
+    """log p(x) with K = ``n_importance`` importance samples from q (sampled log weights).
+
+    ``x`` is ``[B, D]`` (shared by all members) or ``[E, B, D]``. Points and samples are
+    processed in chunks of at most ``max_elements`` activations, so peak memory is bounded
+    whatever K and B are; the log-sum-exp over samples accumulates across chunks.
+    """
+    x = model.ensemble_input(x)
+    E, B = x.shape[:2]
+    L = len(model.layer_names)
+    n_points, n_samples = chunk_sizes(E, B, n_importance, model.widest, max_elements)
+    # Outputs are allocated once, before the chunk loop: small long-lived tensors allocated
+    # between the large per-chunk ones fragment the CPU heap and RSS then grows with B.
+    log_px = x.new_empty(E, B)
+    log_px_z = x.new_zeros(E, B)
+    kl_layers = x.new_zeros(E, L, B)
+    for start in range(0, B, n_points):
+        stop = min(B, start + n_points)
+        xb = x[:, start:stop]
+        lse = x.new_full((E, stop - start), -math.inf)
+        done = 0
+        while done < n_importance:
+            s = min(n_samples, n_importance - done)
+            fp = model(xb, n_samples=s, kl="sampled")
+            lse = torch.logaddexp(lse, torch.logsumexp(fp.log_weight, dim=1))
+            log_px_z[:, start:stop] += fp.log_px_z.sum(1)
+            kl_layers[:, :, start:stop] += torch.stack(fp.kl, dim=1).sum(2)
+            done += s
+            del fp
+        log_px[:, start:stop] = lse - math.log(n_importance)
+    log_px_z /= n_importance
+    kl_layers /= n_importance
+    return LikelihoodEstimate(
+        log_px=log_px,
+        log_px_z=log_px_z,
+        kl=kl_layers.sum(1),
+        kl_layers=kl_layers,
+        n_importance=n_importance,
+    )
+
+
+def hierarchical_bound(
+    model: LatentVariableModel,
+    x: Tensor,
+    k: int,
+    n_samples: int = 1,
+    kl: KLEstimator = "analytic",
+) -> Tensor:
+    """``[E, B]`` L>k (Havtorn et al. 2021): z_{>k} from the posterior, the k lowest layers set
+    to the mean of their conditional prior p(z_l | z_{l+1}), and only layers above k in the KL.
+    k = 0 is the ELBO; k must be below the number of stochastic layers."""
+    n_layers = len(model.layer_names)
+    if not isinstance(model, HVAE) or not 0 <= k < n_layers:
+        raise ValueError(
+            f"L>k needs a hierarchical model and 0 <= k < {n_layers} layers, got k={k} "
+            f"for {type(model).__name__}"
+        )
+    fp = model(x, n_samples=n_samples, kl=kl, prior_layers=k)
+    return log_mean_exp(fp.log_weight, dim=1)
+
+
+def likelihood_ratio(
+    model: LatentVariableModel,
+    x: Tensor,
+    k: int,
+    n_samples: int = 1,
+    kl: KLEstimator = "analytic",
+) -> Tensor:
+    """``[E, B]`` LLR>k = ELBO - L>k (Havtorn et al. 2021), with the same estimator for both."""
+    return hierarchical_bound(model, x, 0, n_samples, kl) - hierarchical_bound(
+        model, x, k, n_samples, kl
+    )
