@@ -72,6 +72,11 @@ class AVAE(LatentVariableModel):
         log_px_z = self.likelihood.log_prob(x.unsqueeze(1), px_params)
         return ForwardPass(log_px_z, [kl_z, kl_a], [z, a], px_params, list(self.layer_names))
 
+    def top_posterior(self, x: Tensor) -> DiagonalGaussian:
+        """q(z | a, x) at a = E[a | x], mean and std ``[E, B, d_z]``."""
+        x = self.ensemble_input(x)
+        return self.q_z(torch.cat([x, self.q_a(x).mean], dim=-1))
+
     def sample(self, n: int) -> GenerativeSample:
         """``n`` samples per member: z ~ N(0, I), x ~ p(x|z), a ~ p(a|x,z); z listed as [z, a]."""
         z = torch.randn(self.n_members, n, self.config.latents[0], device=self.device)

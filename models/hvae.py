@@ -119,6 +119,13 @@ class HVAE(LatentVariableModel):
         log_px_z = self.likelihood.log_prob(x.unsqueeze(1), px_params)
         return ForwardPass(log_px_z, kls, zs, px_params, list(self.layer_names))
 
+    def top_posterior(self, x: Tensor) -> DiagonalGaussian:
+        """q(zL | x) of the top layer, mean and std ``[E, B, d_L]`` (the bottom-up path only)."""
+        h = self.ensemble_input(x)
+        for block in self.up:
+            h = block(h)
+        return self.q_heads[-1](h)
+
     def sample(self, n: int) -> GenerativeSample:
         """``n`` ancestral samples per member from zL ~ N(0, I) down to x."""
         E = self.n_members

@@ -59,7 +59,7 @@ class TrainingTerms:
     """One minibatch's objective. ``loss`` (scalar) is the sum over members of each member's
     mean loss, so each member's gradient is exactly that of its own loss.
 
-    loss_per_member ``[E]``; bound ``[E]`` the batch-mean k-sample bound at beta=1 (no free
+    loss_per_member ``[E]`` (differentiable; mask members out of it before summing); bound ``[E]`` the batch-mean k-sample bound at beta=1 (no free
     bits); log_px_z ``[E]``; kl_layers ``[E, L]`` batch-mean KL per layer.
     """
 
@@ -101,7 +101,7 @@ def training_objective(
         bound = log_mean_exp(fp.log_weight, dim=1).mean(-1)
     return TrainingTerms(
         loss=loss_per_member.sum(),
-        loss_per_member=loss_per_member.detach(),
+        loss_per_member=loss_per_member,
         bound=bound,
         log_px_z=fp.log_px_z.detach().mean(dim=(1, 2)),
         kl_layers=kl_layers.detach(),

@@ -1,0 +1,134 @@
+"""PNG plots of one trained ensemble (matplotlib, no display): data vs samples, posterior means
+per layer coloured by class, score histograms in- vs out-of-distribution, ROC curves and
+learning curves. Member 0 is drawn where one member stands for the trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from models import LatentVariableModel  # noqa: E402
+
+from .data import DataBundle  # noqa: E402
+from .evaluate import Evaluation  # noqa: E402
+from .train import TrainState  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _2d(a: np.ndarray) -> np.ndarray:
+    if a.shape[1] == 1:
+        return np.c_[a, np.zeros(len(a))]
+    return a if a.shape[1] == 2 else PCA(2).fit_transform(a)
+
+
+@torch.no_grad()
+def data_vs_samples(model: LatentVariableModel, data: DataBundle, path: Path) -> Path:
+    gen = model.sample(2000)
+    if data.x_dim == 2:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4.3), sharex=True, sharey=True)
+        axes[0].scatter(*data.x_test[:2000].T, s=2, c=data.y_test[:2000], cmap="coolwarm")
+        axes[0].set_title("test data")
+        axes[1].scatter(*gen.x_mean[0].cpu().numpy().T, s=2, color="k")
+        axes[1].set_title("decoder means of prior samples")
+        axes[2].scatter(*gen.x[0].cpu().numpy().T, s=2, color="k")
+        axes[2].set_title("samples x ~ p(x|z)")
+        return _save(fig, path)
+    side = int(round(data.x_dim**0.5))
+    imgs = gen.x_mean[0, :64].cpu().numpy().reshape(8, 8, side, side)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(imgs.transpose(0, 2, 1, 3).reshape(8 * side, 8 * side), cmap="gray")
+    ax.set_axis_off()
+    ax.set_title("decoder means of prior samples (member 0)")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def posterior_means(model: LatentVariableModel, data: DataBundle, path: Path, n: int = 2000) -> Path:
+    x = torch.from_numpy(data.x_test[:n]).to(model.device)
+    means = model.posterior_means(x)
+    fig, axes = plt.subplots(1, len(means), figsize=(4.3 * len(means), 4.2), squeeze=False)
+    for ax, name, z in zip(axes[0], model.layer_names, means):
+        ax.scatter(*_2d(z[0].cpu().numpy()).T, s=2, c=data.y_test[:n], cmap="tab10")
+        ax.set_title(f"{name}: posterior means" + (" (PCA)" if z.shape[-1] > 2 else ""))
+    return _save(fig, path)
+
+
+def score_histograms(ev: Evaluation, path: Path, score: str = "neg_elbo") -> Path:
+    s = ev.scores
+    pick = (s["member"] == 0) & (s["score"] == score)
+    sets = list(dict.fromkeys(s["set"][pick]))
+    fig, ax = plt.subplots(figsize=(7, 4.3))
+    values = {k: -s["value"][pick & (s["set"] == k)] for k in sets}
+    finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
+    lo, hi = np.percentile(finite, [0.5, 100]) if finite.size else (0, 1)
+    for k, v in values.items():
+        ax.hist(np.clip(v, lo, hi), bins=80, range=(lo, hi), histtype="step", density=True, label=k)
+    ax.set_xlabel("ELBO (nats)" if score == "neg_elbo" else f"-{score}")
+    ax.legend(fontsize=8)
+    ax.set_title("ELBO in- vs out-of-distribution (member 0)")
+    return _save(fig, path)
+
+
+def roc_curves(ev: Evaluation, path: Path) -> Path:
+    s = ev.scores
+    m0 = s["member"] == 0
+    sets = [k for k in dict.fromkeys(s["set"][m0]) if k != "test"]
+    scores = list(dict.fromkeys(s["score"][m0]))
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.3 * len(scores), 4.2), squeeze=False)
+    for ax, score in zip(axes[0], scores):
+        inn = s["value"][m0 & (s["score"] == score) & (s["set"] == "test")]
+        for k in sets:
+            out = s["value"][m0 & (s["score"] == score) & (s["set"] == k)]
+            y = np.r_[np.zeros(len(inn)), np.ones(len(out))]
+            v = np.clip(np.nan_to_num(np.r_[inn, out], nan=0.0), -1e300, 1e300)
+            fpr, tpr, _ = roc_curve(y, v)
+            ax.plot(fpr, tpr, label=k)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_title(f"ROC, score {score}")
+        ax.set_xlabel("false positive rate")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("true positive rate")
+    return _save(fig, path)
+
+
+def learning_curves(state: TrainState, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [h.epoch for h in state.history]
+    for key, ax in (("train_bound", axes[0]), ("val_elbo", axes[1])):
+        vals = np.array([h.members[key] for h in state.history])
+        for e in range(vals.shape[1]):
+            ax.plot(epochs, vals[:, e], lw=1, label=f"member {e}")
+        finite = vals[np.isfinite(vals)]
+        if finite.size:
+            ax.set_ylim(np.percentile(finite, 5) - 0.5, finite.max() + 0.2)
+        ax.set_title(key.replace("_", " ") + " (nats)")
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def all_plots(model: LatentVariableModel, data: DataBundle, ev: Evaluation, state: TrainState,
+              folder: Path) -> list[Path]:
+    """Write every plot into ``folder``; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        data_vs_samples(model, data, folder / "samples.png"),
+        posterior_means(model, data, folder / "posterior_means.png"),
+        score_histograms(ev, folder / "elbo_histogram.png"),
+        roc_curves(ev, folder / "roc.png"),
+        learning_curves(state, folder / "learning_curves.png"),
+    ]

@@ -1,0 +1,98 @@
+"""Training: checkpoint-resume equality, divergence handling, callbacks, configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from study.config import trial_config
+from study.data import load_data
+from study.errors import SpecError
+from study.train import Trainer
+
+SMALL = dict(dataset="moons", n_train=512, n_val=128, n_test=256, latents=[2, 2],
+             hidden=[[16], [16]], seeds=[0, 1], epochs=4, batch_size=64, lr=3e-3)
+
+
+def _trainer(**overrides) -> Trainer:
+    cfg = trial_config(SMALL | overrides)
+    return Trainer(cfg, load_data(cfg.data_config()), device="cpu")
+
+
+def _params(t: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in t.model.state_dict().items()}
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    overrides = dict(binarize="dynamic", warmup_epochs=2, lr_schedule="cosine")
+    straight = _trainer(**overrides)
+    straight.fit()
+
+    first = _trainer(**overrides)
+    first.cfg = first.cfg.model_copy(update={"epochs": 2})
+    first.fit()
+    first.cfg = first.cfg.model_copy(update={"epochs": 4})
+    first.save(tmp_path / "ckpt.pt")
+    torch.manual_seed(999)  # whatever happened in between must not matter
+
+    resumed = _trainer(**overrides)
+    resumed.load(tmp_path / "ckpt.pt")
+    assert resumed.state.epoch == 2
+    resumed.fit()
+    for key, value in _params(straight).items():
+        assert torch.equal(value, _params(resumed)[key]), key
+    assert [h.members for h in straight.state.history] == [h.members for h in resumed.state.history]
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path):
+    t = _trainer()
+    t.save(tmp_path / "c.pt")
+    other = _trainer(lr=1e-2)
+    with pytest.raises(ValueError, match="different trial configuration"):
+        other.load(tmp_path / "c.pt")
+
+
+def test_a_nan_member_is_marked_diverged_and_the_others_train_on():
+    ref = _trainer(epochs=3)  # each trainer seeds the global RNG: build and run one at a time
+    ref.fit()
+    t = _trainer(epochs=3)
+    with torch.no_grad():
+        t.model.decoder[0].weight[1].fill_(float("nan"))  # poison member 1 only
+    t.fit()
+    assert t.state.diverged_epoch == [None, 1]
+    last = t.state.history[-1]
+    assert last.n_diverged == 1 and last.members["diverged"] == [0.0, 1.0]
+    assert np.isnan(last.members["val_elbo"][1]) and np.isfinite(last.members["val_elbo"][0])
+    assert last.mean["val_elbo"] == last.members["val_elbo"][0]
+    # member 0 trained exactly as it would have without the poisoned neighbour
+    for key, value in _params(ref).items():
+        assert torch.equal(value[0], _params(t)[key][0]), key
+    # member 1 was frozen, not updated with NaN gradients
+    assert torch.isnan(t.model.decoder[0].weight[1]).all()
+    assert torch.isfinite(t.model.decoder[2].weight[1]).all()
+
+
+def test_callback_can_stop_training_and_sees_every_epoch():
+    t = _trainer(epochs=10)
+    seen = []
+    stopped = t.fit(lambda m: seen.append(m.epoch) or m.epoch == 3)
+    assert stopped and seen == [1, 2, 3] and t.state.epoch == 3
+
+
+def test_training_improves_the_validation_elbo():
+    t = _trainer(epochs=15)
+    t.fit()
+    first, last = t.state.history[0].mean["val_elbo"], t.state.history[-1].mean["val_elbo"]
+    assert last > first + 0.3
+
+
+def test_bad_trial_configs_name_the_field_and_value():
+    with pytest.raises(SpecError, match=r"field 'noise' = -1"):
+        trial_config(SMALL | {"noise": -1})
+    with pytest.raises(SpecError, match=r"field 'widths' = 3: Extra inputs"):
+        trial_config(SMALL | {"widths": 3})
+    with pytest.raises(SpecError, match="bernoulli likelihood needs binarized image data"):
+        trial_config(SMALL | {"likelihood": "bernoulli"})
+    assert trial_config(SMALL | {"seeds": 3}).seeds == (0, 1, 2)
+    assert trial_config(SMALL).flat()["hidden"] == "[[16], [16]]"
