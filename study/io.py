@@ -55,3 +55,29 @@ def write_parquet(path: str | os.PathLike, table: pa.Table | dict[str, Any]) -> 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` so that ``dst`` is either absent, old, or complete."""
+    import shutil
+
+    dst = Path(dst)
+    tmp = _tmp_beside(dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """A text file written atomically."""
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    try:
+        Path(tmp).write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,163 @@
+"""StudySpec -> ``ray.tune.Tuner`` (grid or OptunaSearch + Optuna pruning) -> run or resume.
+
+Grid factors (``grid``/``levels``) become ``tune.grid_search``. With sampled factors the search
+is Ray's ``OptunaSearch`` (TPE, seeded); grid factors then become categorical dimensions whose
+every cell is enqueued ``num_samples`` times (Optuna fixes the grid values and samples the
+rest), so the grid is still covered exactly. Pruning is ``OptunaPruningScheduler`` in both
+cases. The results folder holds the Ray experiment (``ray/``), the Optuna study
+(``optuna.db``), the Parquet tables and ``study.json`` (budget, MLflow parent run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .io import write_json
+from .spec import StudySpec
+from .tracking import Tracker, git_commit
+
+STATE = "study.json"
+RAY_DIR = "ray"
+
+
+@dataclass
+class StudyOutcome:
+    results: Path
+    parent_run_id: str
+    counts: dict[str, int]
+    tracking_uri: str
+
+
+def _check_results_folder(results: Path, resume: bool, overwrite: bool) -> dict[str, Any]:
+    """The saved state of a previous invocation ({} for a new study); checks writability."""
+    state_file = results / STATE
+    if resume:
+        if not state_file.exists() or not (results / RAY_DIR).exists():
+            raise UserError(f"--resume: {results} holds no study to resume (no {STATE}); "
+                            "run it without --resume first")
+        return json.loads(state_file.read_text())
+    if state_file.exists() or (results / RAY_DIR).exists():
+        if not overwrite:
+            raise UserError(f"{results} already holds this study's results; add --resume to "
+                            "continue it, --overwrite to replace it, or --results DIR")
+        shutil.rmtree(results)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"results folder {results} is not writable: {err.strerror or err}") from None
+    return {}
+
+
+def _search(spec: StudySpec, budget: str):
+    """(param_space, search_alg, num_samples) for the study's factors."""
+    from ray import tune
+
+    if not spec.sampled_factors:
+        space = {name: tune.grid_search(f.values) for name, f in spec.grid_factors.items()}
+        return space, None, 1
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples))
+    points = [cell for cell in spec.grid_cells() for _ in range(per_cell)]
+    searcher = OptunaSearch(
+        space={name: f.optuna_distribution() for name, f in spec.factors.items()},
+        metric=spec.search.metric, mode=spec.search.mode,
+        sampler=optuna.samplers.TPESampler(seed=spec.search.sampler_seed),
+        points_to_evaluate=points if spec.grid_factors else None,
+    )
+    return {}, searcher, len(points)
+
+
+def run_study(
+    spec: StudySpec,
+    budget: str = "default",
+    results: str | Path | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_concurrent: int | None = None,
+    gpus_per_trial: float | None = None,
+    num_cpus: int | None = None,
+    quiet: bool = False,
+    plots: bool = True,
+) -> StudyOutcome:
+    """Run (or resume) ``spec`` at ``budget``; see the module docstring."""
+    results = Path(results or Path("results") / spec.name).resolve()
+    state = _check_results_folder(results, resume, overwrite)
+    if resume and budget != state.get("budget", budget):
+        raise UserError(f"--resume: {results} was started with --budget {state['budget']}, "
+                        f"not {budget}")
+    tracker = Tracker(tracking_uri, spec.name)  # fails fast on an unusable tracking URI
+    parent = tracker.start_parent(
+        state.get("parent_run_id"),
+        tags={"study": spec.name, "question": spec.question.strip()[:5000], "budget": budget,
+              "git_commit": git_commit()},
+        run_name=f"{spec.name} ({budget})",
+    )
+    write_json(results / STATE, {"study": spec.name, "budget": budget, "parent_run_id": parent,
+                                 "tracking_uri": tracker.uri})
+
+    import ray
+    from ray import tune
+
+    from .pruning import OptunaPruningScheduler
+    from .recorder import StudyRecorder
+    from .trainable import run_study_trial
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else num_cpus,
+                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    gpus = spec.resources.gpus if gpus_per_trial is None else gpus_per_trial
+    trainable = tune.with_resources(
+        tune.with_parameters(run_study_trial, spec=spec, budget=budget,
+                             metric=spec.search.metric, plots=plots),
+        {"cpu": spec.resources.cpus, "gpu": gpus},
+    )
+    recorder = StudyRecorder(spec, budget, results, tracker.uri, parent, quiet=quiet)
+    if resume and tune.Tuner.can_restore(str(results / RAY_DIR)):
+        tuner = tune.Tuner.restore(str(results / RAY_DIR), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        param_space, searcher, num_samples = _search(spec, budget)
+        distributions = {n: f.optuna_distribution() for n, f in spec.factors.items()}
+        scheduler = OptunaPruningScheduler(
+            storage=f"sqlite:///{results / 'optuna.db'}", study_name=spec.name,
+            pruner=spec.pruner.build(), metric=spec.search.metric, mode=spec.search.mode,
+            distributions=distributions,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=spec.search.metric, mode=spec.search.mode, search_alg=searcher,
+                scheduler=scheduler, num_samples=num_samples,
+                max_concurrent_trials=max_concurrent, reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=RAY_DIR, storage_path=str(results), callbacks=[recorder], verbose=0,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+    tuner.fit()
+    from .results import read_trials
+
+    trials = read_trials(results)
+    counts = {s: int((trials.drop_duplicates("trial_id")["trial_status"] == s).sum())
+              for s in ("finished", "diverged", "pruned", "failed")} if len(trials) else {}
+    tracker.client.set_terminated(parent, "FINISHED")
+    return StudyOutcome(results, parent, counts, tracker.uri)

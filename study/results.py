@@ -1,0 +1,88 @@
+"""Parquet tables, the source of truth for reports (written by the driver only).
+
+Under the study's results folder:
+
+- ``trials.parquet``: one row per trial x seed: trial id, status (finished / pruned /
+  diverged / failed), factor columns, the flat trial config, epochs trained and the final
+  metrics of that seed (``study.evaluate``), NaN where the trial never got there;
+- ``epochs.parquet``: learning curves, one row per trial x epoch x seed;
+- ``scores.parquet/``: a Parquet dataset folder with one file per trial (per-sample OOD scores:
+  member, seed, set, score, index, value); read it with ``pandas.read_parquet``.
+
+Every write replaces the file atomically and rows are keyed by trial id, so a retried or
+resumed trial replaces its rows instead of adding a second copy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import copy_atomic, write_parquet
+
+TRIALS, EPOCHS, SCORES = "trials.parquet", "epochs.parquet", "scores.parquet"
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas() if path.exists() else pd.DataFrame()
+
+
+class ResultsStore:
+    """Append/replace rows per trial and rewrite the tables atomically."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.trials = _read(self.folder / TRIALS)
+        self.epochs = _read(self.folder / EPOCHS)
+
+    def known_trials(self) -> set[str]:
+        return set(self.trials["trial_id"]) if len(self.trials) else set()
+
+    def put_trial(self, trial_id: str, rows: list[dict[str, Any]],
+                  epoch_rows: list[dict[str, Any]], scores_file: Path | None) -> None:
+        """Replace everything recorded for ``trial_id`` by these rows; write atomically."""
+        self.trials = _replace(self.trials, trial_id, pd.DataFrame(rows))
+        self.epochs = _replace(self.epochs, trial_id, pd.DataFrame(epoch_rows))
+        write_parquet(self.folder / TRIALS, _table(self.trials))
+        write_parquet(self.folder / EPOCHS, _table(self.epochs))
+        target = self.folder / SCORES / f"{trial_id}.parquet"
+        if scores_file is not None and scores_file.exists():
+            copy_atomic(scores_file, target)
+
+
+def _replace(frame: pd.DataFrame, trial_id: str, rows: pd.DataFrame) -> pd.DataFrame:
+    if len(frame):
+        frame = frame[frame["trial_id"] != trial_id]
+    if not len(rows):
+        return frame
+    return pd.concat([frame, rows], ignore_index=True) if len(frame) else rows.reset_index(drop=True)
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    # mixed object columns (e.g. a factor that is sometimes a number) are stored as strings
+    frame = frame.copy()
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            kinds = {type(v) for v in frame[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            if len(kinds) > 1 or (kinds and not kinds <= {str}):
+                frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def read_trials(folder: str | Path) -> pd.DataFrame:
+    return _read(Path(folder) / TRIALS)
+
+
+def read_epochs(folder: str | Path) -> pd.DataFrame:
+    return _read(Path(folder) / EPOCHS)
+
+
+def read_scores(folder: str | Path) -> pd.DataFrame:
+    path = Path(folder) / SCORES
+    return pq.read_table(path).to_pandas() if path.exists() and any(path.iterdir()) else pd.DataFrame()

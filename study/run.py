@@ -1,0 +1,111 @@
+"""``python -m study.run NAME``: run a named study (search_spaces/NAME.yaml) end to end.
+
+Ray Tune launches the trials (a local Ray with this machine's CPUs, or ``--address auto`` for
+a running cluster), Optuna samples and prunes them, every trial lands in MLflow (a parent run
+per invocation, a child run per trial) and in Parquet under ``results/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from .errors import UserError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("name", nargs="?", help="study name (a file in search_spaces/) or a YAML path")
+    p.add_argument("--list", action="store_true", help="list the studies and their questions")
+    p.add_argument("--budget", default="default", choices=["smoke", "default", "full"])
+    p.add_argument("--address", default=None, help="Ray cluster address ('auto' for a running one)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default sqlite:///mlflow.db in this folder)")
+    p.add_argument("--results", default=None, help="results folder (default results/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted study")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results of this study")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU fraction per trial (overrides the spec)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def list_studies() -> str:
+    from .spec import available, load_spec
+
+    lines = []
+    for name in available():
+        try:
+            question = " ".join(load_spec(name).question.split())
+        except UserError as err:
+            question = f"(invalid: {err})"
+        lines.append(f"{name:<20} {question}")
+    return "\n".join(lines)
+
+
+def summary(results) -> str:
+    from .results import read_trials
+
+    trials = read_trials(results)
+    if not len(trials):
+        return "no trials recorded"
+    factor_cols = [c for c in trials.columns if c.startswith("factor.")]
+    metric_cols = [c for c in ("test_ll", "ll_gap", "last_val_elbo") if c in trials.columns]
+    grouped = trials.groupby("trial_id", sort=False)
+    head = ["trial", *[c[7:] for c in factor_cols], "status", "epochs", *[f"{m} (mean)" for m in metric_cols]]
+    rows = []
+    for tid, g in grouped:
+        vals = [str(g[c].iloc[0]) for c in factor_cols]
+        means = []
+        for m in metric_cols:
+            v = g[m].astype(float)
+            v = v[v.notna()]
+            means.append(f"{v.mean():.4f}" if len(v) else "-")
+        rows.append([tid, *vals, str(g["trial_status"].iloc[0]), str(g["epochs"].iloc[0]), *means])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.list:
+            print(list_studies())
+            return 0
+        if not args.name:
+            parser().print_usage(sys.stderr)
+            print("error: name a study (python -m study.run --list shows them)", file=sys.stderr)
+            return 2
+        from .launch import run_study
+        from .spec import load_spec
+
+        spec = load_spec(args.name)
+        total = spec.num_trials(args.budget)
+        print(f"study {spec.name} ({args.budget}), {total} trials: {' '.join(spec.question.split())}",
+              flush=True)
+        out = run_study(spec, args.budget, args.results, args.address, args.tracking_uri,
+                        args.resume, args.overwrite, args.max_concurrent, args.gpus_per_trial,
+                        args.num_cpus, args.quiet)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(summary(out.results))
+    c = out.counts
+    print(f"\n{c.get('finished', 0)} finished, {c.get('diverged', 0)} diverged, "
+          f"{c.get('pruned', 0)} pruned, {c.get('failed', 0)} failed")
+    ui = "mlflow ui" if out.tracking_uri == "sqlite:///mlflow.db" else f"mlflow ui --backend-store-uri {out.tracking_uri}"
+    print(f"results:  {out.results}  (trials.parquet, epochs.parquet, scores.parquet/)")
+    print(f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})")
+    print(f"report:   python -m study.report {spec.name}"
+          + (f" --results {out.results}" if args.results else ""))
+    print(f"optuna:   optuna-dashboard sqlite:///{out.results}/optuna.db")
+    return 0 if c.get("failed", 0) < sum(c.values()) or not c else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,302 @@
+"""Study specifications: ``search_spaces/NAME.yaml`` -> a validated ``StudySpec``.
+
+A study file states the question it answers, the fixed settings, the factors, the seeds, the
+metric that search and pruning use, the pruner, the budgets and the resources of a trial:
+
+    name: spirals_depth                    # must equal the file name
+    question: Do extra stochastic layers help on Spirals?
+    fixed: {dataset: spirals, noise: 0.05} # any TrialConfig field (see study/config.py)
+    factors:
+      depth: {grid: [1, 2, 3, 4]}          # grid: every value is tried
+      model:                               # levels: each level sets several fields
+        levels:
+          vae:  {kind: vae, latents: [2], hidden: [64, 64]}
+          hvae: {kind: hvae, latents: [2, 2], hidden: [[64, 64], [32, 32]]}
+      lr: {loguniform: [1.0e-4, 1.0e-2]}   # sampled by Optuna TPE: uniform, loguniform,
+      width: {int: [16, 128], step: 16}    #   int (step, log), categorical
+    seeds: 3                               # 3 = seeds 0, 1, 2 (or an explicit list)
+    search: {metric: val_elbo, mode: max, num_samples: 8, sampler_seed: 0}
+    pruner: {name: median, args: {n_warmup_steps: 10}}
+    budgets:                               # overrides of fixed settings (+ num_samples, seeds)
+      smoke: {epochs: 3, n_train: 500}
+      default: {epochs: 100}
+      full: {epochs: 1000}
+    resources: {cpus: 1, gpus: 0}
+
+Besides TrialConfig fields, factors and fixed settings may use the shorthands ``depth`` and
+``latent_dim`` (latents = [latent_dim] * depth) and ``width`` and ``hidden_layers`` (hidden =
+one block of ``hidden_layers`` layers of ``width`` units per stochastic layer).
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .config import TrialConfig
+from .errors import SpecError
+
+SEARCH_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+SHORTHANDS = {"depth", "latent_dim", "width", "hidden_layers"}
+BUDGETS = ("smoke", "default", "full")
+PRUNERS = {
+    "none": "NopPruner",
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "hyperband": "HyperbandPruner",
+    "wilcoxon": "WilcoxonPruner",
+    "threshold": "ThresholdPruner",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Factor(_Strict):
+    """One factor: exactly one of grid, levels, uniform, loguniform, int, categorical."""
+
+    grid: list[Any] | None = None
+    levels: dict[str, dict[str, Any]] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    int: tuple[builtins.int, builtins.int] | None = None  # noqa: A003 - the YAML key
+    step: float | None = None
+    log: bool = False
+    categorical: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Factor:
+        kinds = [k for k in ("grid", "levels", "uniform", "loguniform", "int", "categorical")
+                 if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a factor needs exactly one of grid, levels, uniform, loguniform, "
+                             f"int, categorical; got {kinds or 'none'}")
+        if self.grid is not None and not self.grid:
+            raise ValueError("grid must list at least one value")
+        if self.levels is not None and not self.levels:
+            raise ValueError("levels must define at least one level")
+        if self.categorical is not None and not self.categorical:
+            raise ValueError("categorical must list at least one value")
+        for rng in (self.uniform, self.loguniform, self.int):
+            if rng is not None and not rng[0] < rng[1]:
+                raise ValueError(f"range must have low < high, got {list(rng)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.loguniform[0]}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("grid", "levels", "uniform", "loguniform", "int", "categorical")
+                    if getattr(self, k) is not None)
+
+    @property
+    def is_grid(self) -> bool:
+        return self.kind in ("grid", "levels")
+
+    @property
+    def values(self) -> list[Any]:
+        """The grid values (level names for ``levels``)."""
+        return list(self.levels) if self.levels is not None else list(self.grid or [])
+
+    def optuna_distribution(self):
+        import optuna.distributions as d
+
+        if self.kind == "uniform":
+            return d.FloatDistribution(*self.uniform, step=self.step)
+        if self.kind == "loguniform":
+            return d.FloatDistribution(*self.loguniform, log=True)
+        if self.kind == "int":
+            return d.IntDistribution(*self.int, step=int(self.step or 1), log=self.log)
+        if self.kind == "categorical":
+            return d.CategoricalDistribution(self.categorical)
+        return d.CategoricalDistribution(self.values)
+
+    def corners(self) -> list[Any]:
+        """Values that exercise the factor's range (for validating a spec before running)."""
+        if self.is_grid:
+            return self.values
+        if self.kind == "categorical":
+            return list(self.categorical)
+        lo, hi = getattr(self, self.kind)
+        return [lo, hi]
+
+
+class Search(_Strict):
+    metric: str = "val_elbo"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(8, ge=1)
+    sampler_seed: int = 0
+
+
+class Pruner(_Strict):
+    name: Literal[tuple(PRUNERS)] = "median"  # type: ignore[valid-type]
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    def build(self):
+        import optuna
+
+        return getattr(optuna.pruners, PRUNERS[self.name])(**self.args)
+
+
+class Resources(_Strict):
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class StudySpec(_Strict):
+    name: str
+    question: str = Field(min_length=1)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    factors: dict[str, Factor] = Field(default_factory=dict)
+    seeds: int | list[int] = 3
+    search: Search = Field(default_factory=Search)
+    pruner: Pruner = Field(default_factory=Pruner)
+    budgets: dict[Literal["smoke", "default", "full"], dict[str, Any]] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    checkpoint_every: int = Field(10, ge=1)
+    responses: list[str] = Field(default_factory=lambda: ["test_ll"])
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1 or isinstance(v, list) and not v:
+            raise ValueError("need at least one seed")
+        return v
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def grid_factors(self) -> dict[str, Factor]:
+        return {k: f for k, f in self.factors.items() if f.is_grid}
+
+    @property
+    def sampled_factors(self) -> dict[str, Factor]:
+        return {k: f for k, f in self.factors.items() if not f.is_grid}
+
+    def grid_cells(self) -> list[dict[str, Any]]:
+        """Every combination of grid-factor values (one empty cell when there are none)."""
+        names = list(self.grid_factors)
+        return [dict(zip(names, combo))
+                for combo in itertools.product(*(self.factors[n].values for n in names))]
+
+    def budget(self, name: str) -> dict[str, Any]:
+        if name not in BUDGETS:
+            raise SpecError(f"unknown budget {name!r}; known: {', '.join(BUDGETS)}")
+        return dict(self.budgets.get(name, {}))
+
+    def num_trials(self, budget: str) -> int:
+        per_cell = int(self.budget(budget).get("num_samples", self.search.num_samples))
+        return len(self.grid_cells()) * (per_cell if self.sampled_factors else 1)
+
+    def base_values(self, budget: str) -> dict[str, Any]:
+        """Fixed settings with the budget's overrides and the seeds (factors not applied)."""
+        values = dict(self.fixed) | {"seeds": self.seeds}
+        overrides = self.budget(budget)
+        overrides.pop("num_samples", None)
+        return values | overrides
+
+    def trial_values(self, factors: dict[str, Any], budget: str) -> dict[str, Any]:
+        """TrialConfig fields of the trial with these factor values (shorthands resolved)."""
+        values = self.base_values(budget)
+        for name, value in factors.items():
+            f = self.factors.get(name)
+            if f is not None and f.levels is not None:
+                values |= f.levels[str(value)]
+            else:
+                values[name] = value
+        return resolve_shorthands(values)
+
+    def trial_config(self, factors: dict[str, Any], budget: str, where: str = "") -> TrialConfig:
+        from .config import trial_config
+
+        return trial_config(self.trial_values(factors, budget), where or f"study {self.name}")
+
+
+def resolve_shorthands(values: dict[str, Any]) -> dict[str, Any]:
+    """Expand ``depth``/``latent_dim`` into ``latents`` and ``width``/``hidden_layers`` into
+    ``hidden``; other fields pass through."""
+    values = dict(values)
+    depth = values.pop("depth", None)
+    latent_dim = values.pop("latent_dim", None)
+    width = values.pop("width", None)
+    hidden_layers = values.pop("hidden_layers", None)
+    if depth is not None or latent_dim is not None:
+        current = list(values.get("latents", [2]))
+        d = int(depth) if depth is not None else len(current)
+        z = int(latent_dim) if latent_dim is not None else int(current[0])
+        values["latents"] = [z] * d
+        if "hidden" in values and width is None:
+            hidden = values["hidden"]
+            if hidden and all(isinstance(h, int) for h in hidden):
+                values["hidden"] = [list(hidden)] * d  # one block, repeated per layer
+    if width is not None or hidden_layers is not None:
+        n_layers = len(values.get("latents", [2]))
+        block = [int(width if width is not None else 64)] * int(hidden_layers or 2)
+        values["hidden"] = [block] * n_layers
+    return values
+
+
+def _format(err: ValidationError, where: str) -> SpecError:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return SpecError(f"{where}: field {field!r} = {first.get('input')!r}: {first['msg']}")
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SEARCH_SPACES.glob("*.yaml"))
+
+
+def spec_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    path = SEARCH_SPACES / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(available()) or "none"
+        raise SpecError(f"unknown study {name_or_path!r}: no {path}; known studies: {known}")
+    return path
+
+
+def load_spec(name_or_path: str) -> StudySpec:
+    """Load and fully validate a study: the file, every grid cell and the sampled ranges'
+    ends as TrialConfigs, under every budget. Errors name the file, the field and the value."""
+    path = spec_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{at} malformed YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a study file must be a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = StudySpec(**raw)
+    except ValidationError as err:
+        raise _format(err, str(path)) from None
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: field 'name' = {spec.name!r} must equal the file name {path.stem!r}")
+    for name in spec.factors:
+        if name not in TrialConfig.model_fields and name not in SHORTHANDS and \
+                spec.factors[name].levels is None:
+            raise SpecError(f"{path}: field 'factors.{name}': unknown setting {name!r}; "
+                            f"a factor must be a TrialConfig field, a shorthand "
+                            f"({', '.join(sorted(SHORTHANDS))}) or define levels")
+    for budget in BUDGETS:
+        for cell in spec.grid_cells():
+            for corner in itertools.product(*(f.corners() for f in spec.sampled_factors.values())):
+                factors = cell | dict(zip(spec.sampled_factors, corner))
+                spec.trial_config(factors, budget, f"{path} (budget {budget}, factors {factors})")
+    if spec.search.metric not in _REPORTED_EACH_EPOCH and not spec.search.metric.startswith("train_kl_"):
+        raise SpecError(f"{path}: field 'search.metric' = {spec.search.metric!r}: not reported "
+                        f"every epoch; use one of {sorted(_REPORTED_EACH_EPOCH)}")
+    return spec
+
+
+_REPORTED_EACH_EPOCH = {"val_elbo", "train_bound", "train_loss", "output_std_min", "output_std_mean"}
+

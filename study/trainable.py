@@ -1,0 +1,94 @@
+"""The Ray Tune trainable: one trial = one configuration with all of its seeds.
+
+Runs in a Ray worker. Reports one result per epoch (``phase="epoch"``: mean metrics, which the
+pruner and the search see, and per-seed values as ``name/seed_S``), a Ray checkpoint every
+``checkpoint_every`` epochs, and a final result (``phase="final"``) whose checkpoint folder
+also carries the evaluation: ``metrics.json``, ``scores.parquet`` and ``plots/``. The driver
+reads those from the checkpoint, so the same code works on one machine and on a cluster with
+shared storage.
+
+Start-up is amortised: datasets are cached per worker process (actors are reused between
+trials), so a trial pays only for its own training.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from .data import DataBundle, DataConfig, load_data
+from .evaluate import evaluate
+from .io import write_json, write_parquet
+from .spec import StudySpec
+from .train import EpochMetrics, Trainer
+
+TRAINER_FILE = "trainer.pt"
+
+
+@functools.lru_cache(maxsize=4)
+def cached_data(cfg: DataConfig) -> DataBundle:
+    return load_data(cfg)
+
+
+def epoch_result(m: EpochMetrics, seeds: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"phase": "epoch", "epoch": m.epoch, "n_diverged": m.n_diverged}
+    out |= {k: v for k, v in m.mean.items()}
+    for name, values in m.members.items():
+        for seed, v in zip(seeds, values):
+            out[f"{name}/seed_{seed}"] = v
+    return out
+
+
+def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metric: str,
+                    plots: bool = True) -> None:
+    """Ray Tune function trainable (see module docstring)."""
+    cfg = spec.trial_config(factors, budget)
+    seeds = list(cfg.seeds)
+    cpus = max(1, int(spec.resources.cpus))
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    data = cached_data(cfg.data_config())
+    trainer = Trainer(cfg, data, device=device, threads=cpus)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer.load(Path(folder) / TRAINER_FILE)
+
+    def report(result: dict[str, Any], extra: dict[str, Any] | None = None,
+               with_checkpoint: bool = False, files=None) -> None:
+        if not with_checkpoint:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.save(Path(tmp) / TRAINER_FILE)
+            if files is not None:
+                files(Path(tmp))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def on_epoch(m: EpochMetrics) -> None:
+        due = m.epoch % spec.checkpoint_every == 0 and m.epoch < cfg.epochs
+        report(epoch_result(m, seeds), with_checkpoint=due)
+
+    if trainer.state.epoch < cfg.epochs:
+        trainer.fit(on_epoch)
+    ev = evaluate(trainer.model, data, cfg, trainer.state)
+    last = trainer.state.history[-1]
+
+    def files(folder: Path) -> None:
+        write_json(folder / "metrics.json", {"seeds": seeds, "members": ev.members, "mean": ev.mean,
+                                             "layers": ev.layer_names})
+        write_parquet(folder / "scores.parquet", ev.scores)
+        if plots:
+            from .plots import all_plots
+
+            all_plots(trainer.model, data, ev, trainer.state, folder / "plots")
+
+    final = {"phase": "final", "epoch": last.epoch, metric: last.mean.get(metric),
+             "n_diverged": last.n_diverged}
+    final |= {f"final/{k}": v for k, v in ev.mean.items()}
+    report(final, with_checkpoint=True, files=files)
+
