@@ -36,26 +36,30 @@ class StudyOutcome:
 
 
 def _check_results_folder(results: Path, resume: bool, overwrite: bool) -> dict[str, Any]:
-    """The saved state of a previous invocation ({} for a new study); checks writability."""
+    """The saved state of a previous invocation ({} for a new study). Checks, without writing
+    anything, that the folder can be created and written."""
     state_file = results / STATE
     if resume:
         if not state_file.exists() or not (results / RAY_DIR).exists():
             raise UserError(f"--resume: {results} holds no study to resume (no {STATE}); "
                             "run it without --resume first")
         return json.loads(state_file.read_text())
-    if state_file.exists() or (results / RAY_DIR).exists():
-        if not overwrite:
-            raise UserError(f"{results} already holds this study's results; add --resume to "
-                            "continue it, --overwrite to replace it, or --results DIR")
-        shutil.rmtree(results)
-    try:
-        results.mkdir(parents=True, exist_ok=True)
-        probe = results / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"results folder {results} is not writable: {err.strerror or err}") from None
+    if (state_file.exists() or (results / RAY_DIR).exists()) and not overwrite:
+        raise UserError(f"{results} already holds this study's results; add --resume to "
+                        "continue it, --overwrite to replace it, or --results DIR")
+    existing = results
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a directory" if not existing.is_dir() else "permission denied"
+        raise UserError(f"results folder {results} is not writable: {existing} is {why}")
     return {}
+
+
+def _prepare_results_folder(results: Path, resume: bool) -> None:
+    if not resume and results.exists():
+        shutil.rmtree(results)  # --overwrite (checked above)
+    results.mkdir(parents=True, exist_ok=True)
 
 
 def _search(spec: StudySpec, budget: str):
@@ -69,14 +73,47 @@ def _search(spec: StudySpec, budget: str):
     from ray.tune.search.optuna import OptunaSearch
 
     per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples))
-    points = [cell for cell in spec.grid_cells() for _ in range(per_cell)]
+    cells = spec.grid_cells()
+    if spec.grid_factors:
+        space: Any = GridCellsThenSample(cells, spec.sampled_factors)
+    else:
+        space = {name: f.optuna_distribution() for name, f in spec.sampled_factors.items()}
     searcher = OptunaSearch(
-        space={name: f.optuna_distribution() for name, f in spec.factors.items()},
-        metric=spec.search.metric, mode=spec.search.mode,
+        space=space, metric=spec.search.metric, mode=spec.search.mode,
         sampler=optuna.samplers.TPESampler(seed=spec.search.sampler_seed),
-        points_to_evaluate=points if spec.grid_factors else None,
     )
-    return {}, searcher, len(points)
+    return {}, searcher, len(cells) * per_cell
+
+
+class GridCellsThenSample:
+    """Define-by-run space for OptunaSearch when a study mixes grid and sampled factors: trial i
+    gets grid cell i mod (number of cells), so every cell gets the same number of trials, and
+    TPE samples the other factors (the grid values are recorded as user attributes)."""
+
+    def __init__(self, cells: list[dict[str, Any]], sampled: dict[str, Any]) -> None:
+        self.cells = cells
+        self.sampled = sampled
+        self.count = 0
+
+    def __call__(self, trial) -> dict[str, Any]:
+        cell = self.cells[self.count % len(self.cells)]
+        self.count += 1
+        for name, factor in self.sampled.items():
+            dist = factor.optuna_distribution()
+            _suggest(trial, name, dist)
+        for name, value in cell.items():
+            trial.set_user_attr(f"grid.{name}", value)
+        return dict(cell)
+
+
+def _suggest(trial, name: str, dist) -> Any:
+    import optuna.distributions as d
+
+    if isinstance(dist, d.FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, d.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_categorical(name, dist.choices)
 
 
 def run_study(
@@ -100,6 +137,7 @@ def run_study(
         raise UserError(f"--resume: {results} was started with --budget {state['budget']}, "
                         f"not {budget}")
     tracker = Tracker(tracking_uri, spec.name)  # fails fast on an unusable tracking URI
+    _prepare_results_folder(results, resume)
     parent = tracker.start_parent(
         state.get("parent_run_id"),
         tags={"study": spec.name, "question": spec.question.strip()[:5000], "budget": budget,

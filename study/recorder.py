@@ -134,7 +134,8 @@ class StudyRecorder(Callback):
         rows = []
         for e, seed in enumerate(seeds):
             row: dict[str, Any] = {"trial_id": trial.trial_id, "seed": seed, "member": e,
-                                   "trial_status": status, "epochs": int(last.get("epoch", 0))}
+                                   "trial_status": status, "epochs": int(last.get("epoch", 0)),
+                                   "node_id": last.get("node_id"), "device": last.get("device")}
             row |= {f"factor.{k}": v for k, v in self._factors(trial).items()}
             row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
             if final is not None:

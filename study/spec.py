@@ -163,11 +163,13 @@ class StudySpec(_Strict):
     checkpoint_every: int = Field(10, ge=1)
     responses: list[str] = Field(default_factory=lambda: ["test_ll"])
 
-    @field_validator("seeds")
+    @field_validator("seeds", mode="before")
     @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
-        if isinstance(v, int) and v < 1 or isinstance(v, list) and not v:
-            raise ValueError("need at least one seed")
+    def _seeds(cls, v: Any) -> int | list[int]:
+        ok_int = isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        ok_list = isinstance(v, list) and v and all(isinstance(s, int) for s in v)
+        if not (ok_int or ok_list):
+            raise ValueError("seeds must be a count >= 1 or a non-empty list of integers")
         return v
 
     # ------------------------------------------------------------------ derived

@@ -10,6 +10,7 @@ its parent run by the id saved in the results folder, so nothing is duplicated.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -41,6 +42,8 @@ class Tracker:
     """A thin, batching wrapper over ``MlflowClient`` for one study invocation."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
+        for name in ("mlflow.store.db.utils", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient

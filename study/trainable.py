@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray import tune
 
 from .data import DataBundle, DataConfig, load_data
@@ -50,7 +51,9 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
     cfg = spec.trial_config(factors, budget)
     seeds = list(cfg.seeds)
     cpus = max(1, int(spec.resources.cpus))
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    # a GPU share from Ray -> CUDA (Ray sets CUDA_VISIBLE_DEVICES); logical GPUs on a machine
+    # without CUDA (e.g. a test cluster) fall back to the CPU
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     data = cached_data(cfg.data_config())
     trainer = Trainer(cfg, data, device=device, threads=cpus)
     checkpoint = tune.get_checkpoint()
@@ -69,9 +72,11 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
                 files(Path(tmp))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
+    node = ray.get_runtime_context().get_node_id()
+
     def on_epoch(m: EpochMetrics) -> None:
         due = m.epoch % spec.checkpoint_every == 0 and m.epoch < cfg.epochs
-        report(epoch_result(m, seeds), with_checkpoint=due)
+        report(epoch_result(m, seeds) | {"node_id": node}, with_checkpoint=due)
 
     if trainer.state.epoch < cfg.epochs:
         trainer.fit(on_epoch)
@@ -88,7 +93,8 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
             all_plots(trainer.model, data, ev, trainer.state, folder / "plots")
 
     final = {"phase": "final", "epoch": last.epoch, metric: last.mean.get(metric),
-             "n_diverged": last.n_diverged}
+             "n_diverged": last.n_diverged, "device": device,
+             "node_id": node}
     final |= {f"final/{k}": v for k, v in ev.mean.items()}
     report(final, with_checkpoint=True, files=files)
 

@@ -1,0 +1,94 @@
+"""`python -m study.run` / `study.report` on bad input: one clear line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from studies import write_spec
+
+
+def _run(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _one_error_line(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def test_list_shows_every_study_with_its_question(tmp_path):
+    r = _run("study.run", "--list", cwd=REPO)
+    assert r.returncode == 0
+    assert "spirals_depth" in r.stdout and "Do extra stochastic layers" in r.stdout
+    assert "(invalid" not in r.stdout
+
+
+def test_unknown_study(tmp_path):
+    line = _one_error_line(_run("study.run", "no_such_study", cwd=tmp_path))
+    assert "unknown study 'no_such_study'" in line and "spirals_depth" in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("edit,expected", [
+    ("name: x\nquestion: [unclosed\n", "malformed YAML"),
+    ("- a list, not a mapping\n", "must be a mapping"),
+])
+def test_malformed_yaml(tmp_path, edit, expected):
+    path = tmp_path / "x.yaml"
+    path.write_text(edit)
+    line = _one_error_line(_run("study.run", str(path), cwd=tmp_path))
+    assert str(path) in line and expected in line
+
+
+@pytest.mark.parametrize("fields,expected", [
+    ({"seeds": "three"}, "field 'seeds' = 'three'"),
+    ({"fixed": {"noise": -1}}, "field 'noise' = -1"),
+    ({"fixed": {"epochs": "many"}}, "field 'epochs' = 'many'"),
+    ({"factors": {"lr": {"grid": []}}}, "grid must list at least one value"),
+    ({"factors": {"colour": {"grid": [1, 2]}}}, "unknown setting 'colour'"),
+    ({"factors": {"lr": {"loguniform": [0.1, 0.01]}}}, "low < high"),
+    ({"factors": {"kind": {"grid": ["vae", "gan"]}}}, "field 'kind' = 'gan'"),
+    ({"search": {"metric": "test_ll"}}, "not reported every epoch"),
+    ({"pruner": {"name": "magic"}}, "field 'pruner.name' = 'magic'"),
+])
+def test_malformed_spec_names_file_field_and_value(tmp_path, fields, expected):
+    path = write_spec(tmp_path, "bad", **fields)
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", cwd=tmp_path))
+    assert str(path) in line and expected in line, line
+    assert not (tmp_path / "results").exists()
+
+
+def test_unreachable_tracking_server(tmp_path):
+    path = write_spec(tmp_path, "ok")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--tracking-uri",
+                                "http://127.0.0.1:9", cwd=tmp_path))
+    assert "http://127.0.0.1:9" in line and "not usable" in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_resume_of_a_study_that_never_ran(tmp_path):
+    path = write_spec(tmp_path, "never")
+    line = _one_error_line(_run("study.run", str(path), "--resume", "--budget", "smoke", cwd=tmp_path))
+    assert "no study to resume" in line
+
+
+def test_results_folder_that_cannot_be_written(tmp_path):
+    path = write_spec(tmp_path, "ok")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--results",
+                                str(blocker / "res"), cwd=tmp_path))
+    assert "not writable" in line and str(blocker / "res") in line and "not a directory" in line
+
+
+def test_report_before_the_study_ran(tmp_path):
+    line = _one_error_line(_run("study.report", "spirals_depth", "--results", str(tmp_path / "r"),
+                                cwd=REPO))
+    assert "run the study first" in line

@@ -1,0 +1,117 @@
+"""The study engine end to end with the real parts: local Ray, Optuna, MLflow (sqlite), Parquet."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from studies import write_spec
+from study.launch import run_study
+from study.report import build_report
+from study.results import read_epochs, read_scores, read_trials
+from study.spec import load_spec
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _runs(uri: str, study: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(study)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_smoke_study_end_to_end(local_ray, tmp_path):
+    spec = load_spec(str(write_spec(tmp_path, "tiny_grid")))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, quiet=True)
+    assert out.counts == {"finished": 2, "diverged": 0, "pruned": 0, "failed": 0}
+
+    trials = read_trials(out.results)
+    assert len(trials) == 2 * 2  # trials x seeds
+    assert sorted(trials["factor.lr"].unique()) == [0.003, 0.01]
+    assert set(trials["status"]) == {"finished"} and set(trials["seed"]) == {0, 1}
+    assert trials["test_ll"].notna().all() and (trials["test_ll"] < trials["exact_ll"]).all()
+    assert (trials["epochs"] == 2).all()
+    epochs = read_epochs(out.results)
+    assert len(epochs) == 2 * 2 * 2  # trials x epochs x seeds
+    assert epochs["val_elbo"].notna().all()
+    scores = read_scores(out.results)
+    assert {"test", "shifted_1", "uniform"} <= set(scores["set"])
+    assert len(scores[(scores.set == "test") & (scores.score == "neg_ll")]) == 2 * 2 * 128
+
+    client, parents, children = _runs(uri, "tiny_grid")
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.run_id == out.parent_run_id
+    assert parent.data.tags["study"] == "tiny_grid" and parent.data.tags["budget"] == "smoke"
+    assert parent.data.tags["question"] == "test study tiny_grid" and parent.data.tags["git_commit"]
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["status"] == "finished" and child.info.status == "FINISHED"
+        assert child.data.params["factor.lr"] in ("0.003", "0.01")
+        assert child.data.params["dataset"] == "moons"
+        assert len(client.get_metric_history(child.info.run_id, "val_elbo")) == 2
+        assert "final/test_ll" in child.data.metrics and "final/test_ll/seed_1" in child.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"roc.png", "samples.png", "learning_curves.png"} <= artifacts
+
+    study = optuna.load_study(study_name="tiny_grid", storage=f"sqlite:///{out.results}/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert sorted(t.params["lr"] for t in study.trials) == [0.003, 0.01]
+
+    report = build_report(spec, out.results).read_text()
+    assert "## Responses per configuration" in report and "0.003" in report and "±" in report
+
+
+def test_a_bad_configuration_is_pruned_everywhere(local_ray, tmp_path):
+    """Two good learning rates finish first (one trial at a time); a learning rate that cannot
+    learn anything is then pruned by the median pruner."""
+    spec = load_spec(str(write_spec(
+        tmp_path, "tiny_prune", factors={"lr": {"grid": [0.01, 0.011, 1.0e-7]}},
+        budgets={"smoke": {"epochs": 8}},
+        pruner={"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 2}})))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, max_concurrent=1, quiet=True)
+    assert out.counts == {"finished": 2, "diverged": 0, "pruned": 1, "failed": 0}
+
+    trials = read_trials(out.results).drop_duplicates("trial_id").set_index("factor.lr")
+    assert trials.loc[1e-7, "trial_status"] == "pruned" and trials.loc[1e-7, "epochs"] < 8
+    assert (trials.loc[[0.01, 0.011], "trial_status"] == "finished").all()
+    assert pd.isna(trials.loc[1e-7, "test_ll"]) and pd.notna(trials.loc[1e-7, "last_val_elbo"])
+
+    _, _, children = _runs(uri, "tiny_prune")
+    by_lr = {c.data.params["factor.lr"]: c for c in children}
+    assert by_lr["1e-07"].data.tags["status"] == "pruned" and by_lr["1e-07"].info.status == "KILLED"
+    assert by_lr["0.01"].data.tags["status"] == "finished"
+
+    study = optuna.load_study(study_name="tiny_prune", storage=f"sqlite:///{out.results}/optuna.db")
+    states = {t.params["lr"]: t.state for t in study.trials}
+    assert states == {0.01: optuna.trial.TrialState.COMPLETE, 0.011: optuna.trial.TrialState.COMPLETE,
+                      1e-7: optuna.trial.TrialState.PRUNED}
+    assert "1 pruned" in build_report(spec, out.results).read_text()
+
+
+def test_sampled_factors_go_to_optuna_tpe_and_grid_cells_are_covered(local_ray, tmp_path):
+    spec = load_spec(str(write_spec(
+        tmp_path, "tiny_tpe",
+        factors={"noise": {"grid": [0.05, 0.1]}, "lr": {"loguniform": [1e-3, 1e-2]},
+                 "width": {"int": [4, 16], "step": 4}},
+        budgets={"smoke": {"epochs": 1, "num_samples": 2}})))
+    out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                    quiet=True)
+    trials = read_trials(out.results).drop_duplicates("trial_id")
+    assert len(trials) == 4 and sorted(trials["factor.noise"]) == [0.05, 0.05, 0.1, 0.1]
+    assert trials["factor.lr"].between(1e-3, 1e-2).all()
+    assert set(trials["factor.width"]) <= {4, 8, 12, 16}
+    assert (trials["config.hidden"] == trials["factor.width"].map(lambda w: f"[[{w}, {w}]]")).all()
