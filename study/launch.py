@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,13 @@ def _search(spec: StudySpec, budget: str):
     from ray import tune
 
     if not spec.sampled_factors:
-        space = {name: tune.grid_search(f.values) for name, f in spec.grid_factors.items()}
-        return space, None, 1
+        # every grid cell once, most expensive first: with more trials than slots, the long
+        # ones start early and the last wave is short (longest-processing-time scheduling)
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        cells = sorted(spec.grid_cells(), key=lambda c: -estimated_cost(spec.trial_config(c, budget)))
+        space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
+        return space, BasicVariantGenerator(points_to_evaluate=cells), len(cells)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -83,6 +89,18 @@ def _search(spec: StudySpec, budget: str):
         sampler=optuna.samplers.TPESampler(seed=spec.search.sampler_seed),
     )
     return {}, searcher, len(cells) * per_cell
+
+
+def estimated_cost(cfg) -> float:
+    """Relative training cost of a trial: parameters x seeds x epochs x training points."""
+    from models import build_model
+
+    from .data import IMAGE_DATASETS
+
+    x_dim = 784 if cfg.dataset in IMAGE_DATASETS else 2
+    n_params = sum(p.numel() for p in build_model(cfg.model_config_for(x_dim), [0]).parameters())
+    n_train = cfg.n_train or 60_000
+    return float(n_params * len(cfg.seeds) * cfg.epochs * n_train * cfg.iw_samples)
 
 
 class GridCellsThenSample:
@@ -136,7 +154,23 @@ def run_study(
     if resume and budget != state.get("budget", budget):
         raise UserError(f"--resume: {results} was started with --budget {state['budget']}, "
                         f"not {budget}")
-    tracker = Tracker(tracking_uri, spec.name)  # fails fast on an unusable tracking URI
+    import ray
+    from ray import tune
+
+    from .pruning import OptunaPruningScheduler
+    from .recorder import StudyRecorder
+    from .trainable import run_study_trial
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # MLflow's store (a fresh sqlite file migrates its schema: seconds) comes up while Ray starts
+    with ThreadPoolExecutor(1) as pool:
+        pending_tracker = pool.submit(Tracker, tracking_uri, spec.name)
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else num_cpus,
+                     include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        tracker = pending_tracker.result()  # an unusable tracking URI fails here
     _prepare_results_folder(results, resume)
     parent = tracker.start_parent(
         state.get("parent_run_id"),
@@ -147,18 +181,6 @@ def run_study(
     write_json(results / STATE, {"study": spec.name, "budget": budget, "parent_run_id": parent,
                                  "tracking_uri": tracker.uri})
 
-    import ray
-    from ray import tune
-
-    from .pruning import OptunaPruningScheduler
-    from .recorder import StudyRecorder
-    from .trainable import run_study_trial
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else num_cpus,
-                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     gpus = spec.resources.gpus if gpus_per_trial is None else gpus_per_trial
     trainable = tune.with_resources(
         tune.with_parameters(run_study_trial, spec=spec, budget=budget,

@@ -85,15 +85,19 @@ class OptunaPruningScheduler(FIFOScheduler):
         value = result.get(self._metric_name)
         if value is None or not math.isfinite(value):
             return TrialScheduler.CONTINUE  # a NaN is divergence, recorded as such, not pruning
+        if isinstance(self.pruner, optuna.pruners.NopPruner):
+            return TrialScheduler.CONTINUE
         ot = optuna.trial.Trial(self.study, self.trial_ids[trial.trial_id])
-        step = int(result[self.epoch_key])
         with warnings.catch_warnings():  # a step re-reported after a retry is ignored
             warnings.simplefilter("ignore")
-            ot.report(float(value), step)
+            for item in result.get("history", [result]):
+                v = item.get(self._metric_name)
+                if v is not None and math.isfinite(v):
+                    ot.report(float(v), int(item[self.epoch_key]))
         if ot.should_prune():
             self.pruned.add(trial.trial_id)
             self._tell(trial, optuna.trial.TrialState.PRUNED)
-            logger.info("pruned trial %s at epoch %s (%s=%.4g)", trial, step,
+            logger.info("pruned trial %s at epoch %s (%s=%.4g)", trial, result[self.epoch_key],
                         self._metric_name, value)
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

@@ -27,6 +27,8 @@ from .spec import StudySpec
 from .tracking import Tracker
 
 STATUSES = ("finished", "pruned", "diverged", "failed")
+#: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
+PER_SEED_TO_MLFLOW = {"val_elbo", "train_bound"}
 
 
 class StudyRecorder(Callback):
@@ -45,6 +47,7 @@ class StudyRecorder(Callback):
         self._epochs: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
         self._start = time.monotonic()
         self._last_print = 0.0
+        self._started: dict[str, float] = {}
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state: no clients
         state = self.__dict__.copy()
@@ -79,25 +82,30 @@ class StudyRecorder(Callback):
 
     # ------------------------------------------------------------------ Ray hooks
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._started.setdefault(trial.trial_id, time.time())
         self._run(trial)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict, **info) -> None:
         if result.get("phase") != "epoch":
             return
-        epoch = int(result["epoch"])
-        metrics = {k: v for k, v in result.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in
-                   ("epoch", "training_iteration", "timestamp", "time_total_s", "pid",
-                    "time_since_restore", "iterations_since_restore", "time_this_iter_s")}
-        self.tracker.log_metrics(self._run(trial), metrics, step=epoch)
         rows = self._epochs.setdefault(trial.trial_id, {})
-        for key, value in result.items():
-            if "/seed_" in key:
-                name, seed = key.rsplit("/seed_", 1)
-                row = rows.setdefault((epoch, int(seed)), {"trial_id": trial.trial_id,
-                                                           "epoch": epoch, "seed": int(seed)})
-                row[name] = value
+        run_id = self._run(trial)
+        for item in result.get("history", [result]):
+            epoch = int(item["epoch"])
+            metrics = {}
+            for key, value in item.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or key == "epoch":
+                    continue
+                if "/seed_" in key:
+                    name, seed = key.rsplit("/seed_", 1)
+                    row = rows.setdefault((epoch, int(seed)), {"trial_id": trial.trial_id,
+                                                               "epoch": epoch, "seed": int(seed)})
+                    row[name] = value
+                    if name not in PER_SEED_TO_MLFLOW:
+                        continue  # every per-seed value is in epochs.parquet
+                metrics[key] = value
+            self.tracker.log_metrics(run_id, metrics, step=epoch)
         self._progress(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -135,7 +143,9 @@ class StudyRecorder(Callback):
         for e, seed in enumerate(seeds):
             row: dict[str, Any] = {"trial_id": trial.trial_id, "seed": seed, "member": e,
                                    "trial_status": status, "epochs": int(last.get("epoch", 0)),
-                                   "node_id": last.get("node_id"), "device": last.get("device")}
+                                   "node_id": last.get("node_id"), "device": last.get("device"),
+                                   "started_at": self._started.get(trial.trial_id, math.nan),
+                                   "ended_at": time.time()}
             row |= {f"factor.{k}": v for k, v in self._factors(trial).items()}
             row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
             if final is not None:

@@ -161,6 +161,8 @@ class StudySpec(_Strict):
     budgets: dict[Literal["smoke", "default", "full"], dict[str, Any]] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     checkpoint_every: int = Field(10, ge=1)
+    #: epoch results reach the driver (pruner, MLflow) in batches at least this far apart
+    report_every_s: float = Field(1.0, ge=0)
     responses: list[str] = Field(default_factory=lambda: ["test_ll"])
 
     @field_validator("seeds", mode="before")

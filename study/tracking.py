@@ -90,7 +90,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ metrics
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int,
-                    flush_every: float = 10.0) -> None:
+                    flush_every: float = 30.0) -> None:
         """Buffer metrics; send them at most every ``flush_every`` seconds per run."""
         from mlflow.entities import Metric
 

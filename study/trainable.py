@@ -1,7 +1,8 @@
 """The Ray Tune trainable: one trial = one configuration with all of its seeds.
 
-Runs in a Ray worker. Reports one result per epoch (``phase="epoch"``: mean metrics, which the
-pruner and the search see, and per-seed values as ``name/seed_S``), a Ray checkpoint every
+Runs in a Ray worker. Reports epoch results (``phase="epoch"``: the latest epoch's mean
+metrics, which the search sees, per-seed values as ``name/seed_S``, and under ``history`` every
+epoch since the previous report, which the pruner and the recorder read), a Ray checkpoint every
 ``checkpoint_every`` epochs, and a final result (``phase="final"``) whose checkpoint folder
 also carries the evaluation: ``metrics.json``, ``scores.parquet`` and ``plots/``. The driver
 reads those from the checkpoint, so the same code works on one machine and on a cluster with
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +75,28 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     node = ray.get_runtime_context().get_node_id()
+    pending: list[dict[str, Any]] = []
+    last_report = time.monotonic()
+
+    def flush(with_checkpoint: bool = False) -> None:
+        nonlocal last_report
+        result = dict(pending[-1]) | {"node_id": node, "history": list(pending)}
+        pending.clear()
+        last_report = time.monotonic()
+        report(result, with_checkpoint=with_checkpoint)
 
     def on_epoch(m: EpochMetrics) -> None:
-        due = m.epoch % spec.checkpoint_every == 0 and m.epoch < cfg.epochs
-        report(epoch_result(m, seeds) | {"node_id": node}, with_checkpoint=due)
+        pending.append(epoch_result(m, seeds))
+        checkpoint_due = m.epoch % spec.checkpoint_every == 0 and m.epoch < cfg.epochs
+        # batches at least spec.report_every_s apart: tiny models run many epochs a second,
+        # and every result costs the driver (Tune, Optuna, MLflow) CPU the trials share
+        if checkpoint_due or time.monotonic() - last_report >= spec.report_every_s:
+            flush(checkpoint_due)
 
     if trainer.state.epoch < cfg.epochs:
         trainer.fit(on_epoch)
+    if pending:
+        flush()
     ev = evaluate(trainer.model, data, cfg, trainer.state)
     last = trainer.state.history[-1]
 

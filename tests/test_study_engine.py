@@ -80,7 +80,8 @@ def test_a_bad_configuration_is_pruned_everywhere(local_ray, tmp_path):
     spec = load_spec(str(write_spec(
         tmp_path, "tiny_prune", factors={"lr": {"grid": [0.01, 0.011, 1.0e-7]}},
         budgets={"smoke": {"epochs": 8}},
-        pruner={"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 2}})))
+        pruner={"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 2}},
+        report_every_s=0)))  # every epoch reaches the pruner at once
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, max_concurrent=1, quiet=True)
     assert out.counts == {"finished": 2, "diverged": 0, "pruned": 1, "failed": 0}

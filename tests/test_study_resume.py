@@ -17,7 +17,7 @@ from study.results import read_trials
 
 def _study(tmp_path, *extra):
     spec = write_spec(tmp_path, "tiny_resume", factors={"lr": {"grid": [0.002, 0.003, 0.004, 0.005]}},
-                      budgets={"smoke": {"epochs": 40, "n_train": 512}}, checkpoint_every=5)
+                      budgets={"smoke": {"epochs": 150, "n_train": 1024}}, checkpoint_every=20)
     cmd = [sys.executable, "-m", "study.run", str(spec), "--budget", "smoke", "--results",
            str(tmp_path / "res"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
            "--max-concurrent", "1", "--num-cpus", "2", *extra]
@@ -34,7 +34,7 @@ def test_killed_driver_resumes_without_duplicates_or_losses(tmp_path):
             break
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.5)
-    time.sleep(2)  # let the next trial get going
+    time.sleep(1)  # let the next trial get going
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
     done_before = read_trials(tmp_path / "res")["trial_id"].nunique()
@@ -45,7 +45,7 @@ def test_killed_driver_resumes_without_duplicates_or_losses(tmp_path):
     assert resumed.returncode == 0, out
     trials = read_trials(tmp_path / "res")
     assert len(trials) == 4 * 2 and trials["trial_id"].nunique() == 4  # each trial once
-    assert set(trials["trial_status"]) == {"finished"} and (trials["epochs"] == 40).all()
+    assert set(trials["trial_status"]) == {"finished"} and (trials["epochs"] == 150).all()
     assert sorted(trials.drop_duplicates("trial_id")["factor.lr"]) == [0.002, 0.003, 0.004, 0.005]
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
