@@ -1,11 +1,15 @@
-"""Atomic file writes: a temporary file in the same folder, then ``os.replace``."""
+"""Atomic file writes: a temporary file in the same folder, then ``os.replace``; readers see
+the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +17,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def _tmp_beside(path: Path) -> str:
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is
+    removed."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    return tmp
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _jsonable(value: Any) -> Any:
@@ -31,53 +44,26 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """JSON with NaN as null (strict JSON), written atomically."""
-    path = Path(path)
-    tmp = _tmp_beside(path)
-    try:
-        with open(tmp, "w") as f:
-            json.dump(_jsonable(data), f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """JSON with NaN as null and infinities as "inf"/"-inf" (strict JSON), written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(_jsonable(data), f, indent=1)
 
 
 def write_parquet(path: str | os.PathLike, table: pa.Table | dict[str, Any]) -> None:
     """A Parquet file written atomically from a table or a dict of equal-length columns."""
-    path = Path(path)
     if not isinstance(table, pa.Table):
         table = pa.table(table)
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy ``src`` to ``dst`` so that ``dst`` is either absent, old, or complete."""
-    import shutil
-
-    dst = Path(dst)
-    tmp = _tmp_beside(dst)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """A text file written atomically."""
-    path = Path(path)
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` so that ``dst`` is either absent, old, or complete."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

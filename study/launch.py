@@ -22,7 +22,7 @@ from typing import Any
 from .errors import UserError
 from .io import write_json
 from .spec import StudySpec
-from .tracking import Tracker, git_commit
+from .tracking import Tracker, check_reachable, git_commit
 
 STATE = "study.json"
 RAY_DIR = "ray"
@@ -164,12 +164,13 @@ def run_study(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    check_reachable(tracking_uri)
     # MLflow's store (a fresh sqlite file migrates its schema: seconds) comes up while Ray starts
     with ThreadPoolExecutor(1) as pool:
         pending_tracker = pool.submit(Tracker, tracking_uri, spec.name)
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=None if address else num_cpus,
-                     include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+                     include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         tracker = pending_tracker.result()  # an unusable tracking URI fails here
     _prepare_results_folder(results, resume)
     parent = tracker.start_parent(

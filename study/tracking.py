@@ -38,6 +38,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
+    """Fail fast (before Ray starts) when an http(s) tracking server does not answer."""
+    import urllib.error
+    import urllib.request
+
+    if not uri or not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered: a server is there (auth and API errors surface later)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: cannot connect "
+                            f"({reason})") from None
+
+
 class Tracker:
     """A thin, batching wrapper over ``MlflowClient`` for one study invocation."""
 
