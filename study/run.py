@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     c = out.counts
     print(f"\n{c.get('finished', 0)} finished, {c.get('diverged', 0)} diverged, "
           f"{c.get('pruned', 0)} pruned, {c.get('failed', 0)} failed")
-    ui = "mlflow ui" if out.tracking_uri == "sqlite:///mlflow.db" else f"mlflow ui --backend-store-uri {out.tracking_uri}"
+    if out.tracking_uri.startswith(("http://", "https://")):
+        ui = f"open {out.tracking_uri}"
+    elif out.tracking_uri == "sqlite:///mlflow.db":
+        ui = "mlflow ui"
+    else:
+        ui = f"mlflow ui --backend-store-uri {out.tracking_uri}"
     print(f"results:  {out.results}  (trials.parquet, epochs.parquet, scores.parquet/)")
     print(f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})")
     print(f"report:   python -m study.report {spec.name}"
