@@ -48,11 +48,12 @@ class StudyRecorder(Callback):
         self._start = time.monotonic()
         self._last_print = 0.0
         self._started: dict[str, float] = {}
+        self._last_epoch: dict[str, dict] = {}
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state: no clients
         state = self.__dict__.copy()
         state["_tracker"] = state["_store"] = None
-        state["_runs"], state["_epochs"] = {}, {}
+        state["_runs"], state["_epochs"], state["_last_epoch"] = {}, {}, {}
         return state
 
     @property
@@ -90,6 +91,7 @@ class StudyRecorder(Callback):
         if result.get("phase") != "epoch":
             return
         rows = self._epochs.setdefault(trial.trial_id, {})
+        self._last_epoch[trial.trial_id] = result
         run_id = self._run(trial)
         for item in result.get("history", [result]):
             epoch = int(item["epoch"])
@@ -139,6 +141,7 @@ class StudyRecorder(Callback):
         cfg = self.spec.trial_config(self._factors(trial), self.budget)
         seeds = list(cfg.seeds)
         epoch_rows = list(self._epochs.pop(trial.trial_id, {}).values())
+        last_epoch = self._last_epoch.pop(trial.trial_id, {})
         rows = []
         for e, seed in enumerate(seeds):
             row: dict[str, Any] = {"trial_id": trial.trial_id, "seed": seed, "member": e,
@@ -148,13 +151,13 @@ class StudyRecorder(Callback):
                                    "ended_at": time.time()}
             row |= {f"factor.{k}": v for k, v in self._factors(trial).items()}
             row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
+            for k in ("val_elbo", "train_bound"):  # the last epoch's, whatever the status
+                row[f"last_{k}"] = last_epoch.get(f"{k}/seed_{seed}", math.nan)
             if final is not None:
                 row |= {k: vals[e] for k, vals in final["members"].items()}
                 row["status"] = "diverged" if row.get("diverged") else status
             else:
                 row["status"] = status
-                for k in ("val_elbo", "train_bound"):
-                    row[f"last_{k}"] = last.get(f"{k}/seed_{seed}", math.nan)
             rows.append(row)
         scores = final["dir"] / "scores.parquet" if final else None
         self.store.put_trial(trial.trial_id, rows, epoch_rows, scores)

@@ -27,6 +27,7 @@ from .errors import UserError  # noqa: E402
 from .io import write_text  # noqa: E402
 from .results import read_epochs, read_trials  # noqa: E402
 from .spec import StudySpec, load_spec  # noqa: E402
+from .verdicts import judge, select  # noqa: E402
 
 REPORT_DIR = "report"
 
@@ -212,6 +213,56 @@ def plot_learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str
     return path
 
 
+def plot_curves(trials: pd.DataFrame, spec: StudySpec, folder: Path) -> list[Path]:
+    """The study's ``curves``: a metric family against x, one line per configuration."""
+    done = trials[trials["trial_status"].isin(["finished", "diverged"]) & (trials["status"] != "diverged")]
+    factors = _factor_cols(done)
+    paths = []
+    for i, curve in enumerate(spec.curves):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        groups = done.groupby(factors, sort=True) if factors else [((), done)]
+        for j, (key, g) in enumerate(groups):
+            key = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{f[7:]}={k}" for f, k in zip(factors, key)) or "all"
+            cols = [curve.metric.format(x=_fmt_x(x)) for x in curve.x]
+            stats_ = [mean_ci(g[c]) if c in g.columns else (math.nan, math.nan, 0) for c in cols]
+            line = ax.errorbar(curve.x, [m for m, _, _ in stats_],
+                               yerr=[0 if not math.isfinite(h) else h for _, h, _ in stats_],
+                               marker="o", capsize=3, label=label)
+            if curve.reference:
+                refs = [curve.reference.format(x=_fmt_x(x)) for x in curve.x]
+                ref = [g[c].astype(float).mean() if c in g.columns else math.nan for c in refs]
+                ax.plot(curve.x, ref, "--", color=line[0].get_color(), lw=1)
+        ax.set_xlabel(curve.xlabel)
+        ax.set_ylabel(curve.metric.replace("{x}", "·"))
+        ax.set_title(curve.title + (" (dashed: reference)" if curve.reference else ""))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = folder / f"curve_{i}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def reference_table(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    """Each reference number beside this study's mean ± 95% CI under the same selection."""
+    ok = trials[trials["trial_status"].isin(["finished", "diverged"]) & (trials["status"] != "diverged")]
+    rows = []
+    for ref in spec.references:
+        chosen = select(ok, ref.where)
+        mean, half, n = mean_ci(chosen[ref.metric]) if ref.metric in chosen.columns else (math.nan, math.nan, 0)
+        rows.append({"configuration": ", ".join(f"{k}={v}" for k, v in ref.where.items()) or "all",
+                     "metric": ref.metric, "reference": f"{ref.value:g}", "source": ref.source,
+                     "this study": fmt_ci(mean, half), "seeds": n,
+                     "difference": f"{mean - ref.value:+.3g}" if math.isfinite(mean) else "-"})
+    return pd.DataFrame(rows)
+
+
+def _fmt_x(x) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
+
+
 def build_report(spec: StudySpec, results: Path) -> Path:
     """Write the report folder; returns the markdown file's path."""
     trials, epochs = read_trials(results), read_epochs(results)
@@ -230,7 +281,20 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
              f"Budget `{budget}`; seeds per configuration: {trials.groupby('trial_id').size().max()}; "
              "values are mean ± 95% CI half-width over seeds (Student t).\n",
-             "## Responses per configuration\n", markdown(config_table(trials, responses))]
+             ]
+    if spec.claims:
+        verdicts = [judge(c, trials) for c in spec.claims]
+        parts += ["## Verdicts\n",
+                  "Each statement of the experiment log against this study's seeds: effect with "
+                  "its 95% CI; *supported* when the whole interval lies on the expected side, "
+                  "*not supported* when it lies on the other side, else *inconclusive*.\n",
+                  markdown(pd.DataFrame([v.row() for v in verdicts]))]
+    if spec.references:
+        parts += ["## Compared with reference numbers\n",
+                  markdown(reference_table(trials, spec))]
+    curves_png = plot_curves(trials, spec, folder)
+    parts += [f"![{p.stem}]({p.name})\n" for p in curves_png]
+    parts += ["## Responses per configuration\n", markdown(config_table(trials, responses))]
     for f in _factor_cols(trials):
         if trials[f].nunique() > 1 and len(_factor_cols(trials)) > 1:
             parts += [f"## Per level of {f[7:]} (all other factors pooled)\n",

@@ -8,7 +8,7 @@ per invocation, a child run per trial) and in Parquet under ``results/NAME/``.
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import sys
 
 from .errors import UserError
@@ -29,6 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
     p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU fraction per trial (overrides the spec)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with mnist/ and fashion_mnist/ (default $HVAE_DATA_DIR, else ./data)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from .launch import run_study
         from .spec import load_spec
+
+        if args.data_dir:  # local Ray workers inherit the driver's environment
+            os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
 
         spec = load_spec(args.name)
         total = spec.num_trials(args.budget)

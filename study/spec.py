@@ -24,14 +24,17 @@ metric that search and pruning use, the pruner, the budgets and the resources of
     resources: {cpus: 1, gpus: 0}
 
 Besides TrialConfig fields, factors and fixed settings may use the shorthands ``depth`` and
-``latent_dim`` (latents = [latent_dim] * depth) and ``width`` and ``hidden_layers`` (hidden =
-one block of ``hidden_layers`` layers of ``width`` units per stochastic layer).
+``latent_dim`` (latents = [latent_dim] * depth), ``hidden_block`` (the same hidden widths for
+every stochastic layer) and ``width`` and ``hidden_layers`` (hidden = one block of
+``hidden_layers`` layers of ``width`` units per stochastic layer). A flat ``hidden`` keeps the
+log's meaning (split evenly over the layers, see models/config.py).
 """
 
 from __future__ import annotations
 
 import builtins
 import itertools
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +45,7 @@ from .config import TrialConfig
 from .errors import SpecError
 
 SEARCH_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
-SHORTHANDS = {"depth", "latent_dim", "width", "hidden_layers"}
+SHORTHANDS = {"depth", "latent_dim", "hidden_block", "width", "hidden_layers"}
 BUDGETS = ("smoke", "default", "full")
 PRUNERS = {
     "none": "NopPruner",
@@ -102,8 +105,19 @@ class Factor(_Strict):
 
     @property
     def values(self) -> list[Any]:
-        """The grid values (level names for ``levels``)."""
-        return list(self.levels) if self.levels is not None else list(self.grid or [])
+        """The grid values as Ray and Optuna see them (level names for ``levels``). List
+        values (e.g. widths) travel as their JSON text: Ray reads lists in a config as nested
+        parameters, Optuna stores only scalars; ``decode`` turns them back."""
+        if self.levels is not None:
+            return list(self.levels)
+        return [json.dumps(v) if isinstance(v, (list, dict)) else v for v in self.grid or []]
+
+    def decode(self, value: Any) -> Any:
+        """The setting a grid value stands for (inverse of the JSON encoding in ``values``)."""
+        if isinstance(value, str) and self.grid is not None and \
+                any(isinstance(v, (list, dict)) for v in self.grid):
+            return json.loads(value)
+        return value
 
     def optuna_distribution(self):
         import optuna.distributions as d
@@ -150,6 +164,56 @@ class Resources(_Strict):
     gpus: float = Field(0.0, ge=0)
 
 
+class Claim(_Strict):
+    """A statement of the experiment log, tested on the study's numbers.
+
+    ``where`` selects trials (factor or config values); with ``versus`` the claim compares two
+    selections (``expect: higher`` or ``lower``: the mean of ``metric`` under ``where`` minus
+    that under ``versus``); without it, the mean under ``where`` against ``threshold``
+    (``expect: below`` or ``above``).
+    """
+
+    statement: str
+    metric: str
+    where: dict[str, Any] = Field(default_factory=dict)
+    versus: dict[str, Any] | None = None
+    versus_metric: str | None = None
+    expect: Literal["higher", "lower", "below", "above"]
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Claim:
+        compares = self.versus is not None or self.versus_metric is not None
+        if self.versus is not None and self.versus_metric is not None:
+            raise ValueError("a claim compares with another selection or another metric, not both")
+        if compares and self.expect not in ("higher", "lower"):
+            raise ValueError("a claim with versus / versus_metric expects higher or lower")
+        if not compares and (self.expect not in ("below", "above") or self.threshold is None):
+            raise ValueError("a claim without versus needs expect below/above and a threshold")
+        return self
+
+
+class Reference(_Strict):
+    """A published or logged number to show beside the study's own (e.g. the log's table)."""
+
+    where: dict[str, Any] = Field(default_factory=dict)
+    metric: str
+    value: float
+    source: str
+
+
+class Curve(_Strict):
+    """A report plot of a metric family against x, e.g. AUROC against the OOD shift distance:
+    ``metric: auroc_neg_ll_shifted_{x}`` with ``x: [0.1, 0.5, 1]``, one line per configuration,
+    and optionally a ``reference`` family drawn dashed (e.g. ``bayes_auroc_shifted_{x}``)."""
+
+    title: str
+    metric: str
+    x: list[float | int | str]
+    xlabel: str = "x"
+    reference: str | None = None
+
+
 class StudySpec(_Strict):
     name: str
     question: str = Field(min_length=1)
@@ -164,6 +228,9 @@ class StudySpec(_Strict):
     #: epoch results reach the driver (pruner, MLflow) in batches at least this far apart
     report_every_s: float = Field(1.0, ge=0)
     responses: list[str] = Field(default_factory=lambda: ["test_ll"])
+    claims: list[Claim] = Field(default_factory=list)
+    references: list[Reference] = Field(default_factory=list)
+    curves: list[Curve] = Field(default_factory=list)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -213,7 +280,7 @@ class StudySpec(_Strict):
             if f is not None and f.levels is not None:
                 values |= f.levels[str(value)]
             else:
-                values[name] = value
+                values[name] = f.decode(value) if f is not None else value
         return resolve_shorthands(values)
 
     def trial_config(self, factors: dict[str, Any], budget: str, where: str = "") -> TrialConfig:
@@ -223,11 +290,16 @@ class StudySpec(_Strict):
 
 
 def resolve_shorthands(values: dict[str, Any]) -> dict[str, Any]:
-    """Expand ``depth``/``latent_dim`` into ``latents`` and ``width``/``hidden_layers`` into
-    ``hidden``; other fields pass through."""
+    """Expand the shorthands into TrialConfig fields; other fields pass through.
+
+    depth, latent_dim -> latents = [latent_dim] * depth
+    hidden_block      -> hidden = [hidden_block] * (number of stochastic layers)
+    width, hidden_layers -> hidden = [[width] * hidden_layers] * (number of stochastic layers)
+    """
     values = dict(values)
     depth = values.pop("depth", None)
     latent_dim = values.pop("latent_dim", None)
+    block = values.pop("hidden_block", None)
     width = values.pop("width", None)
     hidden_layers = values.pop("hidden_layers", None)
     if depth is not None or latent_dim is not None:
@@ -235,14 +307,11 @@ def resolve_shorthands(values: dict[str, Any]) -> dict[str, Any]:
         d = int(depth) if depth is not None else len(current)
         z = int(latent_dim) if latent_dim is not None else int(current[0])
         values["latents"] = [z] * d
-        if "hidden" in values and width is None:
-            hidden = values["hidden"]
-            if hidden and all(isinstance(h, int) for h in hidden):
-                values["hidden"] = [list(hidden)] * d  # one block, repeated per layer
+    n_layers = len(values.get("latents", [2]))
     if width is not None or hidden_layers is not None:
-        n_layers = len(values.get("latents", [2]))
         block = [int(width if width is not None else 64)] * int(hidden_layers or 2)
-        values["hidden"] = [block] * n_layers
+    if block is not None:
+        values["hidden"] = [list(block)] * n_layers
     return values
 
 

@@ -130,7 +130,7 @@ def test_mnist_exclude_label_and_cross_dataset(shared_data):
     assert b.x_dim == 784
     assert len(b.x_train) + len(b.x_val) == 60000 - 5842  # MNIST has 5842 training fours
     assert 4 not in b.y_train and 4 not in b.y_val and 4 not in b.y_test
-    assert b.ood["label_4"].shape == (982, 784)  # 982 test fours
+    assert b.ood["heldout"].shape == (982, 784)  # the 982 test fours
     assert b.ood["fashion_mnist"].shape == (10000, 784)
     assert set(np.unique(b.x_test)) == {0.0, 1.0}  # evaluation sets binarised once
     assert 0.0 < b.x_train.mean() < 0.2 and len(np.unique(b.x_train)) > 2  # dynamic: grey

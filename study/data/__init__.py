@@ -33,7 +33,8 @@ class DataConfig:
     ood_shifts: distances d of the ``shifted_d`` OOD sets (2-D); ood_offsets: of ``offset_d``.
     binarize: images only: ``dynamic`` (a new Bernoulli draw every epoch), ``static`` (one draw,
         fixed) or ``none`` (grey levels; only with a Gaussian likelihood).
-    exclude_label: images: train without this class; its test images become the OOD set.
+    exclude_label: images: train without this class; its test images become the OOD set
+        ``heldout``.
     ood_dataset: images: another dataset's test set as OOD (e.g. mnist for fashion_mnist).
     """
 
@@ -115,7 +116,7 @@ def _images(cfg: DataConfig) -> DataBundle:
             raise DatasetError(f"exclude_label must be 0..9, got {cfg.exclude_label}")
         keep = y_all != cfg.exclude_label
         x_all, y_all = x_all[keep], y_all[keep]
-        sets[f"label_{cfg.exclude_label}"] = x_te[y_te == cfg.exclude_label]
+        sets["heldout"] = x_te[y_te == cfg.exclude_label]  # same name whatever the label
         x_te, y_te = x_te[y_te != cfg.exclude_label], y_te[y_te != cfg.exclude_label]
     if cfg.ood_dataset:
         if cfg.ood_dataset == cfg.dataset or cfg.ood_dataset not in IMAGE_DATASETS:
