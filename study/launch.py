@@ -1,10 +1,9 @@
 """StudySpec -> ``ray.tune.Tuner`` (grid or OptunaSearch + Optuna pruning) -> run or resume.
 
-Grid factors (``grid``/``levels``) become ``tune.grid_search``. With sampled factors the search
-is Ray's ``OptunaSearch`` (TPE, seeded); grid factors then become categorical dimensions whose
-every cell is enqueued ``num_samples`` times (Optuna fixes the grid values and samples the
-rest), so the grid is still covered exactly. Pruning is ``OptunaPruningScheduler`` in both
-cases. The results folder holds the Ray experiment (``ray/``), the Optuna study
+Grid factors only (``grid``/``levels``): every cell once, most expensive first. Sampled
+factors: Ray's ``OptunaSearch`` (TPE, seeded); with grid factors too, a define-by-run space
+gives every grid cell the same number of trials and lets TPE sample the rest. Pruning is
+``OptunaPruningScheduler`` in every case (docs/ARCHITECTURE.md has the reasons). The results folder holds the Ray experiment (``ray/``), the Optuna study
 (``optuna.db``), the Parquet tables and ``study.json`` (budget, MLflow parent run).
 """
 

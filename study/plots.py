@@ -22,9 +22,10 @@ from .evaluate import Evaluation  # noqa: E402
 from .train import TrainState  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write as PNG and close ``fig``; returns ``path``."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -46,14 +47,14 @@ def data_vs_samples(model: LatentVariableModel, data: DataBundle, path: Path) ->
         axes[1].set_title("decoder means of prior samples")
         axes[2].scatter(*gen.x[0].cpu().numpy().T, s=2, color="k")
         axes[2].set_title("samples x ~ p(x|z)")
-        return _save(fig, path)
+        return save_figure(fig, path)
     side = int(round(data.x_dim**0.5))
     imgs = gen.x_mean[0, :64].cpu().numpy().reshape(8, 8, side, side)
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(imgs.transpose(0, 2, 1, 3).reshape(8 * side, 8 * side), cmap="gray")
     ax.set_axis_off()
     ax.set_title("decoder means of prior samples (member 0)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -64,7 +65,7 @@ def posterior_means(model: LatentVariableModel, data: DataBundle, path: Path, n:
     for ax, name, z in zip(axes[0], model.layer_names, means):
         ax.scatter(*_2d(z[0].cpu().numpy()).T, s=2, c=data.y_test[:n], cmap="tab10")
         ax.set_title(f"{name}: posterior means" + (" (PCA)" if z.shape[-1] > 2 else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def score_histograms(ev: Evaluation, path: Path, score: str = "neg_elbo") -> Path:
@@ -80,7 +81,7 @@ def score_histograms(ev: Evaluation, path: Path, score: str = "neg_elbo") -> Pat
     ax.set_xlabel("ELBO (nats)" if score == "neg_elbo" else f"-{score}")
     ax.legend(fontsize=8)
     ax.set_title("ELBO in- vs out-of-distribution (member 0)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_curves(ev: Evaluation, path: Path) -> Path:
@@ -102,7 +103,7 @@ def roc_curves(ev: Evaluation, path: Path) -> Path:
         ax.set_xlabel("false positive rate")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("true positive rate")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves(state: TrainState, path: Path) -> Path:
@@ -118,7 +119,7 @@ def learning_curves(state: TrainState, path: Path) -> Path:
         ax.set_title(key.replace("_", " ") + " (nats)")
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def all_plots(model: LatentVariableModel, data: DataBundle, ev: Evaluation, state: TrainState,

@@ -25,6 +25,7 @@ from scipy import stats  # noqa: E402
 
 from .errors import UserError  # noqa: E402
 from .io import write_text  # noqa: E402
+from .plots import save_figure  # noqa: E402
 from .results import read_epochs, read_trials  # noqa: E402
 from .spec import StudySpec, load_spec  # noqa: E402
 from .verdicts import judge, select  # noqa: E402
@@ -176,11 +177,7 @@ def plot_responses(trials: pd.DataFrame, responses: list[str], folder: Path) -> 
         ax.set_title(f"{r}: mean and 95% CI over seeds")
         if others:
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = folder / f"{r}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, folder / f"{r}.png", dpi=100))
     return paths
 
 
@@ -206,11 +203,7 @@ def plot_learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric} (mean over seeds)")
     ax.set_title("learning curves (dotted: pruned)")
-    fig.tight_layout()
-    path = folder / "learning_curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / "learning_curves.png", dpi=100)
 
 
 def plot_curves(trials: pd.DataFrame, spec: StudySpec, folder: Path) -> list[Path]:
@@ -237,11 +230,7 @@ def plot_curves(trials: pd.DataFrame, spec: StudySpec, folder: Path) -> list[Pat
         ax.set_ylabel(curve.metric.replace("{x}", "·"))
         ax.set_title(curve.title + (" (dashed: reference)" if curve.reference else ""))
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = folder / f"curve_{i}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, folder / f"curve_{i}.png", dpi=100))
     return paths
 
 
