@@ -79,7 +79,7 @@ def test_a_bad_configuration_is_pruned_everywhere(local_ray, tmp_path):
     learn anything is then pruned by the median pruner."""
     spec = load_spec(str(write_spec(
         tmp_path, "tiny_prune", factors={"lr": {"grid": [0.01, 0.011, 1.0e-7]}},
-        budgets={"smoke": {"epochs": 8}},
+        budgets={"smoke": {"epochs": 40, "n_train": 1024}},  # long enough for STOP to arrive
         pruner={"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 2}},
         report_every_s=0)))  # every epoch reaches the pruner at once
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -87,7 +87,7 @@ def test_a_bad_configuration_is_pruned_everywhere(local_ray, tmp_path):
     assert out.counts == {"finished": 2, "diverged": 0, "pruned": 1, "failed": 0}
 
     trials = read_trials(out.results).drop_duplicates("trial_id").set_index("factor.lr")
-    assert trials.loc[1e-7, "trial_status"] == "pruned" and trials.loc[1e-7, "epochs"] < 8
+    assert trials.loc[1e-7, "trial_status"] == "pruned" and trials.loc[1e-7, "epochs"] < 40
     assert (trials.loc[[0.01, 0.011], "trial_status"] == "finished").all()
     assert pd.isna(trials.loc[1e-7, "test_ll"]) and pd.notna(trials.loc[1e-7, "last_val_elbo"])
 
