@@ -26,7 +26,6 @@ from .results import ResultsStore
 from .spec import StudySpec
 from .tracking import Tracker
 
-STATUSES = ("finished", "pruned", "diverged", "failed")
 #: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
 PER_SEED_TO_MLFLOW = {"val_elbo", "train_bound"}
 

@@ -26,9 +26,9 @@ from ray import tune
 
 from .data import DataBundle, DataConfig, load_data
 from .evaluate import evaluate
-from .io import write_json, write_parquet
 from .spec import StudySpec
 from .train import EpochMetrics, Trainer
+from .trial import write_evaluation
 
 TRAINER_FILE = "trainer.pt"
 
@@ -63,8 +63,7 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
         with checkpoint.as_directory() as folder:
             trainer.load(Path(folder) / TRAINER_FILE)
 
-    def report(result: dict[str, Any], extra: dict[str, Any] | None = None,
-               with_checkpoint: bool = False, files=None) -> None:
+    def report(result: dict[str, Any], with_checkpoint: bool = False, files=None) -> None:
         if not with_checkpoint:
             tune.report(result)
             return
@@ -101,13 +100,7 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
     last = trainer.state.history[-1]
 
     def files(folder: Path) -> None:
-        write_json(folder / "metrics.json", {"seeds": seeds, "members": ev.members, "mean": ev.mean,
-                                             "layers": ev.layer_names})
-        write_parquet(folder / "scores.parquet", ev.scores)
-        if plots:
-            from .plots import all_plots
-
-            all_plots(trainer.model, data, ev, trainer.state, folder / "plots")
+        write_evaluation(folder, cfg, trainer, data, ev, plots)
 
     final = {"phase": "final", "epoch": last.epoch, metric: last.mean.get(metric),
              "n_diverged": last.n_diverged, "device": device,

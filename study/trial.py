@@ -57,14 +57,20 @@ def run_trial(
     if stopped:
         return TrialResult(trainer, None, True)
     ev = evaluate(trainer.model, data, cfg, trainer.state)
-    paths: list[Path] = []
-    if out is not None:
-        write_json(out / "metrics.json", {"config": cfg.model_dump(mode="json"),
-                                          "seeds": list(cfg.seeds),
-                                          "members": ev.members, "mean": ev.mean})
-        write_parquet(out / "scores.parquet", ev.scores)
-        if plots:
-            from .plots import all_plots
-
-            paths = all_plots(trainer.model, data, ev, trainer.state, out / "plots")
+    paths = write_evaluation(out, cfg, trainer, data, ev, plots) if out is not None else []
     return TrialResult(trainer, ev, False, paths)
+
+
+def write_evaluation(folder: Path, cfg: TrialConfig, trainer: Trainer, data: DataBundle,
+                     ev: Evaluation, plots: bool = True) -> list[Path]:
+    """``metrics.json``, ``scores.parquet`` and (if ``plots``) ``plots/*.png`` of an evaluated
+    trial into ``folder``; returns the plot paths."""
+    write_json(folder / "metrics.json", {"config": cfg.model_dump(mode="json"),
+                                         "seeds": list(cfg.seeds), "layers": ev.layer_names,
+                                         "members": ev.members, "mean": ev.mean})
+    write_parquet(folder / "scores.parquet", ev.scores)
+    if not plots:
+        return []
+    from .plots import all_plots
+
+    return all_plots(trainer.model, data, ev, trainer.state, folder / "plots")
