@@ -68,10 +68,25 @@ def ood_scores(model: LatentVariableModel, x: torch.Tensor, ood_importance: int)
     return out
 
 
-@torch.no_grad()
+#: Evaluation draws its Monte Carlo samples from this seed, not from the training RNG state,
+#: so the metrics are a function of the weights alone: a trial evaluated again after a restore
+#: (its driver was killed after training) gets the numbers it got the first time.
+EVAL_SEED = 20_240_601
+
+
 def evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
              state: TrainState) -> Evaluation:
-    """Every final metric of the module docstring, per member, and the per-sample scores."""
+    """Every final metric of the module docstring, per member, and the per-sample scores.
+    Leaves the global RNG state as it found it."""
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(EVAL_SEED)
+        return _evaluate(model, data, cfg, state)
+
+
+@torch.no_grad()
+def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
+              state: TrainState) -> Evaluation:
     model.eval()
     dev = model.device
     E, names = model.n_members, list(model.layer_names)

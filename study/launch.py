@@ -21,10 +21,11 @@ from typing import Any
 from .errors import UserError
 from .io import write_json
 from .spec import StudySpec
-from .tracking import Tracker, check_reachable, git_commit
+from .tracking import Tracker, check_reachable, close_study_outbox, git_commit, study_outbox
 
 STATE = "study.json"
 RAY_DIR = "ray"
+UNSENT = "mlflow_unsent.json"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class StudyOutcome:
     parent_run_id: str
     counts: dict[str, int]
     tracking_uri: str
+    mlflow_losses: list[dict[str, Any]]
 
 
 def _check_results_folder(results: Path, resume: bool, overwrite: bool) -> dict[str, Any]:
@@ -146,9 +148,13 @@ def run_study(
     num_cpus: int | None = None,
     quiet: bool = False,
     plots: bool = True,
+    mlflow_grace_s: float = 300.0,
 ) -> StudyOutcome:
-    """Run (or resume) ``spec`` at ``budget``; see the module docstring."""
-    results = Path(results or Path("results") / spec.name).resolve()
+    """Run (or resume) ``spec`` at ``budget``; see the module docstring.
+
+    ``mlflow_grace_s``: how long the end of the study waits for MLflow writes held back by a
+    tracking outage; what is still unsent then is listed in ``mlflow_unsent.json``."""
+    results = Path(results or Path(os.environ.get("HVAE_RESULTS_DIR", "results")) / spec.name).resolve()
     state = _check_results_folder(results, resume, overwrite)
     if resume and budget != state.get("budget", budget):
         raise UserError(f"--resume: {results} was started with --budget {state['budget']}, "
@@ -187,6 +193,7 @@ def run_study(
                              metric=spec.search.metric, plots=plots),
         {"cpu": spec.resources.cpus, "gpu": gpus},
     )
+    outbox = study_outbox(tracker.uri, spec.name, spec.search.metric)
     recorder = StudyRecorder(spec, budget, results, tracker.uri, parent, quiet=quiet)
     if resume and tune.Tuner.can_restore(str(results / RAY_DIR)):
         tuner = tune.Tuner.restore(str(results / RAY_DIR), trainable=trainable,
@@ -213,11 +220,21 @@ def run_study(
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             ),
         )
-    tuner.fit()
+    interrupted = True
+    try:
+        tuner.fit()
+        outbox.end_parent(parent, "FINISHED")
+        interrupted = False
+    finally:  # also on Ctrl-C (briefly): send what can be sent, list what cannot
+        losses = close_study_outbox(tracker.uri, spec.name,
+                                    min(mlflow_grace_s, 10.0) if interrupted else mlflow_grace_s)
+        if losses:
+            write_json(results / UNSENT, {"tracking_uri": tracker.uri, "unsent": losses})
+        else:
+            (results / UNSENT).unlink(missing_ok=True)
     from .results import read_trials
 
     trials = read_trials(results)
     counts = {s: int((trials.drop_duplicates("trial_id")["trial_status"] == s).sum())
               for s in ("finished", "diverged", "pruned", "failed")} if len(trials) else {}
-    tracker.client.set_terminated(parent, "FINISHED")
-    return StudyOutcome(results, parent, counts, tracker.uri)
+    return StudyOutcome(results, parent, counts, tracker.uri, losses)

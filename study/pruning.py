@@ -5,7 +5,10 @@ Ray's ``OptunaSearch`` samples but hard-codes ``NopPruner`` and nothing in Ray c
 grid and sampled factors alike: every Ray trial gets an Optuna trial (its factor values as
 params) in a persistent study (``sqlite:///<results>/optuna.db``, so ``optuna-dashboard`` can
 open it); each epoch result's metric is ``report``-ed at its epoch and ``should_prune`` decides
-STOP or CONTINUE. Trials are told to Optuna as COMPLETE (with the final metric), PRUNED or FAIL.
+STOP or CONTINUE. Trials are told to Optuna as COMPLETE (with the final metric), PRUNED (stopped
+early) or FAIL (an error, or a seed diverged: the final result's metric is then NaN, so Ray's
+``OptunaSearch`` tells its sampler FAIL too); a diverged trial carries the user attributes
+``diverged_seeds`` and ``diverged_epoch`` (the first).
 
 The scheduler is pickled into Ray's experiment state (for ``Tuner.restore``); it keeps only
 the storage URL and the Ray-trial -> Optuna-trial numbers, and reopens the study lazily.
@@ -102,22 +105,31 @@ class OptunaPruningScheduler(FIFOScheduler):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
-    def _tell(self, trial: Trial, state: optuna.trial.TrialState, value: float | None = None) -> None:
+    def _tell(self, trial: Trial, state: optuna.trial.TrialState, value: float | None = None,
+              attrs: dict[str, Any] | None = None) -> None:
         if trial.trial_id not in self.trial_ids or trial.trial_id in self.told:
             return
         self.told.add(trial.trial_id)
         ot = optuna.trial.Trial(self.study, self.trial_ids[trial.trial_id])
+        for k, v in (attrs or {}).items():
+            ot.set_user_attr(k, v)
         self.study.tell(ot, value if state == optuna.trial.TrialState.COMPLETE else None,
                         state=state, skip_if_finished=True)
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
-        value = (result or {}).get(self._metric_name)
-        if (result or {}).get(self.phase_key) != "final":
+        result = result or {}
+        value = result.get(self._metric_name)
+        finite = value is not None and math.isfinite(value)
+        if result.get(self.phase_key) != "final":
             self._tell(trial, optuna.trial.TrialState.PRUNED)  # stopped before the end
-        elif value is not None and math.isfinite(value):
+        elif result.get("n_diverged"):
+            attrs = {"diverged_seeds": int(result["n_diverged"]),
+                     "diverged_epoch": int(result.get("diverged_epoch") or 0)}
+            self._tell(trial, optuna.trial.TrialState.FAIL, attrs=attrs)
+        elif finite:
             self._tell(trial, optuna.trial.TrialState.COMPLETE, float(value))
         else:
-            self._tell(trial, optuna.trial.TrialState.FAIL)  # every member diverged
+            self._tell(trial, optuna.trial.TrialState.FAIL)
 
     def on_trial_error(self, tune_controller, trial: Trial) -> None:
         if not trial.should_recover():  # a trial Ray will retry is not finished yet

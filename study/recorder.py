@@ -3,11 +3,20 @@
 For each trial: a child run when it starts (params: the flat config and the factors), its
 epoch metrics as they arrive (batched), and when it ends its status (finished / pruned /
 diverged / failed), the final metrics per seed and mean, the plots, and its Parquet rows.
+MLflow writes go through the study's :class:`~study.outbox.MlflowOutbox` (in order, retried
+while the server is away), so a tracking outage never stalls or fails the study; Parquet rows
+are written at once.
+
+Epoch rows are keyed by (trial, epoch, seed): a trial retried from a checkpoint (its worker or
+node died) or resumed by a new driver re-reports the epochs before its checkpoint, which
+replace the same rows instead of adding copies, and MLflow gets only epochs it has not seen.
 
 A trial's status is derived, not shared: it ended with an error -> ``failed``; its last result
 is not the final evaluation -> ``pruned`` (the only thing that stops a trial early is the
-pruning scheduler); otherwise ``finished``, or ``diverged`` if any seed diverged. Seeds have
-their own status in ``trials.parquet``.
+pruning scheduler); otherwise ``finished``, or ``diverged`` if any seed diverged (with the
+first divergence epoch in the MLflow tag ``diverged_epoch`` and per seed in Parquet). Seeds
+have their own status in ``trials.parquet``; ``num_failures`` and ``restored_from_epoch`` say
+whether a trial was retried and from which checkpoint.
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from .outbox import MlflowOutbox
 from .results import ResultsStore
 from .spec import StudySpec
-from .tracking import Tracker
+from .tracking import study_outbox
 
 #: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
 PER_SEED_TO_MLFLOW = {"val_elbo", "train_bound"}
@@ -40,9 +50,9 @@ class StudyRecorder(Callback):
         self.every, self.quiet = every, quiet
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
-        self._tracker: Tracker | None = None
+        self._outbox: MlflowOutbox | None = None
         self._store: ResultsStore | None = None
-        self._runs: dict[str, str] = {}
+        self._runs: set[str] = set()
         self._epochs: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
         self._start = time.monotonic()
         self._last_print = 0.0
@@ -51,15 +61,15 @@ class StudyRecorder(Callback):
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state: no clients
         state = self.__dict__.copy()
-        state["_tracker"] = state["_store"] = None
-        state["_runs"], state["_epochs"], state["_last_epoch"] = {}, {}, {}
+        state["_outbox"] = state["_store"] = None
+        state["_runs"], state["_epochs"], state["_last_epoch"] = set(), {}, {}
         return state
 
     @property
-    def tracker(self) -> Tracker:
-        if self._tracker is None:
-            self._tracker = Tracker(self.tracking_uri, self.spec.name)
-        return self._tracker
+    def outbox(self) -> MlflowOutbox:
+        if self._outbox is None:
+            self._outbox = study_outbox(self.tracking_uri, self.spec.name, self.spec.search.metric)
+        return self._outbox
 
     @property
     def store(self) -> ResultsStore:
@@ -72,13 +82,15 @@ class StudyRecorder(Callback):
         return {k: trial.config.get(k) for k in self.spec.factors}
 
     def _run(self, trial: Trial) -> str:
+        """The trial's id, once its child run has been asked for."""
         if trial.trial_id not in self._runs:
             cfg = self.spec.trial_config(self._factors(trial), self.budget)
             params = {f"factor.{k}": v for k, v in self._factors(trial).items()} | cfg.flat()
             name = "trial " + ", ".join(f"{k}={v}" for k, v in self._factors(trial).items())
-            self._runs[trial.trial_id] = self.tracker.child_run(
-                self.parent_run_id, trial.trial_id, name[:200] or trial.trial_id, params)
-        return self._runs[trial.trial_id]
+            self.outbox.child_run(trial.trial_id, self.parent_run_id, name[:200] or trial.trial_id,
+                                  params)
+            self._runs.add(trial.trial_id)
+        return trial.trial_id
 
     # ------------------------------------------------------------------ Ray hooks
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -106,7 +118,7 @@ class StudyRecorder(Callback):
                     if name not in PER_SEED_TO_MLFLOW:
                         continue  # every per-seed value is in epochs.parquet
                 metrics[key] = value
-            self.tracker.log_metrics(run_id, metrics, step=epoch)
+            self.outbox.log_epoch(run_id, epoch, metrics)
         self._progress(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -118,8 +130,8 @@ class StudyRecorder(Callback):
         self._progress(trials, force=True)
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
-        for run_id in list(self._runs.values()):
-            self.tracker.flush(run_id)
+        for run_id in self._runs:
+            self.outbox.flush(run_id)
 
     # ------------------------------------------------------------------ end of a trial
     def _finish(self, trial: Trial, failed: bool) -> None:
@@ -146,6 +158,8 @@ class StudyRecorder(Callback):
             row: dict[str, Any] = {"trial_id": trial.trial_id, "seed": seed, "member": e,
                                    "trial_status": status, "epochs": int(last.get("epoch", 0)),
                                    "node_id": last.get("node_id"), "device": last.get("device"),
+                                   "num_failures": int(trial.num_failures),
+                                   "restored_from_epoch": int(last.get("restored_from", 0)),
                                    "started_at": self._started.get(trial.trial_id, math.nan),
                                    "ended_at": time.time()}
             row |= {f"factor.{k}": v for k, v in self._factors(trial).items()}
@@ -159,19 +173,23 @@ class StudyRecorder(Callback):
                 row["status"] = status
             rows.append(row)
         scores = final["dir"] / "scores.parquet" if final else None
-        self.store.put_trial(trial.trial_id, rows, epoch_rows, scores)
+        plots = self.store.put_trial(trial.trial_id, rows, epoch_rows, scores,
+                                     final["dir"] / "plots" if final else None)
 
         run_id = self._run(trial)
+        metrics: dict[str, float] = {}
+        tags = {"status": status, "num_failures": str(trial.num_failures),
+                "restored_from_epoch": str(int(last.get("restored_from", 0)))}
         if final is not None:
             metrics = {f"final/{k}": v for k, v in final["mean"].items()}
             for k, vals in final["members"].items():
                 metrics |= {f"final/{k}/seed_{s}": v for s, v in zip(seeds, vals)}
-            self.tracker.log_metrics(run_id, metrics, step=int(last.get("epoch", 0)), flush_every=0)
-        mlflow_status = {"failed": "FAILED", "pruned": "KILLED"}.get(status, "FINISHED")
-        self.tracker.finish(run_id, mlflow_status, {"status": status},
-                            final["dir"] / "plots" if final else None)
-        if final is not None:
+            diverged = [v for v in final["members"].get("diverged_epoch", []) if math.isfinite(v)]
+            if diverged:
+                tags["diverged_epoch"] = str(int(min(diverged)))
             final["tmp"].cleanup()
+        mlflow_status = {"failed": "FAILED", "pruned": "KILLED"}.get(status, "FINISHED")
+        self.outbox.finish(run_id, mlflow_status, tags, metrics, int(last.get("epoch", 0)), plots)
 
     # ------------------------------------------------------------------ progress
     def counts(self, trials: list[Trial]) -> dict[str, int]:

@@ -7,7 +7,8 @@ Under the study's results folder:
   metrics of that seed (``study.evaluate``), NaN where the trial never got there;
 - ``epochs.parquet``: learning curves, one row per trial x epoch x seed;
 - ``scores.parquet/``: a Parquet dataset folder with one file per trial (per-sample OOD scores:
-  member, seed, set, score, index, value); read it with ``pandas.read_parquet``.
+  member, seed, set, score, index, value); read it with ``pandas.read_parquet``;
+- ``plots/TRIAL_ID/``: the trial's plots (also uploaded to its MLflow run).
 
 Every write replaces the file atomically and rows are keyed by trial id, so a retried or
 resumed trial replaces its rows instead of adding a second copy.
@@ -16,6 +17,7 @@ resumed trial replaces its rows instead of adding a second copy.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 
 from .io import copy_atomic, write_parquet
 
-TRIALS, EPOCHS, SCORES = "trials.parquet", "epochs.parquet", "scores.parquet"
+TRIALS, EPOCHS, SCORES, PLOTS = "trials.parquet", "epochs.parquet", "scores.parquet", "plots"
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -45,8 +47,10 @@ class ResultsStore:
         return set(self.trials["trial_id"]) if len(self.trials) else set()
 
     def put_trial(self, trial_id: str, rows: list[dict[str, Any]],
-                  epoch_rows: list[dict[str, Any]], scores_file: Path | None) -> None:
-        """Replace everything recorded for ``trial_id`` by these rows; write atomically."""
+                  epoch_rows: list[dict[str, Any]], scores_file: Path | None,
+                  plots: Path | None = None) -> Path | None:
+        """Replace everything recorded for ``trial_id`` by these rows; write atomically.
+        Returns the folder the trial's ``plots`` were copied to (None without plots)."""
         self.trials = _replace(self.trials, trial_id, pd.DataFrame(rows))
         self.epochs = _replace(self.epochs, trial_id, pd.DataFrame(epoch_rows))
         write_parquet(self.folder / TRIALS, _table(self.trials))
@@ -54,6 +58,15 @@ class ResultsStore:
         target = self.folder / SCORES / f"{trial_id}.parquet"
         if scores_file is not None and scores_file.exists():
             copy_atomic(scores_file, target)
+        if plots is None or not plots.is_dir():
+            return None
+        kept = self.folder / PLOTS / trial_id
+        tmp = kept.with_name(f".{trial_id}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(plots, tmp)
+        shutil.rmtree(kept, ignore_errors=True)
+        tmp.rename(kept)
+        return kept
 
 
 def _replace(frame: pd.DataFrame, trial_id: str, rows: pd.DataFrame) -> pd.DataFrame:

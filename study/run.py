@@ -22,8 +22,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default="default", choices=["smoke", "default", "full"])
     p.add_argument("--address", default=None, help="Ray cluster address ('auto' for a running one)")
     p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default sqlite:///mlflow.db in this folder)")
-    p.add_argument("--results", default=None, help="results folder (default results/NAME)")
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    p.add_argument("--results", default=None,
+                   help="results folder (default $HVAE_RESULTS_DIR/NAME, else results/NAME)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results of this study")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
@@ -31,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist/ and fashion_mnist/ (default $HVAE_DATA_DIR, else ./data)")
+    p.add_argument("--mlflow-grace", type=float, default=300.0, metavar="SECONDS",
+                   help="at the end, how long to wait for MLflow writes held back by an outage")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         out = run_study(spec, args.budget, args.results, args.address, args.tracking_uri,
                         args.resume, args.overwrite, args.max_concurrent, args.gpus_per_trial,
-                        args.num_cpus, args.quiet)
+                        args.num_cpus, args.quiet, mlflow_grace_s=args.mlflow_grace)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -114,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report:   python -m study.report {spec.name}"
           + (f" --results {out.results}" if args.results else ""))
     print(f"optuna:   optuna-dashboard sqlite:///{out.results}/optuna.db")
+    if out.mlflow_losses:
+        trials = len({x["trial_id"] for x in out.mlflow_losses})
+        print(f"warning: {len(out.mlflow_losses)} MLflow writes of {trials} trials were not "
+              f"recorded by {out.tracking_uri} (listed in {out.results}/mlflow_unsent.json); "
+              "Parquet has every result", file=sys.stderr)
     return 0 if c.get("failed", 0) < sum(c.values()) or not c else 1
 
 

@@ -1,8 +1,11 @@
 """MLflow: one experiment per study, a parent run per invocation, a nested child run per trial.
 
 Only the driver talks to MLflow (workers never need the tracking URI). The default store is
-MLflow 3's own default, a sqlite file in the working directory, so ``mlflow ui`` shows
-everything; ``--tracking-uri http://host:5000`` logs to a server instead.
+``$MLFLOW_TRACKING_URI`` if set, else MLflow 3's own default, a sqlite file in the working
+directory, so ``mlflow ui`` shows everything; ``--tracking-uri http://host:5000`` logs to a
+server instead. :class:`Tracker` makes the experiment and the parent run before the study
+starts (an unusable store fails there, before anything is written); during the study the
+trials' writes go through an :class:`~study.outbox.MlflowOutbox`, which survives outages.
 
 Child runs carry the tag ``ray_trial_id``; a resumed study finds its child runs by that tag and
 its parent run by the id saved in the results folder, so nothing is duplicated.
@@ -11,18 +14,20 @@ its parent run by the id saved in the results folder, so nothing is duplicated.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 from .errors import UserError
 
-PARENT_TAG = "mlflow.parentRunId"
-TRIAL_TAG = "ray_trial_id"
+from .outbox import MlflowOutbox
+
 DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else MLflow 3's default ``sqlite:///mlflow.db``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 class TrackingError(UserError):
@@ -43,7 +48,8 @@ def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
     import urllib.error
     import urllib.request
 
-    if not uri or not uri.startswith(("http://", "https://")):
+    uri = resolve_uri(uri)
+    if not uri.startswith(("http://", "https://")):
         return
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
@@ -56,16 +62,18 @@ def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
 
 
 class Tracker:
-    """A thin, batching wrapper over ``MlflowClient`` for one study invocation."""
+    """The study's experiment (created if missing) and its parent run, reached synchronously:
+    an unusable tracking store fails here, as a :class:`TrackingError`."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
         for name in ("mlflow.store.db.utils", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri or DEFAULT_URI
+        self.uri = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
             exp = self.client.get_experiment_by_name(experiment)
@@ -73,8 +81,6 @@ class Tracker:
         except Exception as err:  # noqa: BLE001 - any client failure means "cannot track"
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(f"MLflow tracking URI {self.uri!r} is not usable: {first[:300]}") from None
-        self._buffers: dict[str, list] = {}
-        self._last_flush: dict[str, float] = {}
 
     # ------------------------------------------------------------------ runs
     def start_parent(self, run_id: str | None, tags: dict[str, str], run_name: str) -> str:
@@ -87,54 +93,23 @@ class Tracker:
                 pass
         return self.client.create_run(self.experiment_id, tags=tags, run_name=run_name).info.run_id
 
-    def child_run(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any]) -> str:
-        """The child run of ``trial_id`` under ``parent_id``, created once."""
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_id}'",
-            max_results=1,
-        )
-        if found:
-            return found[0].info.run_id
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={PARENT_TAG: parent_id, TRIAL_TAG: trial_id})
-        from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run.info.run_id, params=items[i : i + 100])
-        return run.info.run_id
-
-    # ------------------------------------------------------------------ metrics
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int,
-                    flush_every: float = 30.0) -> None:
-        """Buffer metrics; send them at most every ``flush_every`` seconds per run."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        buf = self._buffers.setdefault(run_id, [])
-        buf.extend(Metric(_key(k), float(v), now, step) for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and math.isfinite(v))
-        if time.monotonic() - self._last_flush.get(run_id, 0.0) >= flush_every:
-            self.flush(run_id)
-
-    def flush(self, run_id: str) -> None:
-        buf = self._buffers.pop(run_id, [])
-        self._last_flush[run_id] = time.monotonic()
-        for i in range(0, len(buf), 1000):
-            self.client.log_batch(run_id, metrics=buf[i : i + 1000])
-
-    def finish(self, run_id: str, status: str, tags: dict[str, str],
-               artifacts: Path | None = None) -> None:
-        """Flush, tag, upload ``artifacts`` (a folder) and end the run."""
-        self.flush(run_id)
-        for k, v in tags.items():
-            self.client.set_tag(run_id, k, v)
-        if artifacts is not None and artifacts.exists():
-            self.client.log_artifacts(run_id, str(artifacts))
-        self.client.set_terminated(run_id, status)
+_OUTBOXES: dict[tuple[str, str], MlflowOutbox] = {}
 
 
-def _key(name: str) -> str:
-    """MLflow metric names allow letters, digits, _ - . space / only."""
-    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
+def study_outbox(uri: str | None, experiment: str, step_metric: str) -> MlflowOutbox:
+    """The driver's one outbox for ``experiment`` at ``uri`` (opened on first use).
+
+    A registry rather than an attribute: Ray Tune unpickles its own copy of the recorder
+    callback when a study is resumed, and that copy must find the launcher's outbox."""
+    uri = resolve_uri(uri)
+    if (uri, experiment) not in _OUTBOXES:
+        _OUTBOXES[(uri, experiment)] = MlflowOutbox(uri, Tracker(uri, experiment).experiment_id,
+                                                    step_metric)
+    return _OUTBOXES[(uri, experiment)]
+
+
+def close_study_outbox(uri: str | None, experiment: str, grace_s: float) -> list[dict]:
+    """Drain and close the outbox of ``experiment`` (see ``MlflowOutbox.close``); the loss records."""
+    box = _OUTBOXES.pop((resolve_uri(uri), experiment), None)
+    return box.close(grace_s) if box is not None else []

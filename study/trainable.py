@@ -59,9 +59,10 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
     data = cached_data(cfg.data_config())
     trainer = Trainer(cfg, data, device=device, threads=cpus)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is not None:  # a retry (dead worker or node) or a resumed study
         with checkpoint.as_directory() as folder:
             trainer.load(Path(folder) / TRAINER_FILE)
+    restored_from = trainer.state.epoch
 
     def report(result: dict[str, Any], with_checkpoint: bool = False, files=None) -> None:
         if not with_checkpoint:
@@ -74,12 +75,15 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     node = ray.get_runtime_context().get_node_id()
-    pending: list[dict[str, Any]] = []
+    # after a restore, the first report repeats the epochs before the checkpoint: the driver
+    # may have lost them (a killed driver) and keys them by epoch, so nothing is counted twice
+    pending: list[dict[str, Any]] = [epoch_result(m, seeds) for m in trainer.state.history]
     last_report = time.monotonic()
 
     def flush(with_checkpoint: bool = False) -> None:
         nonlocal last_report
-        result = dict(pending[-1]) | {"node_id": node, "history": list(pending)}
+        result = dict(pending[-1]) | {"node_id": node, "restored_from": restored_from,
+                                      "history": list(pending)}
         pending.clear()
         last_report = time.monotonic()
         report(result, with_checkpoint=with_checkpoint)
@@ -102,9 +106,12 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
     def files(folder: Path) -> None:
         write_evaluation(folder, cfg, trainer, data, ev, plots)
 
-    final = {"phase": "final", "epoch": last.epoch, metric: last.mean.get(metric),
+    # a configuration with a diverged seed has no score: NaN makes the searcher count it failed
+    score = last.mean.get(metric) if not last.n_diverged else float("nan")
+    final = {"phase": "final", "epoch": last.epoch, metric: score,
              "n_diverged": last.n_diverged, "device": device,
-             "node_id": node}
+             "node_id": node, "restored_from": restored_from,
+             "diverged_epoch": min((d for d in trainer.state.diverged_epoch if d), default=0)}
     final |= {f"final/{k}": v for k, v in ev.mean.items()}
     report(final, with_checkpoint=True, files=files)
 

@@ -1,0 +1,173 @@
+"""Fault injection with the real parts (Ray, Optuna, MLflow, Parquet): a study that goes through a
+fault ends with every trial exactly once in Parquet and MLflow and the final metrics it would
+have had without the fault (compared with an uninterrupted run of the same study)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from faults import (CHECKPOINT_EVERY, LRS, assert_complete, checkpointed_unfinished, fault_spec,
+                    finish, free_port, start_driver, start_mlflow_server, stop, trial_id,
+                    trial_workers, trials_done, wait_for)
+from study.results import read_trials
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted study: its results folder."""
+    folder = tmp_path_factory.mktemp("reference")
+    finish(start_driver(fault_spec(folder), folder / "res", f"sqlite:///{folder}/mlflow.db"))
+    return folder / "res"
+
+
+def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, reference):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
+    wait_for(lambda: (res / "ray").exists() and checkpointed_unfinished(res), proc,
+             what="a running trial with a checkpoint")
+    victims = {trial_id(p) for p in checkpointed_unfinished(res)}
+    workers = trial_workers(proc.pid)
+    assert workers
+    for w in workers:  # every trial worker: the running trial's (and a spare Ray started)
+        w.send_signal(signal.SIGKILL)
+    finish(proc)
+
+    trials = assert_complete(res, uri, reference).drop_duplicates("trial_id").set_index("trial_id")
+    for victim in victims:  # retried once, from its last checkpoint, not from epoch 0
+        assert trials.loc[victim, "num_failures"] == 1
+        restored = int(trials.loc[victim, "restored_from_epoch"])
+        assert restored > 0 and restored % CHECKPOINT_EVERY == 0
+    assert (trials[trials["num_failures"] == 0]["restored_from_epoch"] == 0).all()
+
+
+def test_killed_driver_is_resumed_without_duplicates_or_losses(tmp_path, reference):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
+    wait_for(lambda: trials_done(res) >= 1 and checkpointed_unfinished(res), proc,
+             what="one trial done and the next one checkpointed")
+    victims = {trial_id(p) for p in checkpointed_unfinished(res)}
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray and every worker
+    proc.wait(30)
+    assert 1 <= trials_done(res) < len(LRS)
+
+    finish(start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1", "--resume"))
+    trials = assert_complete(res, uri, reference).drop_duplicates("trial_id").set_index("trial_id")
+    for victim in victims:  # restarted from its last checkpoint by the resumed driver
+        restored = int(trials.loc[victim, "restored_from_epoch"])
+        assert restored > 0 and restored % CHECKPOINT_EVERY == 0
+
+
+def test_mlflow_outage_mid_study_is_ridden_out(tmp_path, reference):
+    port = free_port()
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    server = start_mlflow_server(server_dir, port)
+    uri = f"http://127.0.0.1:{port}"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
+    try:
+        wait_for(lambda: trials_done(res) >= 1, proc, what="the first trial")
+        stop(server)  # the tracking server goes away mid-study ...
+        down = trials_done(res)
+        wait_for(lambda: trials_done(res) > down, proc, what="a trial ending during the outage")
+        server = start_mlflow_server(server_dir, port)  # ... and comes back on the same store
+        out, err = finish(proc)
+    finally:
+        stop(proc) if proc.poll() is None else None
+        stop(server)
+    server = start_mlflow_server(server_dir, port)
+    try:
+        assert_complete(res, uri, reference)  # every write arrived, each once
+    finally:
+        stop(server)
+    assert not (res / "mlflow_unsent.json").exists() and "warning" not in err
+
+
+def test_mlflow_that_never_returns_is_recorded_as_a_loss(tmp_path):
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, f"http://127.0.0.1:{port}", "--max-concurrent",
+                        "1", "--mlflow-grace", "3")
+    wait_for(lambda: trials_done(res) >= 1, proc, what="the first trial")
+    stop(server)
+    out, err = finish(proc)  # the study itself succeeds: Parquet has everything
+    trials = read_trials(res)
+    assert trials["trial_id"].nunique() == len(LRS) and set(trials["trial_status"]) == {"finished"}
+    lost = json.loads((res / "mlflow_unsent.json").read_text())
+    lost_trials = {x["trial_id"] for x in lost["unsent"]}
+    assert lost_trials and lost_trials <= set(trials["trial_id"]) | {None} | set(
+        x["trial_id"] for x in lost["unsent"] if x["what"] == "end-parent")
+    assert any(x["what"] == "finish" for x in lost["unsent"])
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "mlflow_unsent.json" in warning[0]
+
+
+def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
+    from mlflow.tracking import MlflowClient
+    import optuna
+
+    # lr 1.0 with an unbounded learned output std on noise-free data: every seed diverges
+    spec = fault_spec(tmp_path, fixed={"noise": 0.0, "min_output_std": 0.0},
+                      pruner={"name": "median", "args": {"n_startup_trials": 10}})
+    spec.write_text(spec.read_text().replace("- 0.004", "- 1.0"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    finish(start_driver(spec, res, uri))
+
+    trials = read_trials(res)
+    assert trials["trial_id"].nunique() == 3
+    bad = trials[trials["factor.lr"] == 1.0]
+    good = trials[trials["factor.lr"] != 1.0]
+    assert set(bad["trial_status"]) == {"diverged"} and set(bad["status"]) == {"diverged"}
+    assert (bad["diverged_epoch"] >= 1).all() and (bad["epochs"] < 120).all()
+    assert set(good["trial_status"]) == {"finished"} and (good["epochs"] == 120).all()
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("faulty").experiment_id],
+                              filter_string="tags.status = 'diverged'")
+    assert len(runs) == 1 and runs[0].data.tags["ray_trial_id"] == bad["trial_id"].iloc[0]
+    assert int(runs[0].data.tags["diverged_epoch"]) == int(bad["diverged_epoch"].min())
+
+    study = optuna.load_study(study_name="faulty", storage=f"sqlite:///{res}/optuna.db")
+    states = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    told = states[bad["trial_id"].iloc[0]]
+    assert told.state == optuna.trial.TrialState.FAIL
+    assert told.user_attrs["diverged_epoch"] == int(bad["diverged_epoch"].min())
+    assert told.user_attrs["diverged_seeds"] == 2
+    assert {states[t].state for t in good["trial_id"]} == {optuna.trial.TrialState.COMPLETE}
+
+
+def test_removed_worker_node_moves_its_trials_to_the_other_node(tmp_path, reference):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--address", cluster.address)
+    try:
+        # 3 trials on 3 CPUs: two of them run on the worker node
+        wait_for(lambda: (res / "ray").exists() and len(checkpointed_unfinished(res)) == len(LRS),
+                 proc, what="every trial running with a checkpoint")
+        cluster.remove_node(worker, allow_graceful=False)  # the node is lost, not drained
+        finish(proc)
+        head = cluster.head_node.node_id
+    finally:
+        cluster.shutdown()
+    trials = assert_complete(res, uri, reference).drop_duplicates("trial_id")
+    assert set(trials["node_id"]) == {head}  # every trial ended on the surviving node
+    moved = trials[trials["num_failures"] > 0]
+    assert len(moved) >= 1
+    assert ((moved["restored_from_epoch"] > 0) & (moved["restored_from_epoch"] % CHECKPOINT_EVERY == 0)).all()
