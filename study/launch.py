@@ -21,11 +21,14 @@ from typing import Any
 from .errors import UserError
 from .io import write_json
 from .spec import StudySpec
+from .storage import Mirror, open_storage, study_uri
 from .tracking import Tracker, check_reachable, close_study_outbox, git_commit, study_outbox
 
 STATE = "study.json"
 RAY_DIR = "ray"
 UNSENT = "mlflow_unsent.json"
+#: what the end of a study copies to shared storage (trials' own files are copied as they end)
+MIRRORED = ("trials.parquet", "epochs.parquet", "scores.parquet", "plots", "optuna.db", STATE, UNSENT)
 
 
 @dataclass
@@ -37,16 +40,22 @@ class StudyOutcome:
     mlflow_losses: list[dict[str, Any]]
 
 
-def _check_results_folder(results: Path, resume: bool, overwrite: bool) -> dict[str, Any]:
+def _check_results_folder(results: Path, resume: bool, overwrite: bool,
+                          mirror: Mirror | None = None) -> dict[str, Any]:
     """The saved state of a previous invocation ({} for a new study). Checks, without writing
-    anything, that the folder can be created and written."""
+    anything, that the folder can be created and written. ``--resume`` on a machine without
+    the folder (a lost head node) pulls it back from the storage ``mirror``."""
     state_file = results / STATE
     if resume:
-        if not state_file.exists() or not (results / RAY_DIR).exists():
+        if not state_file.exists() and mirror is not None and mirror.exists(STATE):
+            mirror.pull()
+        ray_state = mirror.exists(RAY_DIR) if mirror is not None else (results / RAY_DIR).exists()
+        if not state_file.exists() or not ray_state:
             raise UserError(f"--resume: {results} holds no study to resume (no {STATE}); "
                             "run it without --resume first")
         return json.loads(state_file.read_text())
-    if (state_file.exists() or (results / RAY_DIR).exists()) and not overwrite:
+    elsewhere = mirror is not None and mirror.exists(STATE)
+    if (state_file.exists() or (results / RAY_DIR).exists() or elsewhere) and not overwrite:
         raise UserError(f"{results} already holds this study's results; add --resume to "
                         "continue it, --overwrite to replace it, or --results DIR")
     existing = results
@@ -55,12 +64,16 @@ def _check_results_folder(results: Path, resume: bool, overwrite: bool) -> dict[
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "not a directory" if not existing.is_dir() else "permission denied"
         raise UserError(f"results folder {results} is not writable: {existing} is {why}")
+    if mirror is not None:
+        mirror.check_writable()
     return {}
 
 
-def _prepare_results_folder(results: Path, resume: bool) -> None:
+def _prepare_results_folder(results: Path, resume: bool, mirror: Mirror | None) -> None:
     if not resume and results.exists():
         shutil.rmtree(results)  # --overwrite (checked above)
+    if not resume and mirror is not None:
+        mirror.clear()
     results.mkdir(parents=True, exist_ok=True)
 
 
@@ -135,6 +148,34 @@ def _suggest(trial, name: str, dist) -> Any:
     return trial.suggest_categorical(name, dist.choices)
 
 
+def check_datasets(spec: StudySpec, budget: str) -> None:
+    """Every image dataset the study reads is present and md5-correct (downloaded here, once,
+    if missing and allowed): a missing or corrupt file is one clear error before anything
+    starts, not a failure in every trial."""
+    from .data import IMAGE_DATASETS
+    from .data.idx import FILES, data_dir, ensure_file
+
+    seen: set[tuple[str, str]] = set()
+    for cell in spec.grid_cells():
+        d = spec.trial_config(cell, budget).data_config()
+        for name in {d.dataset, d.ood_dataset} & set(IMAGE_DATASETS):
+            root = data_dir(d.data_dir)
+            if (name, str(root)) not in seen:
+                seen.add((name, str(root)))
+                for file in FILES[name]:
+                    ensure_file(name, file, root, d.allow_download)
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` or start a local Ray: no dashboard (nothing listens beyond what
+    Ray needs), and Ray's default token authentication left on (``RAY_AUTH_MODE`` is never
+    set to ``disabled`` here)."""
+    import ray
+
+    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+             logging_level=logging.ERROR, log_to_driver=False)
+
+
 def run_study(
     spec: StudySpec,
     budget: str = "default",
@@ -149,16 +190,25 @@ def run_study(
     quiet: bool = False,
     plots: bool = True,
     mlflow_grace_s: float = 300.0,
+    storage: str | None = None,
 ) -> StudyOutcome:
     """Run (or resume) ``spec`` at ``budget``; see the module docstring.
 
     ``mlflow_grace_s``: how long the end of the study waits for MLflow writes held back by a
-    tracking outage; what is still unsent then is listed in ``mlflow_unsent.json``."""
+    tracking outage; what is still unsent then is listed in ``mlflow_unsent.json``.
+    ``storage``: shared storage URI (default ``$HVAE_STORAGE``; see ``study.storage``)."""
     results = Path(results or Path(os.environ.get("HVAE_RESULTS_DIR", "results")) / spec.name).resolve()
-    state = _check_results_folder(results, resume, overwrite)
+    storage = storage or os.environ.get("HVAE_STORAGE") or None
+    if resume and not storage and (results / STATE).exists():  # resumed where it was started
+        storage = json.loads((results / STATE).read_text()).get("storage")
+    if storage:
+        open_storage(storage)  # an unusable URI fails here, named as given
+    mirror = Mirror(study_uri(storage, spec.name), results) if storage else None
+    state = _check_results_folder(results, resume, overwrite, mirror)
     if resume and budget != state.get("budget", budget):
         raise UserError(f"--resume: {results} was started with --budget {state['budget']}, "
                         f"not {budget}")
+    check_datasets(spec, budget)
     import ray
     from ray import tune
 
@@ -174,10 +224,9 @@ def run_study(
     with ThreadPoolExecutor(1) as pool:
         pending_tracker = pool.submit(Tracker, tracking_uri, spec.name)
         if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else num_cpus,
-                     include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            start_ray(address, num_cpus)
         tracker = pending_tracker.result()  # an unusable tracking URI fails here
-    _prepare_results_folder(results, resume)
+    _prepare_results_folder(results, resume, mirror)
     parent = tracker.start_parent(
         state.get("parent_run_id"),
         tags={"study": spec.name, "question": spec.question.strip()[:5000], "budget": budget,
@@ -185,7 +234,8 @@ def run_study(
         run_name=f"{spec.name} ({budget})",
     )
     write_json(results / STATE, {"study": spec.name, "budget": budget, "parent_run_id": parent,
-                                 "tracking_uri": tracker.uri})
+                                 "tracking_uri": tracker.uri, "storage": storage})
+    ray_root = mirror.uri if mirror is not None else str(results)  # Ray's storage_path
 
     gpus = spec.resources.gpus if gpus_per_trial is None else gpus_per_trial
     trainable = tune.with_resources(
@@ -194,9 +244,10 @@ def run_study(
         {"cpu": spec.resources.cpus, "gpu": gpus},
     )
     outbox = study_outbox(tracker.uri, spec.name, spec.search.metric)
-    recorder = StudyRecorder(spec, budget, results, tracker.uri, parent, quiet=quiet)
-    if resume and tune.Tuner.can_restore(str(results / RAY_DIR)):
-        tuner = tune.Tuner.restore(str(results / RAY_DIR), trainable=trainable,
+    recorder = StudyRecorder(spec, budget, results, tracker.uri, parent, quiet=quiet,
+                             mirror_uri=mirror.uri if mirror is not None else None)
+    if resume and tune.Tuner.can_restore(f"{ray_root}/{RAY_DIR}"):
+        tuner = tune.Tuner.restore(f"{ray_root}/{RAY_DIR}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
     else:
         param_space, searcher, num_samples = _search(spec, budget)
@@ -215,7 +266,7 @@ def run_study(
                 max_concurrent_trials=max_concurrent, reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=RAY_DIR, storage_path=str(results), callbacks=[recorder], verbose=0,
+                name=RAY_DIR, storage_path=ray_root, callbacks=[recorder], verbose=0,
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             ),
@@ -232,6 +283,8 @@ def run_study(
             write_json(results / UNSENT, {"tracking_uri": tracker.uri, "unsent": losses})
         else:
             (results / UNSENT).unlink(missing_ok=True)
+        if mirror is not None:
+            mirror.push(*MIRRORED)
     from .results import read_trials
 
     trials = read_trials(results)

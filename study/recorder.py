@@ -34,6 +34,7 @@ from ray.tune.experiment import Trial
 from .outbox import MlflowOutbox
 from .results import ResultsStore
 from .spec import StudySpec
+from .storage import Mirror
 from .tracking import study_outbox
 
 #: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
@@ -44,10 +45,13 @@ class StudyRecorder(Callback):
     """Writes MLflow runs and Parquet rows; prints progress at most every ``every`` seconds."""
 
     def __init__(self, spec: StudySpec, budget: str, results: Path, tracking_uri: str | None,
-                 parent_run_id: str, every: float = 15.0, quiet: bool = False) -> None:
+                 parent_run_id: str, every: float = 15.0, quiet: bool = False,
+                 mirror_uri: str | None = None) -> None:
         self.spec, self.budget, self.results = spec, budget, Path(results)
         self.tracking_uri, self.parent_run_id = tracking_uri, parent_run_id
         self.every, self.quiet = every, quiet
+        self.mirror_uri = mirror_uri
+        self._mirror: Mirror | None = None
         self.status: dict[str, str] = {}
         self.best: tuple[float, str] | None = None
         self._outbox: MlflowOutbox | None = None
@@ -61,7 +65,7 @@ class StudyRecorder(Callback):
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state: no clients
         state = self.__dict__.copy()
-        state["_outbox"] = state["_store"] = None
+        state["_outbox"] = state["_store"] = state["_mirror"] = None
         state["_runs"], state["_epochs"], state["_last_epoch"] = set(), {}, {}
         return state
 
@@ -175,6 +179,12 @@ class StudyRecorder(Callback):
         scores = final["dir"] / "scores.parquet" if final else None
         plots = self.store.put_trial(trial.trial_id, rows, epoch_rows, scores,
                                      final["dir"] / "plots" if final else None)
+
+        if self.mirror_uri:  # shared storage: this trial's rows and files, as it ends
+            if self._mirror is None:
+                self._mirror = Mirror(self.mirror_uri, self.results)
+            self._mirror.push("trials.parquet", "epochs.parquet",
+                              f"scores.parquet/{trial.trial_id}.parquet", f"plots/{trial.trial_id}")
 
         run_id = self._run(trial)
         metrics: dict[str, float] = {}

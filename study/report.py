@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -313,13 +314,15 @@ def log_to_mlflow(results: Path, tracking_uri: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.report", description=__doc__.split("\n")[0])
     p.add_argument("name", help="study name (search_spaces/NAME.yaml)")
-    p.add_argument("--results", default=None, help="results folder (default results/NAME)")
+    p.add_argument("--results", default=None,
+                   help="results folder (default $HVAE_RESULTS_DIR/NAME, else results/NAME)")
     p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the study's own)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
     args = p.parse_args(argv)
     try:
         spec = load_spec(args.name)
-        results = Path(args.results or Path("results") / spec.name).resolve()
+        results = Path(args.results or Path(os.environ.get("HVAE_RESULTS_DIR", "results"))
+                       / spec.name).resolve()
         path = build_report(spec, results)
         run = None if args.no_mlflow else log_to_mlflow(results, args.tracking_uri)
     except UserError as err:

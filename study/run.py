@@ -25,6 +25,9 @@ def parser() -> argparse.ArgumentParser:
                    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
     p.add_argument("--results", default=None,
                    help="results folder (default $HVAE_RESULTS_DIR/NAME, else results/NAME)")
+    p.add_argument("--storage", default=None, metavar="URI",
+                   help="shared storage for checkpoints and a copy of the results, e.g. "
+                        "s3://bucket/hvae-study (default $HVAE_STORAGE; needed on a multi-node cluster)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results of this study")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
@@ -75,6 +78,15 @@ def summary(results) -> str:
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Numeric flags out of range: one line naming the flag and its value."""
+    limits = [("--max-concurrent", args.max_concurrent, 1), ("--num-cpus", args.num_cpus, 1),
+              ("--gpus-per-trial", args.gpus_per_trial, 0), ("--mlflow-grace", args.mlflow_grace, 0)]
+    for flag, value, low in limits:
+        if value is not None and value < low:
+            raise UserError(f"{flag} {value}: must be at least {low}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -85,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             parser().print_usage(sys.stderr)
             print("error: name a study (python -m study.run --list shows them)", file=sys.stderr)
             return 2
+        check_flags(args)
         from .launch import run_study
         from .spec import load_spec
 
@@ -97,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         out = run_study(spec, args.budget, args.results, args.address, args.tracking_uri,
                         args.resume, args.overwrite, args.max_concurrent, args.gpus_per_trial,
-                        args.num_cpus, args.quiet, mlflow_grace_s=args.mlflow_grace)
+                        args.num_cpus, args.quiet, mlflow_grace_s=args.mlflow_grace,
+                        storage=args.storage)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

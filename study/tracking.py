@@ -74,8 +74,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
         try:
+            self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(experiment)
             self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         except Exception as err:  # noqa: BLE001 - any client failure means "cannot track"

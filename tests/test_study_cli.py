@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -11,9 +13,9 @@ from conftest import REPO
 from studies import write_spec
 
 
-def _run(*args: str, cwd) -> subprocess.CompletedProcess:
+def _run(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=os.environ | (env or {}))
 
 
 def _one_error_line(r: subprocess.CompletedProcess) -> str:
@@ -92,3 +94,82 @@ def test_report_before_the_study_ran(tmp_path):
     line = _one_error_line(_run("study.report", "spirals_depth", "--results", str(tmp_path / "r"),
                                 cwd=REPO))
     assert "run the study first" in line
+
+
+@pytest.mark.parametrize("flag,value", [("--max-concurrent", "0"), ("--num-cpus", "-2"),
+                                        ("--gpus-per-trial", "-0.5"), ("--mlflow-grace", "-1")])
+def test_flag_out_of_range(tmp_path, flag, value):
+    path = write_spec(tmp_path, "ok")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", flag, value, cwd=tmp_path))
+    assert f"{flag} {float(value) if '.' in value else int(value)}" in line
+    assert not (tmp_path / "results").exists()
+
+
+def _mnist_spec(tmp_path):
+    return write_spec(tmp_path, "tiny_mnist", fixed={"dataset": "mnist", "n_train": 256})
+
+
+def test_missing_dataset_file(tmp_path):
+    env = {"HVAE_MNIST_MIRROR": "http://127.0.0.1:9/"}  # nothing listens: the download fails
+    data = tmp_path / "data"
+    line = _one_error_line(_run("study.run", str(_mnist_spec(tmp_path)), "--budget", "smoke",
+                                "--data-dir", str(data), cwd=tmp_path, env=env))
+    assert str(data / "mnist" / "train-images-idx3-ubyte.gz") in line and "missing" in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+    assert not any(p.is_file() for p in data.rglob("*"))  # no half-downloaded file left
+
+
+def test_corrupt_dataset_file(tmp_path, shared_data):
+    data = tmp_path / "data"
+    shutil.copytree(shared_data / "mnist", data / "mnist")
+    bad = data / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-100])  # truncated
+    line = _one_error_line(_run("study.run", str(_mnist_spec(tmp_path)), "--budget", "smoke",
+                                "--data-dir", str(data), cwd=tmp_path))
+    assert str(bad) in line and "md5" in line and "does not match" in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_tracking_uri_that_is_not_an_mlflow_server(tmp_path):
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "0"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port = server.stdout.readline().split(" port ")[1].split()[0]
+        path = write_spec(tmp_path, "ok")
+        uri = f"http://127.0.0.1:{port}"
+        line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--tracking-uri",
+                                    uri, cwd=tmp_path))
+        assert uri in line and "not usable" in line
+        assert not (tmp_path / "results").exists()
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///{tmp}/a-file/mlflow.db", "nosuch://host/x"])
+def test_wrong_tracking_uri(tmp_path, uri):
+    (tmp_path / "a-file").write_text("a file, not a folder")
+    uri = uri.format(tmp=tmp_path)
+    path = write_spec(tmp_path, "ok")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--tracking-uri", uri,
+                                cwd=tmp_path))
+    assert uri in line and "not usable" in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_storage_that_cannot_be_opened(tmp_path):
+    path = write_spec(tmp_path, "ok")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--storage",
+                                "nosuch://bucket/x", cwd=tmp_path))
+    assert "--storage 'nosuch://bucket/x'" in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_results_of_an_earlier_run_are_not_replaced_silently(tmp_path):
+    path = write_spec(tmp_path, "ok")
+    earlier = tmp_path / "results" / "ok"
+    earlier.mkdir(parents=True)
+    (earlier / "study.json").write_text('{"study": "ok"}')
+    (earlier / "trials.parquet").write_bytes(b"earlier results")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", cwd=tmp_path))
+    assert str(earlier) in line and "--resume" in line and "--overwrite" in line
+    assert (earlier / "trials.parquet").read_bytes() == b"earlier results"

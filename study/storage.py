@@ -1,0 +1,94 @@
+"""Shared storage for a study on a cluster: any URI pyarrow's filesystems open (``s3://``,
+``gs://``, ``file://``, ...).
+
+With ``--storage URI`` (or ``$HVAE_STORAGE``), Ray Tune keeps the experiment state and every
+checkpoint under ``URI/NAME/ray`` (its ``storage_path``: what lets a trial restart on another
+node), and :class:`Mirror` copies the driver's results folder (Parquet tables, plots, Optuna
+database, ``study.json``) to ``URI/NAME/`` as trials end. A study whose head node is lost can be
+resumed from any machine: ``--resume`` pulls the folder back when it is not there.
+
+Credentials never appear here: pyarrow's S3/GCS filesystems take them from the environment or
+the instance's role.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from .errors import UserError
+from .io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+def open_storage(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) of ``uri``; a clear error if pyarrow cannot open it."""
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for bad URIs
+        raise UserError(f"--storage {uri!r} cannot be opened: {str(err).splitlines()[0]}") from None
+
+
+def study_uri(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/{name}"
+
+
+class Mirror:
+    """Copies of files of the local results folder ``local`` under ``uri`` (see module doc)."""
+
+    def __init__(self, uri: str, local: Path) -> None:
+        self.uri, self.local = uri, Path(local)
+        self.fs, self.root = open_storage(uri)
+
+    def check_writable(self) -> None:
+        """Write and delete a marker: fail before the study starts, not after its first trial."""
+        marker = f"{self.root}/.hvae-write-test"
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            with self.fs.open_output_stream(marker) as f:
+                f.write(b"ok")
+            self.fs.delete_file(marker)
+        except Exception as err:  # noqa: BLE001
+            raise UserError(f"--storage {self.uri!r} is not writable: "
+                            f"{str(err).splitlines()[0]}") from None
+
+    def push(self, *relative: str) -> bool:
+        """Copy these files or folders (relative to ``local``); False (and a warning) if the
+        storage failed; the next push, at the latest the one at the end, copies them again."""
+        try:
+            for rel in relative:
+                src = self.local / rel
+                if not src.exists():
+                    continue
+                dst = f"{self.root}/{rel}"
+                if src.is_dir():
+                    self.fs.create_dir(dst, recursive=True)
+                else:
+                    self.fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
+                pafs.copy_files(str(src), dst, source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=self.fs)
+            return True
+        except Exception as err:  # noqa: BLE001 - storage outages must not stop the study
+            logger.warning("could not copy results to %s: %s", self.uri, str(err).splitlines()[0])
+            return False
+
+    def clear(self) -> None:
+        """Delete everything under ``uri`` (``--overwrite``)."""
+        self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(f"{self.root}/{rel}").type != pafs.FileType.NotFound
+
+    def pull(self) -> None:
+        """Copy every file under ``uri`` except Ray's folder into ``local``."""
+        for info in self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True)):
+            rel = info.path[len(self.root):].lstrip("/")
+            if info.type != pafs.FileType.File or rel.split("/", 1)[0] == "ray":
+                continue
+            target = self.local / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with self.fs.open_input_stream(info.path) as src, atomic_path(target) as tmp:
+                Path(tmp).write_bytes(src.read())
