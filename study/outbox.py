@@ -115,15 +115,21 @@ class MlflowOutbox:
     def end_parent(self, run_id: str, status: str = "FINISHED") -> None:
         self._put(_Op(run_id, "end-parent", {"status": status}))
 
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until every queued write was sent (or refused)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while (self._queue or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            return not (self._queue or self._busy)
+
     def close(self, grace_s: float) -> list[dict[str, Any]]:
         """Send what is buffered, wait up to ``grace_s`` seconds for the queue to drain and
         return the loss records (skipped writes and whatever is still unsent)."""
         for trial_id in list(self._pending):
             self.flush(trial_id)
-        deadline = time.monotonic() + grace_s
+        self.drain(grace_s)
         with self._cond:
-            while (self._queue or self._busy) and time.monotonic() < deadline:
-                self._cond.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             self._closing = True
             unsent = list(self._queue)
             self._queue.clear()

@@ -106,7 +106,7 @@ class StudyRecorder(Callback):
         if result.get("phase") != "epoch":
             return
         rows = self._epochs.setdefault(trial.trial_id, {})
-        self._last_epoch[trial.trial_id] = result
+        self._last_epoch[trial.trial_id] = result.get("history", [result])[-1]
         run_id = self._run(trial)
         for item in result.get("history", [result]):
             epoch = int(item["epoch"])
@@ -183,7 +183,7 @@ class StudyRecorder(Callback):
         if self.mirror_uri:  # shared storage: this trial's rows and files, as it ends
             if self._mirror is None:
                 self._mirror = Mirror(self.mirror_uri, self.results)
-            self._mirror.push("trials.parquet", "epochs.parquet",
+            self._mirror.push("trials.parquet", f"epochs.parquet/{trial.trial_id}.parquet",
                               f"scores.parquet/{trial.trial_id}.parquet", f"plots/{trial.trial_id}")
 
         run_id = self._run(trial)

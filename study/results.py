@@ -5,13 +5,15 @@ Under the study's results folder:
 - ``trials.parquet``: one row per trial x seed: trial id, status (finished / pruned /
   diverged / failed), factor columns, the flat trial config, epochs trained and the final
   metrics of that seed (``study.evaluate``), NaN where the trial never got there;
-- ``epochs.parquet``: learning curves, one row per trial x epoch x seed;
+- ``epochs.parquet/``: learning curves, one row per trial x epoch x seed, one file per trial
+  (so the driver never holds or rewrites the curves of finished trials);
 - ``scores.parquet/``: a Parquet dataset folder with one file per trial (per-sample OOD scores:
   member, seed, set, score, index, value); read it with ``pandas.read_parquet``;
 - ``plots/TRIAL_ID/``: the trial's plots (also uploaded to its MLflow run).
 
 Every write replaces the file atomically and rows are keyed by trial id, so a retried or
-resumed trial replaces its rows instead of adding a second copy.
+resumed trial replaces its rows instead of adding a second copy. ``read_epochs`` and
+``read_scores`` read the folders (and a single-file ``epochs.parquet`` of older results).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ class ResultsStore:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.trials = _read(self.folder / TRIALS)
-        self.epochs = _read(self.folder / EPOCHS)
 
     def known_trials(self) -> set[str]:
         return set(self.trials["trial_id"]) if len(self.trials) else set()
@@ -52,9 +53,10 @@ class ResultsStore:
         """Replace everything recorded for ``trial_id`` by these rows; write atomically.
         Returns the folder the trial's ``plots`` were copied to (None without plots)."""
         self.trials = _replace(self.trials, trial_id, pd.DataFrame(rows))
-        self.epochs = _replace(self.epochs, trial_id, pd.DataFrame(epoch_rows))
         write_parquet(self.folder / TRIALS, _table(self.trials))
-        write_parquet(self.folder / EPOCHS, _table(self.epochs))
+        if epoch_rows:
+            frame = pd.DataFrame(epoch_rows).sort_values(["epoch", "seed"], ignore_index=True)
+            write_parquet(self.folder / EPOCHS / f"{trial_id}.parquet", _table(frame))
         target = self.folder / SCORES / f"{trial_id}.parquet"
         if scores_file is not None and scores_file.exists():
             copy_atomic(scores_file, target)
@@ -93,7 +95,16 @@ def read_trials(folder: str | Path) -> pd.DataFrame:
 
 
 def read_epochs(folder: str | Path) -> pd.DataFrame:
-    return _read(Path(folder) / EPOCHS)
+    """All learning curves: the per-trial files concatenated (their columns may differ: a
+    metric a model does not have is missing, NaN in the result)."""
+    path = Path(folder) / EPOCHS
+    if path.is_file():
+        return _read(path)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else []
+    if not files:
+        return pd.DataFrame()
+    tables = [pq.read_table(f) for f in files]
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def read_scores(folder: str | Path) -> pd.DataFrame:

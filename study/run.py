@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         ui = "mlflow ui"
     else:
         ui = f"mlflow ui --backend-store-uri {out.tracking_uri}"
-    print(f"results:  {out.results}  (trials.parquet, epochs.parquet, scores.parquet/)")
+    print(f"results:  {out.results}  (trials.parquet, epochs.parquet/, scores.parquet/)")
     print(f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})")
     print(f"report:   python -m study.report {spec.name}"
           + (f" --results {out.results}" if args.results else ""))

@@ -1,8 +1,8 @@
 """The Ray Tune trainable: one trial = one configuration with all of its seeds.
 
 Runs in a Ray worker. Reports epoch results (``phase="epoch"``: the latest epoch's mean
-metrics, which the search sees, per-seed values as ``name/seed_S``, and under ``history`` every
-epoch since the previous report, which the pruner and the recorder read), a Ray checkpoint every
+metrics, which the search sees, and under ``history`` every epoch since the previous report
+with per-seed values as ``name/seed_S``, which the pruner and the recorder read), a Ray checkpoint every
 ``checkpoint_every`` epochs, and a final result (``phase="final"``) whose checkpoint folder
 also carries the evaluation: ``metrics.json``, ``scores.parquet`` and ``plots/``. The driver
 reads those from the checkpoint, so the same code works on one machine and on a cluster with
@@ -82,8 +82,11 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
 
     def flush(with_checkpoint: bool = False) -> None:
         nonlocal last_report
-        result = dict(pending[-1]) | {"node_id": node, "restored_from": restored_from,
-                                      "history": list(pending)}
+        latest = pending[-1]
+        # top level: the latest epoch's means only (Ray Tune keeps running statistics of every
+        # numeric key of every trial in the driver); per-seed values travel in ``history``
+        result = {k: v for k, v in latest.items() if "/seed_" not in k}
+        result |= {"node_id": node, "restored_from": restored_from, "history": list(pending)}
         pending.clear()
         last_report = time.monotonic()
         report(result, with_checkpoint=with_checkpoint)
@@ -112,6 +115,6 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
              "n_diverged": last.n_diverged, "device": device,
              "node_id": node, "restored_from": restored_from,
              "diverged_epoch": min((d for d in trainer.state.diverged_epoch if d), default=0)}
-    final |= {f"final/{k}": v for k, v in ev.mean.items()}
+    # the final metrics travel in the checkpoint's metrics.json (see module docstring)
     report(final, with_checkpoint=True, files=files)
 

@@ -1,0 +1,60 @@
+"""MlflowOutbox against a real sqlite MLflow store: order, idempotence, refused writes."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from study.outbox import MlflowOutbox
+
+
+def _outbox(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("box")
+    parent = client.create_run(exp).info.run_id
+    return MlflowOutbox(uri, exp, "val_elbo", flush_every_s=0.0), client, exp, parent
+
+
+def _child(client, exp, trial):
+    runs = client.search_runs([exp], filter_string=f"tags.ray_trial_id = '{trial}'")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_re_reported_epochs_are_sent_once_and_a_second_driver_reuses_the_run(tmp_path):
+    box, client, exp, parent = _outbox(tmp_path)
+    box.child_run("t1", parent, "trial t1", {"lr": 0.1})
+    for epoch in range(1, 6):
+        box.log_epoch("t1", epoch, {"val_elbo": -float(epoch)})
+    for epoch in range(3, 8):  # a retry from the checkpoint at epoch 2 re-reports 3..5
+        box.log_epoch("t1", epoch, {"val_elbo": -float(epoch)})
+    assert box.close(30) == []
+    run = _child(client, exp, "t1")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_elbo")]
+    assert sorted(steps) == list(range(1, 8))
+
+    again = MlflowOutbox(box.uri, exp, "val_elbo", flush_every_s=0.0)
+    again.child_run("t1", parent, "trial t1", {"lr": 0.1})  # a resumed driver
+    for epoch in range(6, 10):
+        again.log_epoch("t1", epoch, {"val_elbo": -float(epoch)})
+    again.finish("t1", "FINISHED", {"status": "finished"}, {"final/test_ll": -1.5}, 9, None)
+    assert again.close(30) == []
+    run = _child(client, exp, "t1")  # still one run
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_elbo")]
+    assert sorted(steps) == list(range(1, 10))
+    assert run.data.tags["status"] == "finished" and run.info.status == "FINISHED"
+    assert run.data.metrics["final/test_ll"] == -1.5
+
+
+def test_a_refused_write_is_recorded_and_the_rest_still_arrive(tmp_path):
+    box, client, exp, parent = _outbox(tmp_path)
+    box.child_run("gone", parent, "trial gone", {})
+    assert box.drain(30)
+    client.delete_run(_child(client, exp, "gone").info.run_id)  # someone deletes it mid-study
+    box.finish("gone", "FINISHED", {"status": "finished"}, {"final/x": 1.0}, 1, None)
+    box.child_run("ok", parent, "trial ok", {"a": 1})
+    box.finish("ok", "FINISHED", {"status": "finished"}, {"final/x": 2.0}, 1, None)
+    losses = box.close(30)
+    assert [(x["trial_id"], x["what"]) for x in losses] == [("gone", "finish")]
+    assert losses[0]["attempts"] == 1  # refused for good: not retried
+    assert _child(client, exp, "ok").data.metrics["final/x"] == 2.0
