@@ -9,12 +9,15 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from faults import (CHECKPOINT_EVERY, LRS, assert_complete, checkpointed_unfinished, fault_spec,
                     finish, free_port, start_driver, start_mlflow_server, stop, trial_id,
                     trial_workers, trials_done, wait_for)
 from study.results import read_trials
+from study.spec import load_spec
+from study.trial import run_trial
 
 
 @pytest.fixture(scope="module")
@@ -122,16 +125,25 @@ def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
     finish(start_driver(spec, res, uri))
 
     trials = read_trials(res)
-    assert trials["trial_id"].nunique() == 3
+    assert trials["trial_id"].nunique() == 3 and len(trials) == 6
     bad = trials[trials["factor.lr"] == 1.0]
     good = trials[trials["factor.lr"] != 1.0]
     assert set(bad["trial_status"]) == {"diverged"} and set(bad["status"]) == {"diverged"}
     assert (bad["diverged_epoch"] >= 1).all() and (bad["epochs"] < 120).all()
     assert set(good["trial_status"]) == {"finished"} and (good["epochs"] == 120).all()
+    # the trials that did not diverge have the numbers of the same configuration trained
+    # alone in this process, without Ray, Optuna or MLflow
+    study_spec = load_spec(str(spec))
+    for lr, rows in good.groupby("factor.lr"):
+        alone = run_trial(study_spec.trial_config({"lr": lr}, "smoke"), threads=1, plots=False)
+        assert np.allclose(rows.sort_values("seed")["test_ll"], alone.evaluation.members["test_ll"],
+                           rtol=1e-6)
 
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("faulty").experiment_id],
-                              filter_string="tags.status = 'diverged'")
+    exp = client.get_experiment_by_name("faulty").experiment_id
+    children = [r for r in client.search_runs([exp]) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["ray_trial_id"] for r in children) == sorted(trials["trial_id"].unique())
+    runs = [r for r in children if r.data.tags["status"] == "diverged"]
     assert len(runs) == 1 and runs[0].data.tags["ray_trial_id"] == bad["trial_id"].iloc[0]
     assert int(runs[0].data.tags["diverged_epoch"]) == int(bad["diverged_epoch"].min())
 

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
+from faults import free_port, start_mlflow_server, stop
 from studies import write_spec
 from study.launch import run_study
 from study.spec import load_spec
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(uri + "/health", timeout=2).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-    yield uri, tmp_path / "artifacts"
-    proc.terminate()
-    proc.wait(30)
+    port = free_port()
+    proc = start_mlflow_server(tmp_path, port)
+    yield f"http://127.0.0.1:{port}", tmp_path / "artifacts"
+    stop(proc)
 
 
 def test_study_logs_to_a_remote_tracking_server(mlflow_server, tmp_path):
