@@ -77,8 +77,10 @@ def _prepare_results_folder(results: Path, resume: bool, mirror: Mirror | None) 
     results.mkdir(parents=True, exist_ok=True)
 
 
-def _search(spec: StudySpec, budget: str):
-    """(param_space, search_alg, num_samples) for the study's factors."""
+def _search(spec: StudySpec, budget: str, max_concurrent: int | None = None):
+    """(param_space, search_alg, num_samples) for the study's factors. ``max_concurrent`` is
+    given to the grid's generator itself: Ray Tune applies ``max_concurrent_trials`` only to a
+    ``Searcher`` and ignores it (with a warning) for a generator passed in."""
     from ray import tune
 
     if not spec.sampled_factors:
@@ -88,7 +90,8 @@ def _search(spec: StudySpec, budget: str):
 
         cells = sorted(spec.grid_cells(), key=lambda c: -estimated_cost(spec.trial_config(c, budget)))
         space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
-        return space, BasicVariantGenerator(points_to_evaluate=cells), len(cells)
+        generator = BasicVariantGenerator(points_to_evaluate=cells, max_concurrent=max_concurrent or 0)
+        return space, generator, len(cells)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -250,7 +253,7 @@ def run_study(
         tuner = tune.Tuner.restore(f"{ray_root}/{RAY_DIR}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
     else:
-        param_space, searcher, num_samples = _search(spec, budget)
+        param_space, searcher, num_samples = _search(spec, budget, max_concurrent)
         distributions = {n: f.optuna_distribution() for n, f in spec.factors.items()}
         scheduler = OptunaPruningScheduler(
             storage=f"sqlite:///{results / 'optuna.db'}", study_name=spec.name,

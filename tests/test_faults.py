@@ -24,8 +24,14 @@ from study.trial import run_trial
 def reference(tmp_path_factory):
     """The uninterrupted study: its results folder."""
     folder = tmp_path_factory.mktemp("reference")
-    finish(start_driver(fault_spec(folder), folder / "res", f"sqlite:///{folder}/mlflow.db"))
+    finish(start_driver(fault_spec(folder), folder / "res", f"sqlite:///{folder}/mlflow.db",
+                        "--max-concurrent", "1"))
     return folder / "res"
+
+
+def test_max_concurrent_is_honoured(reference):
+    spans = read_trials(reference).drop_duplicates("trial_id").sort_values("started_at")
+    assert (spans["started_at"].to_numpy()[1:] >= spans["ended_at"].to_numpy()[:-1]).all()
 
 
 def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, reference):
