@@ -299,6 +299,16 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     return path
 
 
+def copy_to_storage(results: Path) -> None:
+    """A study run with ``--storage`` gets its report copied there too."""
+    state_file = results / "study.json"
+    storage = json.loads(state_file.read_text()).get("storage") if state_file.exists() else None
+    if storage:
+        from .storage import Mirror, study_uri
+
+        Mirror(study_uri(storage, json.loads(state_file.read_text())["study"]), results).push(REPORT_DIR)
+
+
 def log_to_mlflow(results: Path, tracking_uri: str | None) -> str | None:
     state_file = results / "study.json"
     if not state_file.exists():
@@ -324,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         results = Path(args.results or Path(os.environ.get("HVAE_RESULTS_DIR", "results"))
                        / spec.name).resolve()
         path = build_report(spec, results)
+        copy_to_storage(results)
         run = None if args.no_mlflow else log_to_mlflow(results, args.tracking_uri)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -65,15 +65,35 @@ class Mirror:
                     continue
                 dst = f"{self.root}/{rel}"
                 if src.is_dir():
-                    self.fs.create_dir(dst, recursive=True)
-                else:
-                    self.fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
+                    self._push_dir(src, dst)
+                    continue
+                self.fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
                 pafs.copy_files(str(src), dst, source_filesystem=pafs.LocalFileSystem(),
                                 destination_filesystem=self.fs)
             return True
         except Exception as err:  # noqa: BLE001 - storage outages must not stop the study
             logger.warning("could not copy results to %s: %s", self.uri, str(err).splitlines()[0])
             return False
+
+    def _push_dir(self, src: Path, dst: str) -> None:
+        """Copy the files of ``src`` that ``dst`` lacks, or holds with another size or an older
+        time (one listing of ``dst``, then only those uploads: the end-of-study copy of
+        ``plots/`` or ``scores.parquet/`` re-sends only what a failed per-trial copy missed)."""
+        remote = {}
+        if self.fs.get_file_info(dst).type == pafs.FileType.Directory:
+            remote = {i.path[len(dst):].lstrip("/"): (i.size, i.mtime_ns)
+                      for i in self.fs.get_file_info(pafs.FileSelector(dst, recursive=True))
+                      if i.type == pafs.FileType.File}
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = path.relative_to(src).as_posix()
+            size, mtime = remote.get(rel, (None, None))
+            stat = path.stat()
+            if size == stat.st_size and mtime is not None and mtime >= stat.st_mtime_ns:
+                continue
+            target = f"{dst}/{rel}"
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            pafs.copy_files(str(path), target, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
 
     def clear(self) -> None:
         """Delete everything under ``uri`` (``--overwrite``)."""

@@ -88,13 +88,10 @@ def test_mlflow_outage_mid_study_is_ridden_out(tmp_path, reference):
         wait_for(lambda: trials_done(res) > down, proc, what="a trial ending during the outage")
         server = start_mlflow_server(server_dir, port)  # ... and comes back on the same store
         out, err = finish(proc)
-    finally:
-        stop(proc) if proc.poll() is None else None
-        stop(server)
-    server = start_mlflow_server(server_dir, port)
-    try:
         assert_complete(res, uri, reference)  # every write arrived, each once
     finally:
+        if proc.poll() is None:
+            stop(proc)
         stop(server)
     assert not (res / "mlflow_unsent.json").exists() and "warning" not in err
 

@@ -13,6 +13,7 @@ from ray.cluster_utils import Cluster
 
 from studies import write_spec
 from study.launch import run_study
+from study.report import main as report_main
 from study.results import read_trials
 from study.spec import load_spec
 
@@ -27,10 +28,11 @@ def test_trials_spread_over_two_nodes_with_fractional_gpus_and_shared_storage(tm
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     try:
         ray.init(address=cluster.address, log_to_driver=False)
-        spec = load_spec(str(write_spec(
+        spec_file = write_spec(
             tmp_path, "tiny_cluster", factors={"lr": {"grid": [0.001, 0.002, 0.003, 0.004]}},
             budgets={"smoke": {"epochs": 15}}, resources={"cpus": 1, "gpus": 0.5},
-            checkpoint_every=5)))
+            checkpoint_every=5)
+        spec = load_spec(str(spec_file))
         out = run_study(spec, "smoke", tmp_path / "res", address=cluster.address,
                         tracking_uri=uri, quiet=True, storage=storage)
         trials = read_trials(out.results).drop_duplicates("trial_id")
@@ -47,6 +49,9 @@ def test_trials_spread_over_two_nodes_with_fractional_gpus_and_shared_storage(tm
         assert len(list((shared / "scores.parquet").glob("*.parquet"))) == 4
         assert len(list((shared / "plots").iterdir())) == 4
         assert (shared / "optuna.db").exists() and (shared / "study.json").exists()
+        assert report_main([str(spec_file), "--results", str(out.results), "--no-mlflow"]) == 0
+        assert (shared / "report" / "report.md").read_text() == \
+            (out.results / "report" / "report.md").read_text()
 
         shutil.rmtree(out.results)  # the head node is lost; the storage survives
         again = run_study(spec, "smoke", tmp_path / "res", address=cluster.address,

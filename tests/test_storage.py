@@ -1,0 +1,47 @@
+"""Mirror: copies of the results folder on a pyarrow filesystem (here ``file://``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from study.errors import UserError
+from study.storage import Mirror, open_storage
+
+
+def test_push_copies_new_and_changed_files_only_and_pull_restores(tmp_path):
+    local, bucket = tmp_path / "res", tmp_path / "bucket"
+    (local / "plots" / "t1").mkdir(parents=True)
+    (local / "plots" / "t1" / "a.png").write_bytes(b"a" * 10)
+    (local / "plots" / "t1" / "b.png").write_bytes(b"b" * 10)
+    (local / "trials.parquet").write_bytes(b"rows")
+    mirror = Mirror(f"file://{bucket}/study", local)
+    mirror.check_writable()
+    assert mirror.push("trials.parquet", "plots", "missing.json")
+    remote = bucket / "study"
+    assert (remote / "plots" / "t1" / "a.png").read_bytes() == b"a" * 10
+    before = (remote / "plots" / "t1" / "a.png").stat().st_mtime_ns
+
+    (local / "plots" / "t1" / "b.png").write_bytes(b"B" * 10)  # same size, newer
+    os.utime(local / "plots" / "t1" / "b.png", ns=(before + 10**9, before + 10**9))
+    assert mirror.push("plots")
+    assert (remote / "plots" / "t1" / "b.png").read_bytes() == b"B" * 10
+    assert (remote / "plots" / "t1" / "a.png").stat().st_mtime_ns == before  # not re-sent
+
+    elsewhere = Mirror(f"file://{bucket}/study", tmp_path / "new-head")
+    (remote / "ray").mkdir()
+    (remote / "ray" / "state.json").write_text("{}")
+    elsewhere.pull()
+    got = sorted(p.relative_to(tmp_path / "new-head").as_posix()
+                 for p in (tmp_path / "new-head").rglob("*") if p.is_file())
+    assert got == ["plots/t1/a.png", "plots/t1/b.png", "trials.parquet"]  # Ray's folder stays
+
+
+def test_unusable_storage_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="cannot be opened"):
+        open_storage("nosuch://bucket")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="not writable"):
+        Mirror(f"file://{blocker}/study", tmp_path / "res").check_writable()
