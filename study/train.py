@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import beta_schedule, build_model, iw_bound, training_objective
+from models import beta_schedule, build_model, training_objective
 
 from .config import TrialConfig
 from .data import DataBundle
