@@ -171,9 +171,9 @@ def test_removed_worker_node_moves_its_trials_to_the_other_node(tmp_path, refere
     res = tmp_path / "res"
     proc = start_driver(fault_spec(tmp_path), res, uri, "--address", cluster.address)
     try:
-        # 3 trials on 3 CPUs: two of them run on the worker node
-        wait_for(lambda: (res / "ray").exists() and len(checkpointed_unfinished(res)) == len(LRS),
-                 proc, what="every trial running with a checkpoint")
+        # 3 trials on 3 CPUs, one on the head: of any two running, one is on the worker node
+        wait_for(lambda: (res / "ray").exists() and len(checkpointed_unfinished(res)) >= 2,
+                 proc, what="two trials running with a checkpoint")
         cluster.remove_node(worker, allow_graceful=False)  # the node is lost, not drained
         finish(proc)
         head = cluster.head_node.node_id
