@@ -9,7 +9,9 @@ order; while the server is unreachable it retries the same write with exponentia
 Writes are idempotent, so a write retried after a lost reply is harmless: a child run is looked
 up by its ``ray_trial_id`` tag before it is created, and epoch metrics are sent only for epochs
 after the last one the run already has (a trial retried from a checkpoint re-reports the epochs
-since then; a resumed study re-finds that last epoch in MLflow).
+since then; a resumed study re-finds that last epoch in MLflow). They are also resumable: a
+write of several batches keeps its progress, so a retry after a connection dropped half-way
+sends only what did not arrive.
 
 A write MLflow refuses for good (a 4xx such as an invalid value) is skipped and recorded. At the
 end :meth:`close` waits up to ``grace_s`` for the queue to drain; what is still unsent is
@@ -181,68 +183,86 @@ class MlflowOutbox:
                 self._cond.notify_all()
 
     def _send(self, op: _Op) -> None:
+        """Send ``op``; each step records its progress in ``op.payload``, so a retry after a
+        partial failure resumes where it stopped instead of sending anything twice."""
         if op.what in ("epochs", "finish") and op.key not in self._run_ids:
             raise _NoRun(f"trial {op.key} has no MLflow run")
         if op.what == "create":
-            self._create(op.key, **op.payload)
+            self._create(op.key, op.payload)
         elif op.what == "epochs":
             self._send_epochs(op.key, op.payload["epochs"])
         elif op.what == "finish":
-            self._finish(op.key, **op.payload)
+            self._finish(op.key, op.payload)
         elif op.what == "end-parent":
             self.client.set_terminated(op.key, op.payload["status"])
 
-    def _create(self, trial_id: str, parent: str, name: str, params: dict[str, Any]) -> None:
-        if trial_id in self._run_ids:
-            return
+    def _create(self, trial_id: str, p: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent}'",
-            max_results=1,
-        )
-        if found:  # a resumed study, or a create whose reply was lost
-            run_id = found[0].info.run_id
-            history = self.client.get_metric_history(run_id, metric_key(self.step_metric))
-            self._last_step[trial_id] = max((m.step for m in history), default=0)
-            if found[0].info.status != "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
-        else:
-            run_id = self.client.create_run(self.experiment_id, run_name=name,
-                                            tags={PARENT_TAG: parent, TRIAL_TAG: trial_id}).info.run_id
-            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                self.client.log_batch(run_id, params=items[i : i + 100])
-            self._last_step[trial_id] = 0
-        self._run_ids[trial_id] = run_id
+        if "run_id" not in p:
+            found = self.client.search_runs(
+                [self.experiment_id], max_results=1, filter_string=(
+                    f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{p['parent']}'"))
+            if found:  # a resumed study: the run and its params are there
+                run_id = found[0].info.run_id
+                history = self.client.get_metric_history(run_id, metric_key(self.step_metric))
+                p["last_step"] = max((m.step for m in history), default=0)
+                if found[0].info.status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+                p["params"] = {}
+            else:
+                run_id = self.client.create_run(
+                    self.experiment_id, run_name=p["name"],
+                    tags={PARENT_TAG: p["parent"], TRIAL_TAG: trial_id}).info.run_id
+                p["last_step"] = 0
+            p["run_id"] = run_id
+        items = [Param(k, str(v)[:6000]) for k, v in p["params"].items()]
+        while items:  # logging the same value again is allowed: a retried batch is harmless
+            self.client.log_batch(p["run_id"], params=items[:100])
+            items = items[100:]
+        p["params"] = {}
+        self._run_ids[trial_id] = p["run_id"]
+        self._last_step.setdefault(trial_id, p["last_step"])
 
     def _send_epochs(self, trial_id: str, epochs: list[tuple[int, dict[str, float]]]) -> None:
+        """Whole epochs per batch (at most ~1000 values), in step order; after each batch the
+        run's last step moves on, so nothing is sent twice."""
         from mlflow.entities import Metric
 
-        last = self._last_step.get(trial_id, 0)
         now = int(time.time() * 1000)
-        batch = [Metric(metric_key(k), float(v), now, step)
-                 for step, metrics in epochs if step > last
-                 for k, v in metrics.items() if math.isfinite(v)]
-        for i in range(0, len(batch), 1000):
-            self.client.log_batch(self._run_ids[trial_id], metrics=batch[i : i + 1000])
-        self._last_step[trial_id] = max([last, *(step for step, _ in epochs)])
+        batch: list[Metric] = []
+        for step, metrics in sorted(epochs, key=lambda e: e[0]):
+            if step <= self._last_step[trial_id]:
+                continue
+            values = [Metric(metric_key(k), float(v), now, step) for k, v in metrics.items()
+                      if math.isfinite(v)]
+            if batch and len(batch) + len(values) > 1000:
+                self.client.log_batch(self._run_ids[trial_id], metrics=batch)
+                self._last_step[trial_id] = batch[-1].step
+                batch = []
+            batch += values
+        if batch:
+            self.client.log_batch(self._run_ids[trial_id], metrics=batch)
+            self._last_step[trial_id] = batch[-1].step
 
-    def _finish(self, trial_id: str, status: str, tags: dict[str, str], final: dict[str, float],
-                step: int, artifacts: Path | None) -> None:
+    def _finish(self, trial_id: str, p: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
 
         run_id = self._run_ids[trial_id]
-        now = int(time.time() * 1000)
-        metrics = [Metric(metric_key(k), float(v), now, step) for k, v in final.items()
-                   if math.isfinite(v)]
-        for i in range(0, len(metrics), 1000):
-            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        if artifacts is not None and artifacts.is_dir():
-            self.client.log_artifacts(run_id, str(artifacts))
-        self.client.set_terminated(run_id, status)
+        if "final_left" not in p:
+            now = int(time.time() * 1000)
+            p["final_left"] = [Metric(metric_key(k), float(v), now, p["step"])
+                               for k, v in p["final"].items() if math.isfinite(v)]
+        while p["final_left"]:
+            self.client.log_batch(run_id, metrics=p["final_left"][:1000])
+            p["final_left"] = p["final_left"][1000:]
+        if p["tags"]:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in p["tags"].items()])
+            p["tags"] = {}
+        if p["artifacts"] is not None and p["artifacts"].is_dir():
+            self.client.log_artifacts(run_id, str(p["artifacts"]))  # same paths: overwritten
+            p["artifacts"] = None
+        self.client.set_terminated(run_id, p["status"])
 
 
 class _NoRun(Exception):

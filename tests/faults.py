@@ -73,6 +73,12 @@ def checkpointed_unfinished(results: Path) -> list[Path]:
     return [p for p in folders if not any(t in p.name for t in done)]
 
 
+def checkpoints_made(folder: Path) -> int:
+    """How many checkpoints a trial folder's trial has reported (Ray numbers them from 0 and
+    keeps only the last ``num_to_keep``)."""
+    return 1 + max((int(p.name.rsplit("_", 1)[1]) for p in folder.glob("checkpoint_*")), default=-1)
+
+
 def trial_id(folder: Path) -> str:
     """The Ray trial id in a trial folder's name (``run_study_trial_<id>_<n>_...``)."""
     parts = folder.name.split("_")

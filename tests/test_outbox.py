@@ -58,3 +58,40 @@ def test_a_refused_write_is_recorded_and_the_rest_still_arrive(tmp_path):
     assert [(x["trial_id"], x["what"]) for x in losses] == [("gone", "finish")]
     assert losses[0]["attempts"] == 1  # refused for good: not retried
     assert _child(client, exp, "ok").data.metrics["final/x"] == 2.0
+
+
+class _DropsBatches:
+    """The real client, except that the ``log_batch`` calls numbered in ``fail`` raise as a
+    dropped connection would: the fault of a server killed mid-request, made repeatable."""
+
+    def __init__(self, client, fail: set[int]) -> None:
+        self._client, self._fail, self.calls = client, fail, 0
+
+    def log_batch(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self._fail:
+            raise ConnectionError("connection reset by peer")
+        return self._client.log_batch(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_write_that_fails_half_way_is_resumed_not_repeated(tmp_path):
+    box, client, exp, parent = _outbox(tmp_path)
+    box.child_run("t1", parent, "trial t1", {"lr": 0.1})
+    assert box.drain(30)
+    # calls: epochs batch 1, batch 2 (fails), batch 2 again; final batch 1, batch 2 (fails), ...
+    box.client = _DropsBatches(box.client, fail={2, 5})
+    box.flush_every_s = 1e9
+    for epoch in range(1, 151):  # 150 epochs x 10 values: two batches
+        box.log_epoch("t1", epoch, {f"m{i}": float(epoch) for i in range(10)})
+    box.finish("t1", "FINISHED", {"status": "finished"},
+               {f"final/x{i}": float(i) for i in range(1500)}, 150, None)  # two batches
+    assert box.close(60) == []
+    run = _child(client, exp, "t1")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "m3")]
+    assert sorted(steps) == list(range(1, 151))  # every epoch once
+    for name in ("final/x10", "final/x1400"):  # from the batch that went through, and the retried one
+        assert len(client.get_metric_history(run.info.run_id, name)) == 1
+    assert box.client.calls == 3 + 3 + 1 and box.outage_s > 0  # 2 batches + 1 retry, twice; tags
