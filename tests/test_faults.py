@@ -37,9 +37,11 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, reference)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = tmp_path / "res"
     proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
-    wait_for(lambda: (res / "ray").exists() and checkpointed_unfinished(res), proc,
-             what="a running trial with a checkpoint")
-    victims = {trial_id(p) for p in checkpointed_unfinished(res)}
+    # three checkpoints made: the first ones' results have surely reached the driver
+    wait_for(lambda: (res / "ray").exists() and any(
+        checkpoints_made(p) >= 3 for p in checkpointed_unfinished(res)), proc,
+        what="a running trial with checkpoints")
+    victims = {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 3}
     workers = trial_workers(proc.pid)
     assert workers
     for w in workers:  # every trial worker: the running trial's (and a spare Ray started)
@@ -176,8 +178,9 @@ def test_removed_worker_node_moves_its_trials_to_the_other_node(tmp_path, refere
     proc = start_driver(fault_spec(tmp_path), res, uri, "--address", cluster.address)
     try:
         # 3 trials on 3 CPUs, one on the head: of any two running, one is on the worker node
-        wait_for(lambda: (res / "ray").exists() and len(checkpointed_unfinished(res)) >= 2,
-                 proc, what="two trials running with a checkpoint")
+        wait_for(lambda: (res / "ray").exists() and sum(
+            checkpoints_made(p) >= 3 for p in checkpointed_unfinished(res)) >= 2,
+            proc, what="two trials running with checkpoints")
         cluster.remove_node(worker, allow_graceful=False)  # the node is lost, not drained
         finish(proc)
         head = cluster.head_node.node_id
@@ -186,5 +189,5 @@ def test_removed_worker_node_moves_its_trials_to_the_other_node(tmp_path, refere
     trials = assert_complete(res, uri, reference).drop_duplicates("trial_id")
     assert set(trials["node_id"]) == {head}  # every trial ended on the surviving node
     moved = trials[trials["num_failures"] > 0]
-    assert len(moved) >= 1
-    assert ((moved["restored_from_epoch"] > 0) & (moved["restored_from_epoch"] % CHECKPOINT_EVERY == 0)).all()
+    assert (moved["restored_from_epoch"] > 0).any()  # the worker's trial with 3 checkpoints
+    assert (moved["restored_from_epoch"] % CHECKPOINT_EVERY == 0).all()
