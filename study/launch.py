@@ -246,7 +246,7 @@ def run_study(
                              metric=spec.search.metric, plots=plots),
         {"cpu": spec.resources.cpus, "gpu": gpus},
     )
-    outbox = study_outbox(tracker.uri, spec.name, spec.search.metric)
+    outbox = study_outbox(tracker.uri, spec.name, spec.search.metric, tracker.experiment_id)
     recorder = StudyRecorder(spec, budget, results, tracker.uri, parent, quiet=quiet,
                              mirror_uri=mirror.uri if mirror is not None else None)
     if resume and tune.Tuner.can_restore(f"{ray_root}/{RAY_DIR}"):

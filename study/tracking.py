@@ -97,15 +97,17 @@ class Tracker:
 _OUTBOXES: dict[tuple[str, str], MlflowOutbox] = {}
 
 
-def study_outbox(uri: str | None, experiment: str, step_metric: str) -> MlflowOutbox:
-    """The driver's one outbox for ``experiment`` at ``uri`` (opened on first use).
+def study_outbox(uri: str | None, experiment: str, step_metric: str,
+                 experiment_id: str | None = None) -> MlflowOutbox:
+    """The driver's one outbox for ``experiment`` at ``uri`` (opened on first use; looks the
+    experiment up unless ``experiment_id`` is given).
 
     A registry rather than an attribute: Ray Tune unpickles its own copy of the recorder
     callback when a study is resumed, and that copy must find the launcher's outbox."""
     uri = resolve_uri(uri)
     if (uri, experiment) not in _OUTBOXES:
-        _OUTBOXES[(uri, experiment)] = MlflowOutbox(uri, Tracker(uri, experiment).experiment_id,
-                                                    step_metric)
+        experiment_id = experiment_id or Tracker(uri, experiment).experiment_id
+        _OUTBOXES[(uri, experiment)] = MlflowOutbox(uri, experiment_id, step_metric)
     return _OUTBOXES[(uri, experiment)]
 
 
