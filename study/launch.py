@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import UserError
 from .io import write_json
+from .results import default_folder
 from .spec import StudySpec
 from .storage import Mirror, open_storage, study_uri
 from .tracking import Tracker, check_reachable, close_study_outbox, git_commit, study_outbox
@@ -200,7 +201,7 @@ def run_study(
     ``mlflow_grace_s``: how long the end of the study waits for MLflow writes held back by a
     tracking outage; what is still unsent then is listed in ``mlflow_unsent.json``.
     ``storage``: shared storage URI (default ``$HVAE_STORAGE``; see ``study.storage``)."""
-    results = Path(results or Path(os.environ.get("HVAE_RESULTS_DIR", "results")) / spec.name).resolve()
+    results = Path(results).resolve() if results else default_folder(spec.name)
     storage = storage or os.environ.get("HVAE_STORAGE") or None
     if resume and not storage and (results / STATE).exists():  # resumed where it was started
         storage = json.loads((results / STATE).read_text()).get("storage")

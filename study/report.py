@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from scipy import stats  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .io import write_text  # noqa: E402
 from .plots import save_figure  # noqa: E402
-from .results import read_epochs, read_trials  # noqa: E402
+from .results import default_folder, read_epochs, read_trials  # noqa: E402
 from .spec import StudySpec, load_spec  # noqa: E402
 from .verdicts import judge, select  # noqa: E402
 
@@ -302,11 +301,11 @@ def build_report(spec: StudySpec, results: Path) -> Path:
 def copy_to_storage(results: Path) -> None:
     """A study run with ``--storage`` gets its report copied there too."""
     state_file = results / "study.json"
-    storage = json.loads(state_file.read_text()).get("storage") if state_file.exists() else None
-    if storage:
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if state.get("storage"):
         from .storage import Mirror, study_uri
 
-        Mirror(study_uri(storage, json.loads(state_file.read_text())["study"]), results).push(REPORT_DIR)
+        Mirror(study_uri(state["storage"], state["study"]), results).push(REPORT_DIR)
 
 
 def log_to_mlflow(results: Path, tracking_uri: str | None) -> str | None:
@@ -331,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         spec = load_spec(args.name)
-        results = Path(args.results or Path(os.environ.get("HVAE_RESULTS_DIR", "results"))
-                       / spec.name).resolve()
+        results = Path(args.results).resolve() if args.results else default_folder(spec.name)
         path = build_report(spec, results)
         copy_to_storage(results)
         run = None if args.no_mlflow else log_to_mlflow(results, args.tracking_uri)

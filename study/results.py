@@ -19,6 +19,7 @@ resumed trial replaces its rows instead of adding a second copy. ``read_epochs``
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ import pyarrow.parquet as pq
 from .io import copy_atomic, write_parquet
 
 TRIALS, EPOCHS, SCORES, PLOTS = "trials.parquet", "epochs.parquet", "scores.parquet", "plots"
+
+
+def default_folder(study: str) -> Path:
+    """Where a study's results go without ``--results``: ``$HVAE_RESULTS_DIR/NAME``, else
+    ``results/NAME`` (absolute)."""
+    return (Path(os.environ.get("HVAE_RESULTS_DIR", "results")) / study).resolve()
 
 
 def _read(path: Path) -> pd.DataFrame:

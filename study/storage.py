@@ -67,13 +67,17 @@ class Mirror:
                 if src.is_dir():
                     self._push_dir(src, dst)
                     continue
-                self.fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
-                pafs.copy_files(str(src), dst, source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=self.fs)
+                self._put(src, dst)
             return True
         except Exception as err:  # noqa: BLE001 - storage outages must not stop the study
             logger.warning("could not copy results to %s: %s", self.uri, str(err).splitlines()[0])
             return False
+
+    def _put(self, src: Path, dst: str) -> None:
+        """One local file to ``dst`` on the storage."""
+        self.fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
+        pafs.copy_files(str(src), dst, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.fs)
 
     def _push_dir(self, src: Path, dst: str) -> None:
         """Copy the files of ``src`` that ``dst`` lacks, or holds with another size or an older
@@ -90,10 +94,7 @@ class Mirror:
             stat = path.stat()
             if size == stat.st_size and mtime is not None and mtime >= stat.st_mtime_ns:
                 continue
-            target = f"{dst}/{rel}"
-            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            pafs.copy_files(str(path), target, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.fs)
+            self._put(path, f"{dst}/{rel}")
 
     def clear(self) -> None:
         """Delete everything under ``uri`` (``--overwrite``)."""
