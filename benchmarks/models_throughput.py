@@ -23,9 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import ModelConfig, build_model, estimate_log_likelihood, training_objective  # noqa: E402
+from models import build_model, estimate_log_likelihood, training_objective  # noqa: E402
+from study.config import trial_config  # noqa: E402
 
-CONFIG = ModelConfig(x_dim=2, latents=[2, 2], hidden=[[64, 64], [32, 32]], kind="hvae")
+CONFIG = trial_config({"kind": "hvae", "latents": [2, 2],
+                       "hidden": [[64, 64], [32, 32]]}).architecture()
 
 
 def train_steps(n_members: int, steps: int, batch: int) -> float:

@@ -46,13 +46,15 @@ PLAIN = """
 import sys, time, torch
 sys.path.insert(0, {repo!r})
 from study.spec import load_spec
+from pathlib import Path
+from study.train import FolderIO
 from study.trial import run_trial
 torch.set_num_threads(1)
 spec = load_spec({spec!r})
 for i, cell in enumerate(spec.grid_cells()):
     t = time.perf_counter()
-    run_trial(spec.trial_config(cell, "default"), {folder!r} + f"/plain-{{i}}", resume=False,
-              device="cpu", threads=1)
+    io = FolderIO(Path({folder!r}) / f"plain-{{i}}", resume=False, every=10)
+    run_trial(spec.trial_config(cell, "default"), io, device="cpu", threads=1)
     print(f"{{time.perf_counter() - t:.2f}}")
 """
 

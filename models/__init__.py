@@ -1,29 +1,36 @@
 """Pure-PyTorch hierarchical VAEs as seed ensembles: VAE, HVAE (LadderVAE-style), AVAE.
 
 Nothing here imports Ray, Optuna or MLflow. Shapes: E members, S samples, B points, D dims.
+Names are loaded on first use, so ``models.config`` and ``models.registry`` (what a trial
+configuration needs to be validated) import without PyTorch.
 """
 
-from .avae import AVAE
-from .base import ForwardPass, KLEstimator, LatentVariableModel
-from .config import ModelConfig, build_model, normalize_hidden
-from .hvae import HVAE, VAE, GenerativeSample
-from .likelihoods import BernoulliLikelihood, GaussianLikelihood, Likelihood
-from .objectives import (
-    LikelihoodEstimate,
-    TrainingTerms,
-    beta_schedule,
-    elbo,
-    estimate_log_likelihood,
-    hierarchical_bound,
-    iw_bound,
-    likelihood_ratio,
-    training_objective,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AVAE", "HVAE", "VAE", "BernoulliLikelihood", "ForwardPass", "GaussianLikelihood",
-    "GenerativeSample", "KLEstimator", "LatentVariableModel", "Likelihood", "LikelihoodEstimate",
-    "ModelConfig", "TrainingTerms", "beta_schedule", "build_model", "elbo",
-    "estimate_log_likelihood", "hierarchical_bound", "iw_bound", "likelihood_ratio",
-    "normalize_hidden", "training_objective",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "AVAE": "avae", "HVAE": "hvae", "VAE": "hvae",
+    "ForwardPass": "base", "GenerativeSample": "base", "KLEstimator": "base",
+    "LatentVariableModel": "base",
+    "ModelConfig": "config", "normalize_hidden": "config",
+    "BernoulliLikelihood": "likelihoods", "GaussianLikelihood": "likelihoods",
+    "Likelihood": "likelihoods",
+    "LikelihoodEstimate": "objectives", "TrainingTerms": "objectives",
+    "beta_schedule": "objectives", "elbo": "objectives", "estimate_log_likelihood": "objectives",
+    "hierarchical_bound": "objectives", "iw_bound": "objectives",
+    "likelihood_ratio": "objectives", "training_objective": "objectives",
+    "ModelKind": "registry", "build_model": "registry", "check_config": "registry",
+    "model_class": "registry", "model_kind": "registry", "model_kinds": "registry",
+    "forward_flops": "size", "parameter_count": "size",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import ForwardPass, GaussianHead, KLEstimator, LatentVariableModel, kl_term
+from .base import (ForwardPass, GaussianHead, GenerativeSample, KLEstimator,
+                   LatentVariableModel, kl_term)
 from .config import ModelConfig
 from .distributions import DiagonalGaussian
 from .ensemble import EnsembleMLP
-from .hvae import GenerativeSample
 
 
 class AVAE(LatentVariableModel):
@@ -36,7 +36,6 @@ class AVAE(LatentVariableModel):
         D, dz = config.x_dim, config.latents[0]
         da = config.aux_latents or dz
         hidden = list(config.hidden[0])
-        self.layer_names = ["z", "a"]
         self.aux_dim = da
         self.q_a = GaussianHead(E, D, hidden, da, act, floor)
         self.q_z = GaussianHead(E, D + da, hidden, dz, act, floor)

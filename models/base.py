@@ -16,8 +16,20 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, gaussian_kl, positive_std
 from .ensemble import EnsembleLinear, EnsembleMLP, init_members
+from .likelihoods import make_likelihood
+from .registry import check_config, model_kind
 
 KLEstimator = Literal["analytic", "sampled"]
+
+
+@dataclass
+class GenerativeSample:
+    """Ancestral samples: ``z`` per layer ``[E, n, d_l]`` (bottom first), ``x_mean`` and
+    ``x`` ``[E, n, D]`` (the likelihood's mean and a draw from it)."""
+
+    z: list[Tensor]
+    x_mean: Tensor
+    x: Tensor
 
 
 @dataclass
@@ -75,22 +87,26 @@ class GaussianHead(nn.Module):
 
 
 class LatentVariableModel(nn.Module):
-    """Base of VAE, HVAE and AVAE: an ensemble of E members, one per seed.
+    """Base of every model kind: an ensemble of E members, one per seed.
 
-    Subclasses implement ``forward(x, n_samples, kl, ...) -> ForwardPass``, ``sample(n)`` and
-    ``posterior_means(x)``.
+    Subclasses implement ``forward(x, n_samples, kl, prior_layers, use_mean) -> ForwardPass``,
+    ``sample(n)``, ``posterior_means(x)`` and ``top_posterior(x)``. What a kind is (how many
+    layers it may have, whether it is hierarchical, its layers' names) is registered in
+    ``models.registry.KINDS`` and available here as ``hierarchical`` and ``layer_names``.
     """
-
-    layer_names: list[str]
 
     def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
         super().__init__()
         if len(seeds) < 1:
             raise ValueError("an ensemble needs at least one seed")
+        check_config(config)
         self.config = config
+        kind = model_kind(config.kind)
+        self.hierarchical = kind.hierarchical
+        self.layer_names = kind.layer_names(config.n_layers)
         self.seeds = [int(s) for s in seeds]
         self.n_members = len(self.seeds)
-        self.likelihood = config.make_likelihood()
+        self.likelihood = make_likelihood(config)
 
     def _finish_init(self) -> None:
         init_members(self, self.seeds)

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .likelihoods import DEFAULT_MIN_STD, BernoulliLikelihood, GaussianLikelihood, Likelihood
 
-ModelKind = Literal["vae", "hvae", "avae"]
 MAX_LAYERS = 8
 
 
@@ -51,27 +49,32 @@ def normalize_hidden(latents: Sequence[int], hidden: Sequence) -> tuple[tuple[in
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines a model's architecture (not its training).
+    """Everything that defines a model's architecture (not its training). The trial
+    configuration (``study.config.TrialConfig``) holds the defaults; this is derived from it.
 
-    kind: ``vae`` (one stochastic layer), ``hvae`` (LadderVAE-style, 1..8 layers) or ``avae``
-        (auxiliary VAE, one stochastic layer plus an auxiliary variable of ``aux_latents`` dims).
+    x_dim: data dimensions D.
+    kind: a registered model kind (``models.registry.KINDS``): ``vae`` (one stochastic layer),
+        ``hvae`` (LadderVAE-style, 1..8 layers), ``avae`` (auxiliary VAE).
     latents: latent size per stochastic layer, bottom (nearest x) first.
     hidden: hidden widths per layer (see module docstring).
     likelihood: ``gaussian`` (continuous data) or ``bernoulli`` (binarised images).
-    variance: Gaussian output std ``learned`` (floored at ``min_output_std``) or ``fixed``
-        at ``output_std``.
+    variance: Gaussian output std ``learned`` (floored at ``min_output_std``) or ``fixed`` at
+        ``output_std`` (data units).
+    aux_latents: AVAE only: dimensions of the auxiliary variable (None: as many as z).
+    activation: the hidden layers' nonlinearity (``models.ensemble.ACTIVATIONS``).
+    latent_min_std: floor of every latent Gaussian's std (numerical safety, not a setting).
     """
 
     x_dim: int
-    latents: tuple[int, ...] = (2,)
-    hidden: tuple[tuple[int, ...], ...] = ((64, 64),)
-    kind: ModelKind = "hvae"
-    likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
-    variance: Literal["learned", "fixed"] = "learned"
-    output_std: float = 1.0
-    min_output_std: float = DEFAULT_MIN_STD
-    aux_latents: int | None = None
-    activation: str = "silu"
+    kind: str
+    latents: tuple[int, ...]
+    hidden: tuple[tuple[int, ...], ...]
+    likelihood: Literal["gaussian", "bernoulli"]
+    variance: Literal["learned", "fixed"]
+    output_std: float
+    min_output_std: float
+    aux_latents: int | None
+    activation: str
     latent_min_std: float = field(default=1e-4)
 
     def __post_init__(self) -> None:
@@ -81,27 +84,9 @@ class ModelConfig:
             raise ValueError(f"x_dim must be positive, got {self.x_dim}")
         if not 1 <= len(self.latents) <= MAX_LAYERS or any(z <= 0 for z in self.latents):
             raise ValueError(f"latents must be 1..{MAX_LAYERS} positive sizes, got {self.latents}")
-        if self.kind in ("vae", "avae") and len(self.latents) != 1:
-            raise ValueError(f"a {self.kind} has one stochastic layer, got latents={self.latents}")
-        if self.kind not in ("vae", "hvae", "avae"):
-            raise ValueError(f"unknown model kind {self.kind!r}; known: vae, hvae, avae")
         if self.likelihood not in ("gaussian", "bernoulli"):
             raise ValueError(f"unknown likelihood {self.likelihood!r}; known: gaussian, bernoulli")
 
     @property
     def n_layers(self) -> int:
         return len(self.latents)
-
-    def make_likelihood(self) -> Likelihood:
-        if self.likelihood == "bernoulli":
-            return BernoulliLikelihood()
-        return GaussianLikelihood(self.variance, self.output_std, self.min_output_std)
-
-
-def build_model(config: ModelConfig, seeds: Sequence[int]):
-    """The model ``config`` describes, with one ensemble member per seed (E = len(seeds))."""
-    from .avae import AVAE
-    from .hvae import HVAE, VAE
-
-    classes = {"vae": VAE, "hvae": HVAE, "avae": AVAE}
-    return classes[config.kind](config, seeds)

@@ -19,25 +19,14 @@ is x-64-64-32-32-z and z-32-32-64-64-x.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-from .base import ForwardPass, GaussianHead, KLEstimator, LatentVariableModel, kl_term
+from .base import (ForwardPass, GaussianHead, GenerativeSample, KLEstimator,
+                   LatentVariableModel, kl_term)
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, precision_weighted
 from .ensemble import EnsembleMLP
-
-
-@dataclass
-class GenerativeSample:
-    """Ancestral samples: ``z`` per layer ``[E, n, d_l]`` (bottom first), ``x_mean`` and
-    ``x`` ``[E, n, D]`` (the likelihood's mean and a draw from it)."""
-
-    z: list[Tensor]
-    x_mean: Tensor
-    x: Tensor
 
 
 class HVAE(LatentVariableModel):
@@ -46,9 +35,6 @@ class HVAE(LatentVariableModel):
     def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
         super().__init__(config, seeds)
         E, act, floor = self.n_members, config.activation, config.latent_min_std
-        self.layer_names = (
-            ["z"] if config.kind == "vae" else [f"z{i + 1}" for i in range(config.n_layers)]
-        )
         self.up = nn.ModuleList()
         self.q_heads = nn.ModuleList()
         width = config.x_dim
@@ -145,9 +131,5 @@ class HVAE(LatentVariableModel):
 
 
 class VAE(HVAE):
-    """One stochastic layer: q(z|x) from an MLP encoder, z ~ N(0, I), p(x|z) from an MLP decoder."""
-
-    def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
-        if config.n_layers != 1:
-            raise ValueError(f"a VAE has one stochastic layer, got latents={config.latents}")
-        super().__init__(config, seeds)
+    """One stochastic layer: q(z|x) from an MLP encoder, z ~ N(0, I), p(x|z) from an MLP
+    decoder; its layer is named ``z`` (registered as the kind ``vae``)."""

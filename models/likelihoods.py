@@ -15,12 +15,6 @@ from .distributions import bernoulli_log_prob, gaussian_log_prob, positive_std
 
 VarianceMode = Literal["learned", "fixed"]
 
-#: Smallest std a learned Gaussian output can take (in data units). Without a floor the decoder
-#: can shrink the std of noise-free data towards 0 and the likelihood of a rare bad
-#: reconstruction towards -inf: the "divergence jumps" of the experiment log.
-DEFAULT_MIN_STD = 1e-3
-
-
 class Likelihood:
     """Interface: parameters ``[..., n_params(D)]`` -> distribution over ``x`` ``[..., D]``."""
 
@@ -43,22 +37,18 @@ class Likelihood:
 
 
 class GaussianLikelihood(Likelihood):
-    """Diagonal Gaussian. ``variance="learned"``: std = ``min_std + softplus(raw)`` from the
-    decoder; ``variance="fixed"``: std = ``fixed_std`` everywhere (e.g. 0.01 or 1.0)."""
+    """Diagonal Gaussian. ``variance="learned"``: std = ``min_output_std + softplus(raw)`` from the
+    decoder; ``variance="fixed"``: std = ``output_std`` everywhere (e.g. 0.01 or 1.0)."""
 
-    def __init__(
-        self,
-        variance: VarianceMode = "learned",
-        fixed_std: float = 1.0,
-        min_std: float = DEFAULT_MIN_STD,
-    ) -> None:
+    def __init__(self, variance: VarianceMode, output_std: float, min_output_std: float) -> None:
         if variance not in ("learned", "fixed"):
             raise ValueError(f"variance must be 'learned' or 'fixed', got {variance!r}")
-        if fixed_std <= 0 or min_std < 0:
-            raise ValueError(f"need fixed_std > 0 and min_std >= 0, got {fixed_std}, {min_std}")
+        if output_std <= 0 or min_output_std < 0:
+            raise ValueError(f"need output_std > 0 and min_output_std >= 0, got {output_std}, "
+                             f"{min_output_std}")
         self.variance = variance
-        self.fixed_std = float(fixed_std)
-        self.min_std = float(min_std)
+        self.output_std = float(output_std)
+        self.min_std = float(min_output_std)
 
     def n_params(self, x_dim: int) -> int:
         return 2 * x_dim if self.variance == "learned" else x_dim
@@ -67,7 +57,7 @@ class GaussianLikelihood(Likelihood):
         if self.variance == "learned":
             mean, raw = params.chunk(2, dim=-1)
             return mean, positive_std(raw, self.min_std)
-        return params, torch.full_like(params, self.fixed_std)
+        return params, torch.full_like(params, self.output_std)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         mean, std = self._mean_std(params)
@@ -98,3 +88,10 @@ class BernoulliLikelihood(Likelihood):
 
     def sample(self, params: Tensor) -> Tensor:
         return torch.bernoulli(torch.sigmoid(params))
+
+
+def make_likelihood(config) -> Likelihood:
+    """The output likelihood a ``ModelConfig`` names."""
+    if config.likelihood == "bernoulli":
+        return BernoulliLikelihood()
+    return GaussianLikelihood(config.variance, config.output_std, config.min_output_std)

@@ -25,7 +25,6 @@ from torch import Tensor
 
 from .base import KLEstimator, LatentVariableModel
 from .distributions import log_mean_exp
-from .hvae import HVAE
 
 #: Default bound on E x (samples x points) x widest activation per evaluation chunk.
 DEFAULT_MAX_ELEMENTS = 2**22
@@ -193,7 +192,7 @@ def hierarchical_bound(
     to the mean of their conditional prior p(z_l | z_{l+1}), and only layers above k in the KL.
     k = 0 is the ELBO; k must be below the number of stochastic layers."""
     n_layers = len(model.layer_names)
-    if not isinstance(model, HVAE) or not 0 <= k < n_layers:
+    if not model.hierarchical or not 0 <= k < n_layers:
         raise ValueError(
             f"L>k needs a hierarchical model and 0 <= k < {n_layers} layers, got k={k} "
             f"for {type(model).__name__}"

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models import HVAE, LatentVariableModel, estimate_log_likelihood, iw_bound, likelihood_ratio
+from models import LatentVariableModel, estimate_log_likelihood, iw_bound, likelihood_ratio
 
 from . import metrics
 from .config import TrialConfig
 from .data import DataBundle
-from .train import TrainState
+from .records import TrainState
 
 #: Points used for the embedding metrics (class separation, pockets) and for generated samples.
 EMBED_POINTS = 2000
@@ -62,7 +62,7 @@ def ood_scores(model: LatentVariableModel, x: torch.Tensor, ood_importance: int)
             "neg_elbo": -_batched(lambda b: iw_bound(model, b, 1, "analytic"), x),
             "neg_ll": -estimate_log_likelihood(model, x, ood_importance).log_px.cpu().numpy(),
         }
-        if isinstance(model, HVAE):
+        if model.hierarchical:
             for k in range(1, len(model.layer_names)):
                 out[f"llr_{k}"] = _batched(lambda b, k=k: likelihood_ratio(model, b, k), x)
     return out

@@ -19,18 +19,29 @@ import pyarrow.parquet as pq
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is
-    removed."""
+    """Yield a temporary path beside ``path``; on success it is flushed to disk and replaces
+    ``path`` (the rename flushed too), on error it is removed. The result survives a crash of
+    the process and of the machine, or does not exist."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _jsonable(value: Any) -> Any:

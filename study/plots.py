@@ -6,28 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from models import LatentVariableModel
 
-from models import LatentVariableModel  # noqa: E402
-
-from .data import DataBundle  # noqa: E402
-from .evaluate import Evaluation  # noqa: E402
-from .train import TrainState  # noqa: E402
-
-
-def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
-    """Lay out, write as PNG and close ``fig``; returns ``path``."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+from .data import DataBundle
+from .evaluate import Evaluation
+from .figures import save_figure
+from .records import TrainState
 
 
 def _2d(a: np.ndarray) -> np.ndarray:

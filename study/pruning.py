@@ -2,16 +2,21 @@
 
 Ray's ``OptunaSearch`` samples but hard-codes ``NopPruner`` and nothing in Ray calls
 ``should_prune``. ``OptunaPruningScheduler`` fills the gap for any ``optuna.pruners.*`` and for
-grid and sampled factors alike: every Ray trial gets an Optuna trial (its factor values as
-params) in a persistent study (``sqlite:///<results>/optuna.db``, so ``optuna-dashboard`` can
-open it); each epoch result's metric is ``report``-ed at its epoch and ``should_prune`` decides
-STOP or CONTINUE. Trials are told to Optuna as COMPLETE (with the final metric), PRUNED (stopped
-early) or FAIL (an error, or a seed diverged: the final result's metric is then NaN, so Ray's
-``OptunaSearch`` tells its sampler FAIL too); a diverged trial carries the user attributes
-``diverged_seeds`` and ``diverged_epoch`` (the first).
+grid and sampled factors alike: every Ray trial has exactly one Optuna trial (its factor values
+as params, its Ray id in the user attribute ``ray_trial_id``) in a persistent study
+(``<results>/optuna.db``, which ``optuna-dashboard`` opens); every epoch's metric is
+``report``-ed at its epoch and ``should_prune`` decides STOP or CONTINUE. Trials are told to
+Optuna as COMPLETE (with the final metric), PRUNED (stopped early) or FAIL (an error, or a seed
+diverged: the final result's metric is then NaN, so Ray's ``OptunaSearch`` tells its sampler
+FAIL too); a diverged trial carries the user attributes ``diverged_seeds`` and
+``diverged_epoch`` (the first).
 
-The scheduler is pickled into Ray's experiment state (for ``Tuner.restore``); it keeps only
-the storage URL and the Ray-trial -> Optuna-trial numbers, and reopens the study lazily.
+The Optuna database, not the scheduler, is the record: Tune restores its scheduler from the
+pickle it made when the study started, so on ``--resume`` the scheduler finds each trial's
+Optuna trial by ``ray_trial_id`` instead of creating a second one. An interrupted study leaves
+its unfinished Optuna trials WAITING (``suspend``), and its resume makes them RUNNING again;
+an Optuna trial whose Ray trial was lost with a killed driver is adopted by the same
+configuration's new Ray trial (grid studies), or told FAIL at the end (``fail_orphans``).
 """
 
 from __future__ import annotations
@@ -19,14 +24,32 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from .records import history_of, is_epoch_result, is_final_result
+
 logger = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+RAY_ID = "ray_trial_id"
+UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+
+
+def open_study(storage: str, study_name: str, metric: str, mode: str,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """The study's Optuna study (created if missing), its objective named after ``metric``."""
+    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                direction="maximize" if mode == "max" else "minimize",
+                                pruner=pruner)
+    if study.metric_names != [metric]:
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the
+            warnings.simplefilter("ignore")  # dashboard reads to name the objective
+            study.set_metric_names([metric])
+    return study
 
 
 class OptunaPruningScheduler(FIFOScheduler):
@@ -35,13 +58,10 @@ class OptunaPruningScheduler(FIFOScheduler):
     storage: Optuna storage URL. study_name: the study in it (created if missing).
     pruner: any ``optuna.pruners.BasePruner``. metric/mode: the per-epoch result key to report
     and its direction. distributions: factor name -> Optuna distribution (recorded as params).
-    epoch_key / phase_key: results without ``phase_key == "epoch"`` are not reported to the
-    pruner (e.g. the final evaluation result).
     """
 
     def __init__(self, storage: str, study_name: str, pruner: optuna.pruners.BasePruner,
-                 metric: str, mode: str, distributions: dict[str, Any],
-                 epoch_key: str = "epoch", phase_key: str = "phase") -> None:
+                 metric: str, mode: str, distributions: dict[str, Any]) -> None:
         super().__init__()
         self.storage = storage
         self.study_name = study_name
@@ -49,94 +69,151 @@ class OptunaPruningScheduler(FIFOScheduler):
         self._metric_name = metric
         self.mode = mode
         self.distributions = distributions
-        self.epoch_key = epoch_key
-        self.phase_key = phase_key
-        self.trial_ids: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
-        self.pruned: set[str] = set()
-        self.told: set[str] = set()
         self._study: optuna.Study | None = None
+        self._existing: dict[str, optuna.trial.FrozenTrial] = {}  # by Ray id, at open
+        self._ids: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
+        self._claimed: set[int] = set()
+        self._told: set[str] = set()
 
-    # pickling (Tuner.restore): no database handles
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict:  # pickled by Tune: no database handles, no stale maps
         state = self.__dict__.copy()
-        state["_study"] = None
+        state["_study"], state["_existing"] = None, {}
+        state["_ids"], state["_claimed"], state["_told"] = {}, set(), set()
         return state
 
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            self._study = optuna.create_study(
-                storage=self.storage, study_name=self.study_name, load_if_exists=True,
-                direction="maximize" if self.mode == "max" else "minimize", pruner=self.pruner,
-            )
+            self._study = open_study(self.storage, self.study_name, self._metric_name,
+                                     self.mode, self.pruner)
+            # a resumed study: its suspended trials run again (and must never be popped by
+            # ``ask`` as if they were enqueued for a new trial). Optuna has no public API for
+            # these state changes; its storage's is the one ``tell`` itself uses.
+            for t in self._study.get_trials(deepcopy=False):
+                if RAY_ID not in t.user_attrs:
+                    continue
+                if t.state == TrialState.WAITING:
+                    self._study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING)
+                    t.state = TrialState.RUNNING
+                self._existing[t.user_attrs[RAY_ID]] = t
         return self._study
 
+    # ------------------------------------------------------------------ Tune hooks
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         super().on_trial_add(tune_controller, trial)
-        if trial.trial_id in self.trial_ids:
+        if trial.trial_id in self._ids:
             return
         params = {k: v for k, v in trial.config.items() if k in self.distributions}
+        existing = self._existing if self.study is not None else {}
+        found = existing.get(trial.trial_id) or self._orphan_like(existing, params)
+        if found is not None:
+            self._ids[trial.trial_id] = found._trial_id
+            self._claimed.add(found._trial_id)
+            if found.user_attrs.get(RAY_ID) != trial.trial_id:  # adopted from a lost Ray trial
+                self.study._storage.set_trial_user_attr(found._trial_id, RAY_ID, trial.trial_id)
+            if found.state.is_finished():
+                self._told.add(trial.trial_id)
+            elif trial.status in (Trial.TERMINATED, Trial.ERROR):  # ended, never told
+                self._tell_ended(trial, trial.last_result or {}, trial.status == Trial.ERROR)
+            return
         if params:  # enqueue, then ask: the Optuna trial gets exactly these params
             self.study.enqueue_trial(params)
         ot = self.study.ask(fixed_distributions={k: self.distributions[k] for k in params})
-        ot.set_user_attr("ray_trial_id", trial.trial_id)
-        self.trial_ids[trial.trial_id] = ot._trial_id
+        ot.set_user_attr(RAY_ID, trial.trial_id)
+        self._ids[trial.trial_id] = ot._trial_id
+        self._claimed.add(ot._trial_id)
+
+    def _orphan_like(self, existing: dict[str, optuna.trial.FrozenTrial],
+                     params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        """An unfinished Optuna trial of a Ray trial that no longer exists, with these params."""
+        for t in existing.values():
+            if t.state in UNFINISHED and t._trial_id not in self._claimed and t.params == params \
+                    and t.user_attrs[RAY_ID] not in self._ids:
+                return t
+        return None
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        if result.get(self.phase_key) != "epoch" or trial.trial_id not in self.trial_ids:
+        if not is_epoch_result(result) or trial.trial_id not in self._ids:
             return TrialScheduler.CONTINUE
+        ot = optuna.trial.Trial(self.study, self._ids[trial.trial_id])
+        with warnings.catch_warnings():  # a step re-reported after a retry is ignored
+            warnings.simplefilter("ignore")
+            for m in history_of(result):
+                v = m.mean.get(self._metric_name)
+                if v is not None and math.isfinite(v):
+                    ot.report(float(v), int(m.epoch))
         value = result.get(self._metric_name)
         if value is None or not math.isfinite(value):
             return TrialScheduler.CONTINUE  # a NaN is divergence, recorded as such, not pruning
-        if isinstance(self.pruner, optuna.pruners.NopPruner):
+        if isinstance(self.pruner, optuna.pruners.NopPruner) or not ot.should_prune():
             return TrialScheduler.CONTINUE
-        ot = optuna.trial.Trial(self.study, self.trial_ids[trial.trial_id])
-        with warnings.catch_warnings():  # a step re-reported after a retry is ignored
-            warnings.simplefilter("ignore")
-            for item in result.get("history", [result]):
-                v = item.get(self._metric_name)
-                if v is not None and math.isfinite(v):
-                    ot.report(float(v), int(item[self.epoch_key]))
-        if ot.should_prune():
-            self.pruned.add(trial.trial_id)
-            self._tell(trial, optuna.trial.TrialState.PRUNED)
-            logger.info("pruned trial %s at epoch %s (%s=%.4g)", trial, result[self.epoch_key],
-                        self._metric_name, value)
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
+        self._tell(trial, TrialState.PRUNED)
+        logger.info("pruned trial %s at epoch %s (%s=%.4g)", trial, result.get("epoch"),
+                    self._metric_name, value)
+        return TrialScheduler.STOP
 
-    def _tell(self, trial: Trial, state: optuna.trial.TrialState, value: float | None = None,
+    def _tell(self, trial: Trial, state: TrialState, value: float | None = None,
               attrs: dict[str, Any] | None = None) -> None:
-        if trial.trial_id not in self.trial_ids or trial.trial_id in self.told:
+        if trial.trial_id not in self._ids or trial.trial_id in self._told:
             return
-        self.told.add(trial.trial_id)
-        ot = optuna.trial.Trial(self.study, self.trial_ids[trial.trial_id])
+        self._told.add(trial.trial_id)
+        ot = optuna.trial.Trial(self.study, self._ids[trial.trial_id])
         for k, v in (attrs or {}).items():
             ot.set_user_attr(k, v)
-        self.study.tell(ot, value if state == optuna.trial.TrialState.COMPLETE else None,
-                        state=state, skip_if_finished=True)
+        self.study.tell(ot, value if state == TrialState.COMPLETE else None, state=state,
+                        skip_if_finished=True)
 
-    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
-        result = result or {}
+    def _tell_ended(self, trial: Trial, result: dict, errored: bool) -> None:
         value = result.get(self._metric_name)
-        finite = value is not None and math.isfinite(value)
-        if result.get(self.phase_key) != "final":
-            self._tell(trial, optuna.trial.TrialState.PRUNED)  # stopped before the end
+        if errored:
+            self._tell(trial, TrialState.FAIL)
+        elif not is_final_result(result):
+            self._tell(trial, TrialState.PRUNED)  # stopped before the end
         elif result.get("n_diverged"):
             attrs = {"diverged_seeds": int(result["n_diverged"]),
                      "diverged_epoch": int(result.get("diverged_epoch") or 0)}
-            self._tell(trial, optuna.trial.TrialState.FAIL, attrs=attrs)
-        elif finite:
-            self._tell(trial, optuna.trial.TrialState.COMPLETE, float(value))
+            self._tell(trial, TrialState.FAIL, attrs=attrs)
+        elif value is not None and math.isfinite(value):
+            self._tell(trial, TrialState.COMPLETE, float(value))
         else:
-            self._tell(trial, optuna.trial.TrialState.FAIL)
+            self._tell(trial, TrialState.FAIL)
+
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
+        self._tell_ended(trial, result or {}, errored=False)
 
     def on_trial_error(self, tune_controller, trial: Trial) -> None:
         if not trial.should_recover():  # a trial Ray will retry is not finished yet
-            self._tell(trial, optuna.trial.TrialState.FAIL)
+            self._tell(trial, TrialState.FAIL)
 
     def on_trial_remove(self, tune_controller, trial: Trial) -> None:
-        self._tell(trial, optuna.trial.TrialState.PRUNED)
+        self._tell(trial, TrialState.PRUNED)
 
     def debug_string(self) -> str:
-        return f"OptunaPruningScheduler({type(self.pruner).__name__}): {len(self.pruned)} pruned"
+        return f"OptunaPruningScheduler({type(self.pruner).__name__})"
+
+
+# ---------------------------------------------------------------------- after a study
+def suspend(storage: str, study_name: str) -> int:
+    """RUNNING -> WAITING for every unfinished trial of an interrupted study (none stays
+    RUNNING; ``--resume`` runs them again); returns how many."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if RAY_ID in t.user_attrs:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.WAITING)
+            n += 1
+    return n
+
+
+def fail_orphans(storage: str, study_name: str, known: Iterable[str]) -> int:
+    """FAIL (user attribute ``orphaned``) every unfinished Optuna trial whose Ray trial is not
+    among ``known``: a trial lost with a killed driver that no new trial adopted."""
+    known = set(known)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=UNFINISHED):
+        if t.user_attrs.get(RAY_ID) not in known:
+            study._storage.set_trial_user_attr(t._trial_id, "orphaned", True)
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            n += 1
+    return n

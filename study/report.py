@@ -12,25 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from .errors import UserError  # noqa: E402
-from .io import write_text  # noqa: E402
-from .plots import save_figure  # noqa: E402
-from .results import default_folder, read_epochs, read_trials  # noqa: E402
-from .spec import StudySpec, load_spec  # noqa: E402
-from .verdicts import judge, select  # noqa: E402
-
-REPORT_DIR = "report"
+from .errors import UserError
+from .figures import save_figure
+from .folder import REPORT_DIR, STATE
+from .io import write_text
+from .results import default_folder, read_epochs, read_trials
+from .spec import StudySpec, load_spec
+from .verdicts import judge, select
 
 
 def mean_ci(values: pd.Series | np.ndarray) -> tuple[float, float, int]:
@@ -105,16 +102,23 @@ def pruning_stats(trials: pd.DataFrame, spec: StudySpec, budget: str) -> str:
     per_trial = trials.drop_duplicates("trial_id")
     counts = per_trial["trial_status"].value_counts().to_dict()
     pruned = per_trial[per_trial["trial_status"] == "pruned"]
-    lines = [f"- trials: {len(per_trial)} "
+    expected = spec.num_trials(budget)
+    lines = [f"- trials: {len(per_trial)} of {expected} "
              + "(" + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("finished", "diverged", "pruned", "failed")) + ")"]
+    if len(per_trial) < expected:
+        lines.append(f"- **{expected - len(per_trial)} of the study's {expected} trials are missing** "
+                     "(an interrupted or stopped study): `python -m study.run "
+                     f"{spec.name} --resume` runs them")
     if len(pruned):
         e = pruned["epochs"].astype(float)
         lines.append(f"- pruned after {e.min():.0f} to {e.max():.0f} epochs (median {e.median():.0f})")
-    total = per_trial["epochs"].astype(float).sum()
-    full = sum(spec.trial_config(_factor_values(r), budget).epochs for _, r in per_trial.iterrows())
-    if full:
-        lines.append(f"- epochs trained: {total:.0f} of {full} that all trials would have run "
-                     f"({100 * (1 - total / full):.0f}% saved by pruning)")
+        ran = per_trial[per_trial["trial_status"] != "failed"]
+        trained = ran["epochs"].astype(float).sum()
+        full = sum(spec.trial_config(_factor_values(r), budget).epochs for _, r in ran.iterrows())
+        if full:
+            lines.append(f"- epochs trained by the trials that did not fail: {trained:.0f} of the "
+                         f"{full} they would have run unpruned ({100 * (1 - trained / full):.0f}% "
+                         "saved by pruning)")
     return "\n".join(lines) + "\n"
 
 
@@ -258,7 +262,7 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     if not len(trials):
         raise UserError(f"{results}: no trials.parquet with rows; run the study first "
                         f"(python -m study.run {spec.name})")
-    state_file = results / "study.json"
+    state_file = results / STATE
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     budget = state.get("budget", "default")
     folder = results / REPORT_DIR
@@ -300,7 +304,7 @@ def build_report(spec: StudySpec, results: Path) -> Path:
 
 def copy_to_storage(results: Path) -> None:
     """A study run with ``--storage`` gets its report copied there too."""
-    state_file = results / "study.json"
+    state_file = results / STATE
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     if state.get("storage"):
         from .storage import Mirror, study_uri
@@ -309,13 +313,20 @@ def copy_to_storage(results: Path) -> None:
 
 
 def log_to_mlflow(results: Path, tracking_uri: str | None) -> str | None:
-    state_file = results / "study.json"
+    state_file = results / STATE
     if not state_file.exists():
         return None
     state = json.loads(state_file.read_text())
+    from .redact import MASK
     from .tracking import Tracker
 
-    tracker = Tracker(tracking_uri or state.get("tracking_uri"), state["study"])
+    uri = tracking_uri or state.get("tracking_uri")
+    if uri and MASK in uri:  # saved with its password masked: it must come from the user
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            raise UserError(f"{state_file}: the study's tracking URI is saved without its "
+                            "password; pass --tracking-uri (or set MLFLOW_TRACKING_URI)")
+    tracker = Tracker(uri, state["study"])
     tracker.client.log_artifacts(state["parent_run_id"], str(results / REPORT_DIR), REPORT_DIR)
     return state["parent_run_id"]
 
@@ -327,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="results folder (default $HVAE_RESULTS_DIR/NAME, else results/NAME)")
     p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the study's own)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
+    from .environment import configure_process
+    from .redact import redact
+
+    configure_process()
     args = p.parse_args(argv)
     try:
         spec = load_spec(args.name)
@@ -335,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_to_storage(results)
         run = None if args.no_mlflow else log_to_mlflow(results, args.tracking_uri)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
     print(f"report: {path}" + (f"  (logged to MLflow parent run {run})" if run else ""))
     return 0

@@ -28,9 +28,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import copy_atomic, write_parquet
-
-TRIALS, EPOCHS, SCORES, PLOTS = "trials.parquet", "epochs.parquet", "scores.parquet", "plots"
+from .errors import UserError
+from .folder import EPOCHS, PLOTS, SCORES, TRIALS
+from .io import write_parquet
 
 
 def default_folder(study: str) -> Path:
@@ -40,7 +40,15 @@ def default_folder(study: str) -> Path:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas() if path.exists() else pd.DataFrame()
+    """A Parquet file as a frame ({} if missing); an unreadable one is a clear error."""
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as err:
+        raise UserError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0][:200]});"
+                        " restore it from a copy (e.g. the --storage mirror) or start the study "
+                        "anew with --overwrite") from None
 
 
 class ResultsStore:
@@ -57,24 +65,31 @@ class ResultsStore:
     def put_trial(self, trial_id: str, rows: list[dict[str, Any]],
                   epoch_rows: list[dict[str, Any]], scores_file: Path | None,
                   plots: Path | None = None) -> Path | None:
-        """Replace everything recorded for ``trial_id`` by these rows; write atomically.
-        Returns the folder the trial's ``plots`` were copied to (None without plots)."""
-        self.trials = _replace(self.trials, trial_id, pd.DataFrame(rows))
-        write_parquet(self.folder / TRIALS, _table(self.trials))
+        """Replace everything recorded for ``trial_id`` by these rows, each file atomically and
+        durably, the trial's ``trials.parquet`` rows last: a trial is in ``trials.parquet``
+        only once its epochs, scores and plots are on disk. Returns the folder the trial's
+        ``plots`` were copied to (None without plots)."""
         if epoch_rows:
-            frame = pd.DataFrame(epoch_rows).sort_values(["epoch", "seed"], ignore_index=True)
+            frame = pd.DataFrame(epoch_rows)
+            frame["trial_id"] = trial_id
+            frame = frame[["trial_id", *[c for c in frame.columns if c != "trial_id"]]]
+            frame = frame.sort_values(["epoch", "seed"], ignore_index=True)
             write_parquet(self.folder / EPOCHS / f"{trial_id}.parquet", _table(frame))
-        target = self.folder / SCORES / f"{trial_id}.parquet"
         if scores_file is not None and scores_file.exists():
-            copy_atomic(scores_file, target)
-        if plots is None or not plots.is_dir():
-            return None
-        kept = self.folder / PLOTS / trial_id
-        tmp = kept.with_name(f".{trial_id}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(plots, tmp)
-        shutil.rmtree(kept, ignore_errors=True)
-        tmp.rename(kept)
+            scores = pq.read_table(scores_file)
+            scores = scores.add_column(0, "trial_id", pa.array([trial_id] * len(scores)))
+            write_parquet(self.folder / SCORES / f"{trial_id}.parquet", scores)
+        kept = None
+        if plots is not None and plots.is_dir():
+            kept = self.folder / PLOTS / trial_id
+            tmp = kept.with_name(f".{trial_id}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(plots, tmp)
+            shutil.rmtree(kept, ignore_errors=True)
+            tmp.rename(kept)
+        trials = _replace(self.trials, trial_id, pd.DataFrame(rows))
+        write_parquet(self.folder / TRIALS, _table(trials))
+        self.trials = trials
         return kept
 
 

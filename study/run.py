@@ -8,10 +8,14 @@ per invocation, a child run per trial) and in Parquet under ``results/NAME/``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
 
 from .errors import UserError
+from .interrupt import Interruption
+from .spec import MAX_GRID
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
                    help="folder with mnist/ and fashion_mnist/ (default $HVAE_DATA_DIR, else ./data)")
     p.add_argument("--mlflow-grace", type=float, default=300.0, metavar="SECONDS",
                    help="at the end, how long to wait for MLflow writes held back by an outage")
+    p.add_argument("--max-grid", type=int, default=MAX_GRID, metavar="N",
+                   help="refuse a grid of more than N configurations")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -81,13 +87,52 @@ def summary(results) -> str:
 def check_flags(args: argparse.Namespace) -> None:
     """Numeric flags out of range: one line naming the flag and its value."""
     limits = [("--max-concurrent", args.max_concurrent, 1), ("--num-cpus", args.num_cpus, 1),
-              ("--gpus-per-trial", args.gpus_per_trial, 0), ("--mlflow-grace", args.mlflow_grace, 0)]
+              ("--gpus-per-trial", args.gpus_per_trial, 0), ("--mlflow-grace", args.mlflow_grace, 0),
+              ("--max-grid", args.max_grid, 1)]
     for flag, value, low in limits:
-        if value is not None and value < low:
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise UserError(f"{flag} {value}: must be a finite number")
+        if value < low:
             raise UserError(f"{flag} {value}: must be at least {low}")
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    name = args.name
+    return f"python -m study.run {name} --resume" + (
+        f" --results {args.results}" if args.results else "") + (
+        f" --budget {args.budget}" if args.budget != "default" else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        _stop_ray_quietly()
+
+
+def _stop_ray_quietly() -> None:
+    """Shut Ray down before the interpreter's own exit does it, with SIGINT/SIGTERM ignored:
+    a late signal must not interrupt the shutdown (a crash) once the study has ended."""
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        ray.shutdown()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 every trial of the study is recorded (finished, pruned or diverged);
+    1 a trial failed, trials are missing, or the study stopped on an error (a full disk);
+    2 bad input (nothing was run or written); 130 / 143 interrupted by SIGINT / SIGTERM."""
+    from .environment import configure_process
+    from .redact import redact
+
+    configure_process()
     args = parser().parse_args(argv)
     try:
         if args.list:
@@ -101,31 +146,42 @@ def main(argv: list[str] | None = None) -> int:
         from .launch import run_study
         from .spec import load_spec
 
+        spec = load_spec(args.name, max_grid=args.max_grid)
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
-
-        spec = load_spec(args.name)
         total = spec.num_trials(args.budget)
         print(f"study {spec.name} ({args.budget}), {total} trials: {' '.join(spec.question.split())}",
               flush=True)
-        out = run_study(spec, args.budget, args.results, args.address, args.tracking_uri,
-                        args.resume, args.overwrite, args.max_concurrent, args.gpus_per_trial,
-                        args.num_cpus, args.quiet, mlflow_grace_s=args.mlflow_grace,
-                        storage=args.storage)
+        with Interruption() as interruption:
+            out = run_study(spec, args.budget, args.results, interruption=interruption,
+                            address=args.address, tracking_uri=args.tracking_uri,
+                            resume=args.resume, overwrite=args.overwrite,
+                            max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
+                            num_cpus=args.num_cpus, quiet=args.quiet,
+                            mlflow_grace_s=args.mlflow_grace, storage=args.storage)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a signal outside the trials' loop (starting, or ending)
+        print(f"interrupted: continue with: {_resume_command(args)}", file=sys.stderr)
+        return 128 + (interruption.signal or signal.SIGINT) if "interruption" in locals() else 130
+    resume = _resume_command(args)
+    if out.interrupted:
+        print(f"interrupted: {out.recorded} of {out.total} trials finished; continue with: "
+              f"{resume}", file=sys.stderr)
+        return out.exit_status
     print()
     print(summary(out.results))
     c = out.counts
     print(f"\n{c.get('finished', 0)} finished, {c.get('diverged', 0)} diverged, "
-          f"{c.get('pruned', 0)} pruned, {c.get('failed', 0)} failed")
+          f"{c.get('pruned', 0)} pruned, {c.get('failed', 0)} failed of {out.total} trials")
+    tracking = redact(out.tracking_uri)
     if out.tracking_uri.startswith(("http://", "https://")):
-        ui = f"open {out.tracking_uri}"
+        ui = f"open {tracking}"
     elif out.tracking_uri == "sqlite:///mlflow.db":
         ui = "mlflow ui"
     else:
-        ui = f"mlflow ui --backend-store-uri {out.tracking_uri}"
+        ui = f"mlflow ui --backend-store-uri {tracking}"
     print(f"results:  {out.results}  (trials.parquet, epochs.parquet/, scores.parquet/)")
     print(f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})")
     print(f"report:   python -m study.report {spec.name}"
@@ -134,9 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     if out.mlflow_losses:
         trials = len({x["trial_id"] for x in out.mlflow_losses if x["what"] != "end-parent"})
         print(f"warning: {len(out.mlflow_losses)} MLflow writes ({trials} trials) were not "
-              f"recorded by {out.tracking_uri} (listed in {out.results}/mlflow_unsent.json); "
+              f"recorded by {tracking} (listed in {out.results}/mlflow_unsent.json); "
               "Parquet has every result", file=sys.stderr)
-    return 0 if c.get("failed", 0) < sum(c.values()) or not c else 1
+    if out.error:
+        print(f"error: {out.error} continue with: {resume}", file=sys.stderr)
+    elif out.missing:
+        print(f"error: {out.missing} of {out.total} trials are not recorded; continue with: "
+              f"{resume}", file=sys.stderr)
+    elif c.get("failed"):
+        print(f"error: {c['failed']} of {out.total} trials failed (status 'failed' in "
+              "trials.parquet; their errors are in the Ray folder's error.txt files)",
+              file=sys.stderr)
+    return out.exit_status
 
 
 if __name__ == "__main__":

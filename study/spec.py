@@ -35,18 +35,23 @@ from __future__ import annotations
 import builtins
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .config import TrialConfig
 from .errors import SpecError
+from .folder import NAME_PATTERN
+from .yaml_file import read_yaml
 
 SEARCH_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 SHORTHANDS = {"depth", "latent_dim", "hidden_block", "width", "hidden_layers"}
 BUDGETS = ("smoke", "default", "full")
+#: grids larger than this are refused unless ``--max-grid`` raises it
+MAX_GRID = 10_000
 PRUNERS = {
     "none": "NopPruner",
     "median": "MedianPruner",
@@ -59,7 +64,7 @@ PRUNERS = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Factor(_Strict):
@@ -146,7 +151,7 @@ class Search(_Strict):
     metric: str = "val_elbo"
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(8, ge=1)
-    sampler_seed: int = 0
+    sampler_seed: int = Field(0, ge=0)
 
 
 class Pruner(_Strict):
@@ -158,10 +163,28 @@ class Pruner(_Strict):
 
         return getattr(optuna.pruners, PRUNERS[self.name])(**self.args)
 
+    @model_validator(mode="after")
+    def _args_fit_the_pruner(self) -> Pruner:
+        import inspect
+
+        import optuna
+
+        cls = getattr(optuna.pruners, PRUNERS[self.name])
+        params = [p for p in inspect.signature(cls).parameters if p != "self"]
+        unknown = [k for k in self.args if k not in params]
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no argument {unknown[0]!r}; it takes "
+                             f"{', '.join(params) or 'none'}")
+        try:
+            self.build()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{cls.__name__}({self.args}): {err}") from None
+        return self
+
 
 class Resources(_Strict):
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
+    cpus: float = Field(1.0, gt=0, le=1024)
+    gpus: float = Field(0.0, ge=0, le=64)
 
 
 class Claim(_Strict):
@@ -215,7 +238,8 @@ class Curve(_Strict):
 
 
 class StudySpec(_Strict):
-    name: str
+    _source: Path | None = PrivateAttr(default=None)
+    name: str = Field(pattern=f"^{NAME_PATTERN.pattern}$")
     question: str = Field(min_length=1)
     fixed: dict[str, Any] = Field(default_factory=dict)
     factors: dict[str, Factor] = Field(default_factory=dict)
@@ -236,12 +260,18 @@ class StudySpec(_Strict):
     @classmethod
     def _seeds(cls, v: Any) -> int | list[int]:
         ok_int = isinstance(v, int) and not isinstance(v, bool) and v >= 1
-        ok_list = isinstance(v, list) and v and all(isinstance(s, int) for s in v)
+        ok_list = isinstance(v, list) and v and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)
         if not (ok_int or ok_list):
-            raise ValueError("seeds must be a count >= 1 or a non-empty list of integers")
+            raise ValueError("seeds must be a count >= 1 or a non-empty list of integers >= 0")
         return v
 
     # ------------------------------------------------------------------ derived
+    @property
+    def source(self) -> str:
+        """The study file, as messages name it."""
+        return str(self._source) if self._source is not None else f"study {self.name}"
+
     @property
     def grid_factors(self) -> dict[str, Factor]:
         return {k: f for k, f in self.factors.items() if f.is_grid}
@@ -249,6 +279,10 @@ class StudySpec(_Strict):
     @property
     def sampled_factors(self) -> dict[str, Factor]:
         return {k: f for k, f in self.factors.items() if not f.is_grid}
+
+    def grid_size(self) -> int:
+        """The number of grid cells, computed without listing them."""
+        return math.prod(len(f.values) for f in self.grid_factors.values())
 
     def grid_cells(self) -> list[dict[str, Any]]:
         """Every combination of grid-factor values (one empty cell when there are none)."""
@@ -326,9 +360,17 @@ def available() -> list[str]:
 
 
 def spec_path(name_or_path: str) -> Path:
+    """The study file of a study name (``search_spaces/NAME.yaml``) or a path to a YAML file;
+    names are checked to be safe slugs before any path is built from them."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
+        if not NAME_PATTERN.fullmatch(path.stem):
+            raise SpecError(f"{path}: the file name is the study's name, and {path.stem!r} is "
+                            "not allowed: use letters, digits, '_' and '-'")
         return path
+    if not NAME_PATTERN.fullmatch(name_or_path):
+        raise SpecError(f"unknown study {name_or_path!r}: a study is a name made of letters, "
+                        "digits, '_' and '-' (a file in search_spaces/) or a path to a .yaml file")
     path = SEARCH_SPACES / f"{name_or_path}.yaml"
     if not path.exists():
         known = ", ".join(available()) or "none"
@@ -336,24 +378,27 @@ def spec_path(name_or_path: str) -> Path:
     return path
 
 
-def load_spec(name_or_path: str) -> StudySpec:
+def load_spec(name_or_path: str, max_grid: int = MAX_GRID) -> StudySpec:
     """Load and fully validate a study: the file, every grid cell and the sampled ranges'
-    ends as TrialConfigs, under every budget. Errors name the file, the field and the value."""
+    ends as TrialConfigs, under every budget. Errors name the file, the field and the value.
+    A grid of more than ``max_grid`` configurations is refused before any cell is built."""
     path = spec_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{at} malformed YAML: {getattr(err, 'problem', err)}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a study file must be a mapping of fields, got {type(raw).__name__}")
     try:
         spec = StudySpec(**raw)
     except ValidationError as err:
         raise _format(err, str(path)) from None
+    spec._source = path
     if spec.name != path.stem:
         raise SpecError(f"{path}: field 'name' = {spec.name!r} must equal the file name {path.stem!r}")
+    cells = spec.grid_size()
+    if cells > max_grid:
+        sizes = " x ".join(str(len(f.values)) for f in spec.grid_factors.values())
+        raise SpecError(f"{path}: field 'factors': the grid has {cells:,} configurations "
+                        f"({sizes}), above the limit of {max_grid:,}; raise it with "
+                        f"--max-grid {cells} if you mean it")
     for name in spec.factors:
         if name not in TrialConfig.model_fields and name not in SHORTHANDS and \
                 spec.factors[name].levels is None:

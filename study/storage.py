@@ -19,7 +19,9 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from .errors import UserError
+from .folder import EPOCHS, LAYOUT, PLOTS, SCORES, TRIALS
 from .io import atomic_path
+from .redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ def open_storage(uri: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for bad URIs
-        raise UserError(f"--storage {uri!r} cannot be opened: {str(err).splitlines()[0]}") from None
+        raise UserError(f"--storage {redact(uri)!r} cannot be opened: "
+                        f"{redact(str(err).splitlines()[0])}") from None
 
 
 def study_uri(storage: str, name: str) -> str:
@@ -52,8 +55,8 @@ class Mirror:
                 f.write(b"ok")
             self.fs.delete_file(marker)
         except Exception as err:  # noqa: BLE001
-            raise UserError(f"--storage {self.uri!r} is not writable: "
-                            f"{str(err).splitlines()[0]}") from None
+            raise UserError(f"--storage {redact(self.uri)!r} is not writable: "
+                            f"{redact(str(err).splitlines()[0])}") from None
 
     def push(self, *relative: str) -> bool:
         """Copy these files or folders (relative to ``local``); False (and a warning) if the
@@ -70,7 +73,8 @@ class Mirror:
                 self._put(src, dst)
             return True
         except Exception as err:  # noqa: BLE001 - storage outages must not stop the study
-            logger.warning("could not copy results to %s: %s", self.uri, str(err).splitlines()[0])
+            logger.warning("could not copy results to %s: %s", redact(self.uri),
+                           redact(str(err).splitlines()[0]))
             return False
 
     def _put(self, src: Path, dst: str) -> None:
@@ -96,9 +100,21 @@ class Mirror:
                 continue
             self._put(path, f"{dst}/{rel}")
 
+    def push_trial(self, trial_id: str) -> bool:
+        """One trial's files, then ``trials.parquet`` (a trial's row arrives last)."""
+        return self.push(f"{EPOCHS}/{trial_id}.parquet", f"{SCORES}/{trial_id}.parquet",
+                         f"{PLOTS}/{trial_id}", TRIALS)
+
     def clear(self) -> None:
-        """Delete everything under ``uri`` (``--overwrite``)."""
-        self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+        """Delete this study's entries under ``uri`` (``--overwrite``): the names of the
+        results folder's manifest, nothing else a user may keep there."""
+        for entry in LAYOUT:
+            path = f"{self.root}/{entry}"
+            info = self.fs.get_file_info(path)
+            if info.type == pafs.FileType.Directory:
+                self.fs.delete_dir(path)
+            elif info.type == pafs.FileType.File:
+                self.fs.delete_file(path)
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(f"{self.root}/{rel}").type != pafs.FileType.NotFound

@@ -6,6 +6,7 @@ directory, so ``mlflow ui`` shows everything; ``--tracking-uri http://host:5000`
 server instead. :class:`Tracker` makes the experiment and the parent run before the study
 starts (an unusable store fails there, before anything is written); during the study the
 trials' writes go through an :class:`~study.outbox.MlflowOutbox`, which survives outages.
+URIs are printed and saved with their password masked (``study.redact``).
 
 Child runs carry the tag ``ray_trial_id``; a resumed study finds its child runs by that tag and
 its parent run by the id saved in the results folder, so nothing is duplicated.
@@ -13,14 +14,16 @@ its parent run by the id saved in the results folder, so nothing is duplicated.
 
 from __future__ import annotations
 
-import logging
+import fcntl
 import os
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
-
-from .outbox import MlflowOutbox
+from .redact import redact
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -44,21 +47,72 @@ def git_commit() -> str:
 
 
 def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
-    """Fail fast (before Ray starts) when an http(s) tracking server does not answer."""
+    """Fail fast (before Ray starts) when an http(s) tracking server does not answer. A user
+    and password in the URI are sent as basic authentication, as MLflow's client sends them."""
+    import base64
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     uri = resolve_uri(uri)
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    health = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health",
+                                      "", ""))
+    request = urllib.request.Request(health)
+    if parts.username:
+        token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        urllib.request.urlopen(request, timeout=timeout).close()
     except urllib.error.HTTPError:
         return  # it answered: a server is there (auth and API errors surface later)
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
-        raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: cannot connect "
-                            f"({reason})") from None
+        raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is not usable: cannot "
+                            f"connect ({redact(str(reason))})") from None
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+@contextmanager
+def serialised_store_setup(uri: str, timeout_s: float = 120.0) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a sqlite store's file while MLflow creates or migrates
+    its schema: two studies started at once on a new ``mlflow.db`` would otherwise both create
+    the tables and one fail ("table ... already exists"). ``flock`` and SQLite's ``fcntl``
+    locks do not interact on Linux. Other stores: nothing to do.
+
+    Call it before this process's MLflow threads write to the store: closing a descriptor of a
+    file drops the process's POSIX locks on it, which an SQLite transaction may hold."""
+    path = sqlite_file(uri)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # an empty file is a new database
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise TrackingError(f"MLflow tracking URI {redact(uri)!r}: another process has "
+                                    f"been setting up {path} for {timeout_s:.0f} s") from None
+            time.sleep(0.1)
+    try:
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 class Tracker:
@@ -66,21 +120,21 @@ class Tracker:
     an unusable tracking store fails here, as a :class:`TrackingError`."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
-        for name in ("mlflow.store.db.utils", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_uri(uri)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            with serialised_store_setup(self.uri):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                exp = self.client.get_experiment_by_name(experiment)
+                self.experiment_id = exp.experiment_id if exp else \
+                    self.client.create_experiment(experiment)
+        except TrackingError:
+            raise
         except Exception as err:  # noqa: BLE001 - any client failure means "cannot track"
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TrackingError(f"MLflow tracking URI {self.uri!r} is not usable: {first[:300]}") from None
+            raise TrackingError(f"MLflow tracking URI {redact(self.uri)!r} is not usable: "
+                                f"{redact(first)[:300]}") from None
 
     # ------------------------------------------------------------------ runs
     def start_parent(self, run_id: str | None, tags: dict[str, str], run_name: str) -> str:
@@ -92,26 +146,3 @@ class Tracker:
             except Exception:  # noqa: BLE001 - deleted or foreign run: start a new one
                 pass
         return self.client.create_run(self.experiment_id, tags=tags, run_name=run_name).info.run_id
-
-
-_OUTBOXES: dict[tuple[str, str], MlflowOutbox] = {}
-
-
-def study_outbox(uri: str | None, experiment: str, step_metric: str,
-                 experiment_id: str | None = None) -> MlflowOutbox:
-    """The driver's one outbox for ``experiment`` at ``uri`` (opened on first use; looks the
-    experiment up unless ``experiment_id`` is given).
-
-    A registry rather than an attribute: Ray Tune unpickles its own copy of the recorder
-    callback when a study is resumed, and that copy must find the launcher's outbox."""
-    uri = resolve_uri(uri)
-    if (uri, experiment) not in _OUTBOXES:
-        experiment_id = experiment_id or Tracker(uri, experiment).experiment_id
-        _OUTBOXES[(uri, experiment)] = MlflowOutbox(uri, experiment_id, step_metric)
-    return _OUTBOXES[(uri, experiment)]
-
-
-def close_study_outbox(uri: str | None, experiment: str, grace_s: float) -> list[dict]:
-    """Drain and close the outbox of ``experiment`` (see ``MlflowOutbox.close``); the loss records."""
-    box = _OUTBOXES.pop((resolve_uri(uri), experiment), None)
-    return box.close(grace_s) if box is not None else []

@@ -1,274 +1,194 @@
-"""Train one configuration for all of its seeds at once (one ensemble), with checkpoints.
+"""``python -m study.train``: train and evaluate one configuration (all seeds), no Ray/MLflow.
 
-``Trainer`` runs Adam on an E-member ensemble: member e has its own initialisation (seed e),
-its own data order (a generator seeded with seed e) and its own noise; the loss is the sum of
-the members' losses, so no gradient is shared. After every epoch it computes per-member and
-mean metrics and calls a callback, which may ask to stop (pruning).
+Every ``TrialConfig`` field is a flag (``--n-train``, ``--iw-samples``, ...), with its help text
+and default; ``--hidden`` takes one comma-separated group per layer and ``--seeds N`` means seeds
+0..N-1. Example, the experiment log's 2-layer HVAE on noisy Spirals with 3 seeds:
 
-A member whose loss turns non-finite is marked ``diverged`` at that epoch and frozen (its
-parameters are kept as they were); the other members train on. Nothing is dropped: the
-divergence is recorded in the history and in the final metrics.
+    python -m study.train --dataset spirals --noise 0.05 --latents 2 2 \\
+        --hidden 64,64 32,32 --seeds 3 --epochs 200
 
-``Trainer.save`` / ``Trainer.load`` checkpoint model, optimizer, epoch, history and every RNG
-(global torch, CUDA, the per-member data-order generators), so a resumed run is bit-identical to
-an uninterrupted one.
-
-Command line (one trial, no Ray/MLflow): ``python -m study.train --help``.
+The output folder (``--out``, default ``runs/<dataset>-<kind>-z<latents>-<hash>``: the hash
+identifies the configuration) holds the trial's files (``study.trial.FILES``) and its
+checkpoints; running the same configuration again resumes it.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import math
 import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
+from .config import TrialConfig, trial_config
+from .errors import UserError
+from .evaluate import Evaluation
+from .records import EpochMetrics, Restored
+from .trainer import Trainer
+from .trial import CHECKPOINT, Candidate, WriteFiles, run_trial
 
-from models import beta_schedule, build_model, training_objective
-
-from .config import TrialConfig
-from .data import DataBundle
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+PREVIOUS = "trainer.prev.pt"
 
 
-@dataclass
-class EpochMetrics:
-    """Metrics after one epoch. ``members[name]`` has one value per member (NaN once diverged);
-    ``mean[name]`` is the mean over members that have not diverged."""
+class FolderIO:
+    """A trial in a folder: checkpoints every ``every`` epochs (``trainer.pt``, and the one
+    before it as ``trainer.prev.pt``), progress lines, the files at the end."""
 
-    epoch: int
-    members: dict[str, list[float]]
-    mean: dict[str, float]
-    n_diverged: int
+    def __init__(self, out: Path, resume: bool, every: int = 10,
+                 progress: Callable[[EpochMetrics], None] | None = None) -> None:
+        self.out, self.resume, self.every, self.progress = out, resume, every, progress
 
+    def checkpoints(self) -> Iterable[Candidate]:
+        if not self.resume:
+            return []
+        files = [self.out / CHECKPOINT, self.out / PREVIOUS]
+        return [(str(p), lambda p=p: nullcontext(p)) for p in files if p.exists()]
 
-@dataclass
-class TrainState:
-    """What a trial knows about its own training so far."""
+    def begin(self, trainer: Trainer, restored: Restored) -> None:
+        if restored.epoch or restored.note:
+            print(f"resumed at epoch {restored.epoch}" + (f" ({restored.note})" if restored.note
+                                                         else ""), flush=True)
 
-    epoch: int = 0
-    history: list[EpochMetrics] = field(default_factory=list)
-    diverged_epoch: list[int | None] = field(default_factory=list)
-
-
-def _mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
-    live = values[alive & np.isfinite(values)]
-    return float(live.mean()) if live.size else float("nan")
-
-
-class Trainer:
-    """Adam on one ensemble; ``fit`` runs the epochs, ``save``/``load`` checkpoint."""
-
-    def __init__(self, cfg: TrialConfig, data: DataBundle, device: str = "auto",
-                 threads: int | None = None) -> None:
-        if threads:
-            torch.set_num_threads(threads)
-        self.cfg = cfg
-        self.data = data
-        self.device = resolve_device(device)
-        torch.manual_seed(int(np.random.SeedSequence(list(cfg.seeds)).generate_state(1)[0]))
-        self.model = build_model(cfg.model_config_for(data.x_dim), cfg.seeds).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        # cosine: per epoch from lr down to lr/100 at the last epoch
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 100
-        ) if cfg.lr_schedule == "cosine" else None
-        self.x_train = torch.from_numpy(data.x_train).to(self.device)
-        self.x_val = torch.from_numpy(data.x_val).to(self.device)
-        self.order_rngs = [torch.Generator().manual_seed(int(s)) for s in cfg.seeds]
-        E = len(cfg.seeds)
-        self.state = TrainState(diverged_epoch=[None] * E)
-        self._frozen: dict[int, dict[str, torch.Tensor]] = {}
-
-    @property
-    def n_members(self) -> int:
-        return len(self.cfg.seeds)
-
-    @property
-    def alive(self) -> np.ndarray:
-        return np.array([d is None for d in self.state.diverged_epoch])
-
-    # ------------------------------------------------------------------ training
-    def _batches(self) -> torch.Tensor:
-        """``[E, N]`` this epoch's data order, one permutation per member."""
-        n = len(self.x_train)
-        return torch.stack([torch.randperm(n, generator=g) for g in self.order_rngs]).to(self.device)
-
-    def _mark_diverged(self, members: np.ndarray) -> None:
-        for e in np.flatnonzero(members):
-            self.state.diverged_epoch[e] = self.state.epoch + 1  # 1-based, as in history
-            self._frozen[int(e)] = {k: p[e].detach().clone()
-                                    for k, p in self.model.named_parameters()}
-
-    def _restore_frozen(self) -> None:
-        with torch.no_grad():
-            for e, params in self._frozen.items():
-                for k, p in self.model.named_parameters():
-                    p[e].copy_(params[k])
-
-    def _clip_per_member(self, max_norm: float) -> None:
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # [E]
-        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
-
-    def train_epoch(self) -> dict[str, np.ndarray]:
-        """One pass over the training set for every member; per-member sums of batch metrics."""
-        cfg, model = self.cfg, self.model
-        model.train()
-        order = self._batches()
-        n = order.shape[1]
-        n_batches = math.ceil(n / cfg.batch_size)
-        E = self.n_members
-        sums = {"train_loss": np.zeros(E), "train_bound": np.zeros(E)}
-        kl_sum = np.zeros((E, len(model.layer_names)))
-        for i in range(n_batches):
-            idx = order[:, i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = self.x_train[idx]  # [E, b, D]
-            if self.data.binarize == "dynamic":
-                x = torch.bernoulli(x)
-            beta = beta_schedule(self.state.epoch + i / n_batches, cfg.warmup_epochs)
-            terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta, cfg.free_bits)
-            losses = terms.loss_per_member.detach().cpu().numpy()
-            newly = self.alive & ~np.isfinite(losses)
-            if newly.any():
-                self._mark_diverged(newly)
-            alive = torch.as_tensor(self.alive, device=self.device)
-            if not alive.any():
-                break
-            self.optimizer.zero_grad(set_to_none=False)
-            torch.where(alive, terms.loss_per_member, 0.0).sum().backward()
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.grad[~alive] = 0.0
-                if cfg.grad_clip:
-                    self._clip_per_member(cfg.grad_clip)
-            self.optimizer.step()
-            self._restore_frozen()
-            w = idx.shape[1] / n
-            sums["train_loss"] += w * losses
-            sums["train_bound"] += w * terms.bound.cpu().numpy()
-            kl_sum += w * terms.kl_layers.cpu().numpy()
-        for j, name in enumerate(model.layer_names):
-            sums[f"train_kl_{name}"] = kl_sum[:, j]
-        return sums
-
-    @torch.no_grad()
-    def validate(self, batch: int = 1000) -> dict[str, np.ndarray]:
-        """Validation ELBO (1 sample, analytic KL where closed-form) and learned output std."""
-        self.model.eval()
-        E = self.n_members
-        total, n = np.zeros(E), len(self.x_val)
-        std_min, std_sum, std_count = np.full(E, np.inf), np.zeros(E), 0
-        for start in range(0, n, batch):
-            xb = self.x_val[start : start + batch]
-            fp = self.model(xb, n_samples=1, kl="analytic")
-            total += fp.log_weight.sum(dim=(1, 2)).cpu().numpy()
-            std = self.model.likelihood.std(fp.px_params)  # [E, 1, b, D] or None
-            if std is not None:
-                std_min = np.minimum(std_min, std.flatten(1).min(1).values.cpu().numpy())
-                std_sum += std.flatten(1).sum(1).cpu().numpy()
-                std_count += std[0].numel()
-        out = {"val_elbo": total / n}
-        if std_count:
-            out |= {"output_std_min": std_min, "output_std_mean": std_sum / std_count}
-        return out
-
-    def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None,
-            checkpoint: Callable[[Trainer], None] | None = None,
-            checkpoint_every: int = 0) -> bool:
-        """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
-        ``callback(metrics)``; a True return stops training (returns True: stopped early).
-        ``checkpoint(self)`` is called every ``checkpoint_every`` epochs and at the end."""
-        while self.state.epoch < self.cfg.epochs:
-            start = time.perf_counter()
-            values = self.train_epoch() | self.validate()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            bad_val = self.alive & ~np.isfinite(values["val_elbo"])
-            if bad_val.any():
-                self._mark_diverged(bad_val)
-            self.state.epoch += 1
-            alive = self.alive
-            values["diverged"] = (~alive).astype(float)
-            members = {k: [float(x) if alive[i] or k == "diverged" else float("nan")
-                           for i, x in enumerate(v)] for k, v in values.items()}
-            mean = {k: _mean_alive(np.asarray(v), alive) for k, v in values.items() if k != "diverged"}
-            mean["beta"] = beta_schedule(self.state.epoch, self.cfg.warmup_epochs)
-            mean["seconds"] = time.perf_counter() - start
-            metrics = EpochMetrics(self.state.epoch, members, mean, int((~alive).sum()))
-            self.state.history.append(metrics)
-            stop = bool(callback(metrics)) if callback else False
-            if checkpoint and (stop or self.state.epoch == self.cfg.epochs or
-                               (checkpoint_every and self.state.epoch % checkpoint_every == 0)):
-                checkpoint(self)
-            if stop or not alive.any():
-                return stop
+    def on_epoch(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
+        if self.progress:
+            self.progress(metrics)
+        if metrics.epoch % self.every == 0 and metrics.epoch < trainer.cfg.epochs:
+            self._save(trainer)
         return False
 
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
-            "epoch": self.state.epoch,
-            "history": [vars(m) for m in self.state.history],
-            "diverged_epoch": [-1 if d is None else d for d in self.state.diverged_epoch],
-            "frozen": {str(e): p for e, p in self._frozen.items()},
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "rng_order": [g.get_state() for g in self.order_rngs],
-            "config": self.cfg.model_dump_json(),
-        }
+    def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
+        self._save(trainer)
+        write_files(self.out)
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["config"] != self.cfg.model_dump_json():
-            raise ValueError("checkpoint was written by a different trial configuration")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.state = TrainState(
-            epoch=int(state["epoch"]),
-            history=[EpochMetrics(**m) for m in state["history"]],
-            diverged_epoch=[None if d < 0 else int(d) for d in state["diverged_epoch"]],
-        )
-        self._frozen = {int(e): p for e, p in state["frozen"].items()}
-        torch.set_rng_state(state["rng_torch"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        for g, s in zip(self.order_rngs, state["rng_order"]):
-            g.set_state(s)
+    def _save(self, trainer: Trainer) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if (self.out / CHECKPOINT).exists():
+            os.replace(self.out / CHECKPOINT, self.out / PREVIOUS)
+        trainer.save(self.out / CHECKPOINT)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a checkpoint atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
 
-    def load(self, path: str | os.PathLike) -> None:
-        """Restore from ``save``'s file; tensors and plain data only (``weights_only=True``)."""
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+# ---------------------------------------------------------------------- the flags
+#: flags whose command-line form differs from the field's type
+_SPECIAL: dict[str, dict[str, Any]] = {
+    "hidden": {"nargs": "+", "metavar": "W,W", "type": str},
+    "seeds": {"nargs": "+", "type": int, "metavar": "SEED"},
+}
+
+
+def _flag_kwargs(name: str, annotation: Any) -> dict[str, Any]:
+    if name in _SPECIAL:
+        return dict(_SPECIAL[name])
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _flag_kwargs(name, args[0])
+    if origin is typing.Literal:
+        return {"choices": list(args), "type": type(args[0])}
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        item = next((a for a in typing.get_args(item) if isinstance(a, type)), item) \
+            if typing.get_origin(item) is typing.Annotated else item
+        return {"nargs": "*", "type": item if isinstance(item, type) else float}
+    if annotation in (int, float, str):
+        return {"type": annotation}
+    if typing.get_origin(annotation) is typing.Annotated:
+        return {"type": typing.get_args(annotation)[0]}
+    return {"type": str}
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):
+        return " ".join(",".join(map(str, d)) if isinstance(d, tuple) else str(d) for d in default)
+    return "unset" if default is None else str(default)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.train", description=__doc__.split("\n")[0],
+                                epilog="Every setting is a TrialConfig field (study/config.py).")
+    settings = p.add_argument_group("trial settings (TrialConfig)")
+    for name, field in TrialConfig.model_fields.items():
+        kwargs = _flag_kwargs(name, field.annotation)
+        if name == "kind":
+            from models import model_kinds
+
+            kwargs = {"choices": list(model_kinds()), "type": str}
+        settings.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                              help=f"{field.description} (default: {_shown(field.default)})",
+                              **kwargs)
+    run = p.add_argument_group("this run")
+    run.add_argument("--out", default=None,
+                     help="output folder (default: runs/<dataset>-<kind>-z<latents>-<hash of the "
+                          "configuration>)")
+    run.add_argument("--no-resume", action="store_true",
+                     help="start from epoch 0 even if --out holds a checkpoint")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda "
+                                                      "(default: auto)")
+    return p
+
+
+def values_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrialConfig values the user gave (unset flags keep TrialConfig's defaults)."""
+    values = {k: v for k, v in vars(args).items() if k in TrialConfig.model_fields and v is not None}
+    if "hidden" in values:
+        blocks = [[int(w) for w in g.split(",") if w] for g in values["hidden"]]
+        values["hidden"] = blocks[0] if len(blocks) == 1 else blocks
+    if "seeds" in values and len(values["seeds"]) == 1:
+        values["seeds"] = values["seeds"][0]  # N: seeds 0..N-1
+    return values
+
+
+def default_out(cfg: TrialConfig) -> Path:
+    """``runs/<dataset>-<kind>-z<latents>-<hash>``: the same configuration, the same folder."""
+    digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:8]
+    return Path("runs") / f"{cfg.dataset}-{cfg.kind}-z{'x'.join(map(str, cfg.latents))}-{digest}"
+
+
+def _table(members: dict[str, list[float]], mean: dict[str, float], seeds: list[int]) -> str:
+    keys = [k for k in members if not k.startswith(("auprc_", "fpr80_"))]
+    width = max(len(k) for k in keys) + 2
+    head = f"{'metric':<{width}}" + "".join(f"{'seed ' + str(s):>12}" for s in seeds) + f"{'mean':>12}"
+    lines = [head, "-" * len(head)]
+    fmt = lambda v: f"{v:>12.4g}" if math.isfinite(v) else f"{'nan':>12}"  # noqa: E731
+    for k in keys:
+        lines.append(f"{k:<{width}}" + "".join(fmt(v) for v in members[k]) + fmt(mean[k]))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli_train import main as cli_main
+    from .environment import configure_process
 
-    return cli_main(argv)
+    configure_process()
+    args = parser().parse_args(argv)
+    try:
+        cfg = trial_config(values_from(args), "command line")
+        out = Path(args.out) if args.out else default_out(cfg)
+
+        def progress(m: EpochMetrics) -> None:
+            if m.epoch == 1 or m.epoch % max(1, cfg.epochs // 20) == 0 or m.epoch == cfg.epochs:
+                print(f"epoch {m.epoch:>4}/{cfg.epochs}  train bound {m.mean['train_bound']:9.4f}"
+                      f"  val ELBO {m.mean['val_elbo']:9.4f}  diverged {m.n_diverged}", flush=True)
+
+        io = FolderIO(out, resume=not args.no_resume, progress=progress)
+        result = run_trial(cfg, io, device=args.device, threads=args.threads)
+    except UserError as err:
+        from .redact import redact
+
+        print(f"error: {redact(str(err))}", file=sys.stderr)
+        return 2
+    ev = result.evaluation
+    seeds = list(cfg.seeds)
+    print()
+    print(_table(ev.members, ev.mean, seeds))
+    print(f"\nwrote {out}/: metrics.json, epochs.parquet, scores.parquet, plots/*.png, "
+          f"{CHECKPOINT}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """The Ray Tune trainable: one trial = one configuration with all of its seeds.
 
-Runs in a Ray worker. Reports epoch results (``phase="epoch"``: the latest epoch's mean
-metrics, which the search sees, and under ``history`` every epoch since the previous report
-with per-seed values as ``name/seed_S``, which the pruner and the recorder read), a Ray checkpoint every
-``checkpoint_every`` epochs, and a final result (``phase="final"``) whose checkpoint folder
-also carries the evaluation: ``metrics.json``, ``scores.parquet`` and ``plots/``. The driver
-reads those from the checkpoint, so the same code works on one machine and on a cluster with
-shared storage.
+``run_study_trial`` runs ``study.trial.run_trial`` with a :class:`TuneIO`, so Ray supplies only
+checkpoint I/O and result reporting (``study.records`` defines the results):
 
-Start-up is amortised: datasets are cached per worker process (actors are reused between
-trials), so a trial pays only for its own training.
+- epoch results in batches at least ``spec.report_every_s`` apart (tiny models run many epochs
+  a second, and every result costs the driver CPU that the trials share), each carrying every
+  epoch since the previous one; a Tune checkpoint every ``spec.checkpoint_every`` epochs;
+- after a restore, the first result repeats the epochs before the checkpoint (a killed driver
+  may have lost them; the recorder keys epochs by number, so nothing is counted twice);
+- a final result whose checkpoint folder also holds the trial's files (``study.trial.FILES``),
+  which the driver reads through Ray's checkpoint API, on one machine or a cluster alike.
+
+A checkpoint that cannot be read falls back to the one before (Tune keeps two) and then to
+epoch 0 (``study.trial.restore_newest``). Datasets are cached per worker process (actors are
+reused between trials), so a trial pays only for its own training.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import functools
 import tempfile
 import time
+from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +31,11 @@ import torch
 from ray import tune
 
 from .data import DataBundle, DataConfig, load_data
-from .evaluate import evaluate
+from .evaluate import Evaluation
+from .records import EpochMetrics, Restored, epoch_result, final_result
 from .spec import StudySpec
-from .train import EpochMetrics, Trainer
-from .trial import write_evaluation
-
-TRAINER_FILE = "trainer.pt"
+from .trainer import Trainer
+from .trial import CHECKPOINT, Candidate, WriteFiles, run_trial
 
 
 @functools.lru_cache(maxsize=4)
@@ -38,83 +43,95 @@ def cached_data(cfg: DataConfig) -> DataBundle:
     return load_data(cfg)
 
 
-def epoch_result(m: EpochMetrics, seeds: list[int]) -> dict[str, Any]:
-    out: dict[str, Any] = {"phase": "epoch", "epoch": m.epoch, "n_diverged": m.n_diverged}
-    out |= {k: v for k, v in m.mean.items()}
-    for name, values in m.members.items():
-        for seed, v in zip(seeds, values):
-            out[f"{name}/seed_{seed}"] = v
-    return out
+class TuneIO:
+    """A trial's checkpoints and results through Ray Tune (see the module docstring)."""
+
+    def __init__(self, spec: StudySpec, metric: str, device: str) -> None:
+        self.spec, self.metric, self.device = spec, metric, device
+        self.node = ray.get_runtime_context().get_node_id()
+        self.pending: list[EpochMetrics] = []
+        self.restored = Restored()
+        self.last_report = time.monotonic()
+
+    # ------------------------------------------------------------------ resuming
+    def checkpoints(self) -> Iterable[Candidate]:
+        newest = tune.get_checkpoint()
+        if newest is None:
+            return []
+        return [(Path(c.path).name, functools.partial(_trainer_file, c))
+                for c in [newest, *_older_checkpoints(newest)]]
+
+    def begin(self, trainer: Trainer, restored: Restored) -> None:
+        self.restored = restored
+        self.pending = list(trainer.state.history)
+
+    # ------------------------------------------------------------------ reporting
+    def _report(self, result: dict[str, Any], trainer: Trainer | None = None,
+                write_files: WriteFiles | None = None) -> None:
+        if trainer is None:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.save(Path(tmp) / CHECKPOINT)
+            if write_files is not None:
+                write_files(Path(tmp))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def _flush(self, trainer: Trainer | None) -> None:
+        result = epoch_result(self.pending, self.node, self.restored)
+        self.pending = []
+        self.last_report = time.monotonic()
+        self._report(result, trainer)
+
+    def on_epoch(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
+        self.pending.append(metrics)
+        due = metrics.epoch % self.spec.checkpoint_every == 0 and metrics.epoch < trainer.cfg.epochs
+        if due or time.monotonic() - self.last_report >= self.spec.report_every_s:
+            self._flush(trainer if due else None)
+        return False  # Tune itself stops a trial the scheduler prunes
+
+    def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
+        if self.pending:
+            self._flush(None)
+        last = trainer.state.history[-1]
+        # a configuration with a diverged seed has no score: NaN makes the searcher count it failed
+        score = last.mean.get(self.metric, float("nan")) if not last.n_diverged else float("nan")
+        diverged = min((d for d in trainer.state.diverged_epoch if d), default=0)
+        self._report(final_result(last, self.metric, score, self.device, self.node,
+                                  self.restored, diverged), trainer, write_files)
+
+
+@contextmanager
+def _trainer_file(checkpoint: tune.Checkpoint):
+    with checkpoint.as_directory() as folder:
+        yield Path(folder) / CHECKPOINT
+
+
+def _older_checkpoints(newest: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The trial's other checkpoints (``checkpoint_NNNNNN`` beside ``newest``), newest first."""
+    import pyarrow.fs as pafs
+
+    fs, path = newest.filesystem, newest.path.rstrip("/")
+    parent, name = path.rsplit("/", 1)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(parent))
+    except OSError:
+        return []
+    older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_") and i.base_name < name), reverse=True)
+    return [tune.Checkpoint(p, filesystem=fs) for p in older]
 
 
 def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metric: str,
                     plots: bool = True) -> None:
-    """Ray Tune function trainable (see module docstring)."""
+    """Ray Tune function trainable (see the module docstring)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a worker has no display
     cfg = spec.trial_config(factors, budget)
-    seeds = list(cfg.seeds)
-    cpus = max(1, int(spec.resources.cpus))
     # a GPU share from Ray -> CUDA (Ray sets CUDA_VISIBLE_DEVICES); logical GPUs on a machine
     # without CUDA (e.g. a test cluster) fall back to the CPU
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    data = cached_data(cfg.data_config())
-    trainer = Trainer(cfg, data, device=device, threads=cpus)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry (dead worker or node) or a resumed study
-        with checkpoint.as_directory() as folder:
-            trainer.load(Path(folder) / TRAINER_FILE)
-    restored_from = trainer.state.epoch
-
-    def report(result: dict[str, Any], with_checkpoint: bool = False, files=None) -> None:
-        if not with_checkpoint:
-            tune.report(result)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer.save(Path(tmp) / TRAINER_FILE)
-            if files is not None:
-                files(Path(tmp))
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-    node = ray.get_runtime_context().get_node_id()
-    # after a restore, the first report repeats the epochs before the checkpoint: the driver
-    # may have lost them (a killed driver) and keys them by epoch, so nothing is counted twice
-    pending: list[dict[str, Any]] = [epoch_result(m, seeds) for m in trainer.state.history]
-    last_report = time.monotonic()
-
-    def flush(with_checkpoint: bool = False) -> None:
-        nonlocal last_report
-        latest = pending[-1]
-        # top level: the latest epoch's means only (Ray Tune keeps running statistics of every
-        # numeric key of every trial in the driver); per-seed values travel in ``history``
-        result = {k: v for k, v in latest.items() if "/seed_" not in k}
-        result |= {"node_id": node, "restored_from": restored_from, "history": list(pending)}
-        pending.clear()
-        last_report = time.monotonic()
-        report(result, with_checkpoint=with_checkpoint)
-
-    def on_epoch(m: EpochMetrics) -> None:
-        pending.append(epoch_result(m, seeds))
-        checkpoint_due = m.epoch % spec.checkpoint_every == 0 and m.epoch < cfg.epochs
-        # batches at least spec.report_every_s apart: tiny models run many epochs a second,
-        # and every result costs the driver (Tune, Optuna, MLflow) CPU the trials share
-        if checkpoint_due or time.monotonic() - last_report >= spec.report_every_s:
-            flush(checkpoint_due)
-
-    if trainer.state.epoch < cfg.epochs:
-        trainer.fit(on_epoch)
-    if pending:
-        flush()
-    ev = evaluate(trainer.model, data, cfg, trainer.state)
-    last = trainer.state.history[-1]
-
-    def files(folder: Path) -> None:
-        write_evaluation(folder, cfg, trainer, data, ev, plots)
-
-    # a configuration with a diverged seed has no score: NaN makes the searcher count it failed
-    score = last.mean.get(metric) if not last.n_diverged else float("nan")
-    final = {"phase": "final", "epoch": last.epoch, metric: score,
-             "n_diverged": last.n_diverged, "device": device,
-             "node_id": node, "restored_from": restored_from,
-             "diverged_epoch": min((d for d in trainer.state.diverged_epoch if d), default=0)}
-    # the final metrics travel in the checkpoint's metrics.json (see module docstring)
-    report(final, with_checkpoint=True, files=files)
-
+    io = TuneIO(spec, metric, device)
+    run_trial(cfg, io, data=cached_data(cfg.data_config()), device=device,
+              threads=max(1, int(spec.resources.cpus)), plots=plots)

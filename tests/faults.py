@@ -5,6 +5,7 @@ every trial exactly once, with the numbers it would have had without the fault."
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -140,7 +141,27 @@ def assert_complete(results: Path, tracking_uri: str, reference: Path | None = N
             assert math.isclose(logged, by_id.loc[(tid, seed), "test_ll"], rel_tol=1e-6)
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_elbo")]
         assert sorted(steps) == list(range(1, EPOCHS + 1)), (tid, steps)
+    assert_optuna_complete(results, trials)
     return trials
+
+
+OPTUNA_STATE = {"finished": "COMPLETE", "pruned": "PRUNED", "diverged": "FAIL", "failed": "FAIL"}
+
+
+def assert_optuna_complete(results: Path, trials: pd.DataFrame) -> None:
+    """Exactly one Optuna trial per study trial (no orphans, no duplicate ``ray_trial_id``), in
+    the state its Parquet status says, none left RUNNING or WAITING."""
+    import optuna
+
+    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{results}/optuna.db")
+    ids = [t.user_attrs.get("ray_trial_id") for t in study.trials]
+    assert sorted(ids) == sorted(trials["trial_id"].unique()), ids
+    status = trials.drop_duplicates("trial_id").set_index("trial_id")["trial_status"]
+    for t in study.trials:
+        assert t.state.name == OPTUNA_STATE[status[t.user_attrs["ray_trial_id"]]], t
+        if t.state.name == "COMPLETE":
+            assert len(t.intermediate_values) == EPOCHS
+    assert study.metric_names == ["val_elbo"]
 
 
 def free_port() -> int:
@@ -152,11 +173,13 @@ def free_port() -> int:
 def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
     """A real ``mlflow server`` on loopback with a sqlite store in ``folder``; waits for /health."""
     mlflow = Path(sys.executable).with_name("mlflow")
+    # no job runner: its worker processes leave the server's process group and outlive it
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
         [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{folder}/server.db",
          "--artifacts-destination", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:

@@ -12,6 +12,8 @@ from study.report import build_report
 from study.results import read_trials
 from study.spec import available, load_spec
 
+pytestmark = pytest.mark.slow  # whole studies through Ray
+
 
 @pytest.fixture(scope="module")
 def local_ray(shared_data_dir):

@@ -12,12 +12,18 @@ from functools import partial
 import numpy as np
 import pytest
 
+from study.config import TrialConfig
 from study.data import DataConfig, load_data
 from study.data.exact_density import exact_log_density
 from study.data.idx import ensure_file, load_split
 from study.data.ood import offset, shifted
 from study.data.synthetic import MOONS, SPIRALS, distance_to_curve
 from study.errors import DatasetError
+
+
+def _data(**settings) -> DataConfig:
+    """The data of a trial with these settings (the trial configuration holds the defaults)."""
+    return TrialConfig(latents=[2], hidden=[8], **settings).data_config()
 
 
 def test_moons_geometry_labels_and_halves():
@@ -55,9 +61,9 @@ def test_noise_really_is_sigma(curve):
 
 
 def test_splits_are_deterministic_and_distinct():
-    a = load_data(DataConfig("spirals", n_train=500, n_val=100, n_test=200, seed=4))
-    b = load_data(DataConfig("spirals", n_train=500, n_val=100, n_test=200, seed=4))
-    c = load_data(DataConfig("spirals", n_train=500, n_val=100, n_test=200, seed=5))
+    a = load_data(_data(dataset="spirals", n_train=500, n_val=100, n_test=200, data_seed=4))
+    b = load_data(_data(dataset="spirals", n_train=500, n_val=100, n_test=200, data_seed=4))
+    c = load_data(_data(dataset="spirals", n_train=500, n_val=100, n_test=200, data_seed=5))
     assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.x_test, b.x_test)
     assert not np.array_equal(a.x_train, c.x_train)
     assert not np.array_equal(a.x_train[:100], a.x_val)
@@ -117,7 +123,7 @@ def test_ood_sets_are_at_the_requested_distance():
         pts = offset(SPIRALS, 3000, 0.0, d, rng)
         dist = distance_to_curve(pts, SPIRALS)
         assert abs(np.median(dist) - d) < 0.005
-    far = load_data(DataConfig("moons", n_train=500, n_test=500, ood_shifts=(0.5, 3.0)))
+    far = load_data(_data(dataset="moons", n_train=500, n_test=500, ood_shifts=(0.5, 3.0)))
     near_d = distance_to_curve(far.ood["shifted_0.5"], MOONS).mean()
     far_d = distance_to_curve(far.ood["shifted_3"], MOONS).mean()
     assert near_d < far_d and far_d > 1.5
@@ -125,8 +131,8 @@ def test_ood_sets_are_at_the_requested_distance():
 
 
 def test_mnist_exclude_label_and_cross_dataset(shared_data):
-    b = load_data(DataConfig("mnist", n_train=0, n_val=1000, n_test=0, exclude_label=4,
-                             ood_dataset="fashion_mnist", data_dir=str(shared_data)))
+    b = load_data(_data(dataset="mnist", n_train=0, n_val=1000, n_test=0, exclude_label=4,
+                        ood_dataset="fashion_mnist", data_dir=str(shared_data)))
     assert b.x_dim == 784
     assert len(b.x_train) + len(b.x_val) == 60000 - 5842  # MNIST has 5842 training fours
     assert 4 not in b.y_train and 4 not in b.y_val and 4 not in b.y_test

@@ -64,8 +64,8 @@ def test_precision_weighting_is_the_normalised_product():
 
 def test_gaussian_likelihood_integrates_to_one_on_a_grid():
     for lik, params in [
-        (GaussianLikelihood("learned", min_std=1e-3), torch.tensor([0.3, -0.2, -1.0, 0.5])),
-        (GaussianLikelihood("fixed", fixed_std=0.3), torch.tensor([0.3, -0.2])),
+        (GaussianLikelihood("learned", output_std=1.0, min_output_std=1e-3), torch.tensor([0.3, -0.2, -1.0, 0.5])),
+        (GaussianLikelihood("fixed", output_std=0.3, min_output_std=1e-3), torch.tensor([0.3, -0.2])),
     ]:
         axis = torch.linspace(-4, 4, 801, dtype=torch.float64)
         xx, yy = torch.meshgrid(axis, axis, indexing="ij")
@@ -76,10 +76,10 @@ def test_gaussian_likelihood_integrates_to_one_on_a_grid():
 
 
 def test_learned_std_has_its_floor():
-    lik = GaussianLikelihood("learned", min_std=0.01)
+    lik = GaussianLikelihood("learned", output_std=1.0, min_output_std=0.01)
     params = torch.tensor([[0.0, -1e4]])
     assert lik.std(params).item() == torch.tensor(0.01).item()
-    assert GaussianLikelihood("fixed", fixed_std=0.5).std(params) is None
+    assert GaussianLikelihood("fixed", output_std=0.5, min_output_std=1e-3).std(params) is None
     torch.testing.assert_close(positive_std(inverse_positive_std(0.37, 0.01), 0.01),
                                torch.tensor(0.37))
 

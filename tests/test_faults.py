@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +19,9 @@ from faults import (CHECKPOINT_EVERY, LRS, assert_complete, checkpointed_unfinis
                     start_mlflow_server, stop, trial_id, trial_workers, trials_done, wait_for)
 from study.results import read_trials
 from study.spec import load_spec
-from study.trial import run_trial
+from study.trial import NoCheckpoints, run_trial
+
+pytestmark = pytest.mark.slow  # whole studies through Ray
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +148,8 @@ def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
     # alone in this process, without Ray, Optuna or MLflow
     study_spec = load_spec(str(spec))
     for lr, rows in good.groupby("factor.lr"):
-        alone = run_trial(study_spec.trial_config({"lr": lr}, "smoke"), threads=1, plots=False)
+        alone = run_trial(study_spec.trial_config({"lr": lr}, "smoke"), NoCheckpoints(), threads=1,
+                          plots=False)
         assert np.allclose(rows.sort_values("seed")["test_ll"], alone.evaluation.members["test_ll"],
                            rtol=1e-6)
 
@@ -191,3 +197,144 @@ def test_removed_worker_node_moves_its_trials_to_the_other_node(tmp_path, refere
     moved = trials[trials["num_failures"] > 0]
     assert (moved["restored_from_epoch"] > 0).any()  # the worker's trial with 3 checkpoints
     assert (moved["restored_from_epoch"] % CHECKPOINT_EVERY == 0).all()
+
+
+def _runs_by_trial(uri: str) -> tuple[object, dict[str, object]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("faulty").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    return parent, {r.data.tags["ray_trial_id"]: r for r in runs if "ray_trial_id" in r.data.tags}
+
+
+def _optuna_states(res) -> dict[str, str]:
+    import optuna
+
+    study = optuna.load_study(study_name="faulty", storage=f"sqlite:///{res}/optuna.db")
+    return {t.user_attrs["ray_trial_id"]: t.state.name for t in study.trials}
+
+
+def _resume_line(res) -> str:
+    """The command the driver prints: the study as the user named it (here its file)."""
+    return (f"continue with: python -m study.run {res.parent / 'faulty.yaml'} --resume --results "
+            f"{res} --budget smoke")
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes_every_trial_once(tmp_path, reference):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
+    wait_for(lambda: trials_done(res) >= 1 and any(
+        checkpoints_made(p) >= 3 for p in checkpointed_unfinished(res)), proc,
+        what="one trial done and the next one checkpointed three times")
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    done = read_trials(res).drop_duplicates("trial_id")
+    assert 1 <= len(done) < len(LRS)
+    line = f"interrupted: {len(done)} of {len(LRS)} trials finished; {_resume_line(res)}"
+    assert [x for x in err.splitlines() if x.strip()] == [line], err
+
+    parent, children = _runs_by_trial(uri)
+    assert parent.info.status == "KILLED"
+    unfinished = [t for t in children if t not in set(done["trial_id"])]
+    assert unfinished and all(children[t].info.status == "KILLED" for t in unfinished)
+    assert all(children[t].info.status == "FINISHED" for t in done["trial_id"])
+    states = _optuna_states(res)
+    assert "RUNNING" not in states.values()
+    assert {states[t] for t in done["trial_id"]} == {"COMPLETE"}
+    assert {states[t] for t in unfinished} == {"WAITING"}
+
+    # every checkpoint of the interrupted trial is unreadable (truncated): it restarts from 0
+    victim = next(p for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 3)
+    for checkpoint in victim.glob("checkpoint_*"):
+        trainer = checkpoint / "trainer.pt"
+        trainer.write_bytes(trainer.read_bytes()[:1000])
+
+    # broken files of a resumed study are named, and nothing runs
+    for broken, content in [("optuna.db", b"not a database" * 100),
+                            ("trials.parquet", b"PAR1 truncated"),
+                            (f"ray/{sorted(p.name for p in (res / 'ray').glob('experiment_state*.json'))[-1]}",
+                             b'{"trial_data": [')]:
+        copy = tmp_path / f"copy-{broken.split('/')[0]}"
+        shutil.copytree(res, copy)
+        (copy / broken).write_bytes(content)
+        r = start_driver(fault_spec(tmp_path), copy, uri, "--resume")
+        r_out, r_err = r.communicate(timeout=120)
+        assert r.returncode == 2, (r_out, r_err)
+        assert [x for x in r_err.splitlines() if x.strip()][0].startswith(f"error: {copy / broken}")
+
+    finish(start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1", "--resume"))
+    trials = assert_complete(res, uri, reference).drop_duplicates("trial_id").set_index("trial_id")
+    before = done.set_index("trial_id")
+    assert (trials.loc[before.index, "ended_at"] == before["ended_at"]).all()  # not trained again
+    v = trials.loc[trial_id(victim)]  # and its numbers are those of the uninterrupted study
+    assert v["restored_from_epoch"] == 0
+    assert v["restore_note"].startswith("unreadable checkpoint checkpoint_0")
+    assert v["restore_note"].endswith("restarted from epoch 0")
+
+
+def test_sigterm_then_a_second_signal_aborts_at_once_and_resume_finishes(tmp_path, reference):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
+    wait_for(lambda: (res / "ray").exists() and any(
+        checkpoints_made(p) >= 2 for p in checkpointed_unfinished(res)), proc,
+        what="a trial checkpointed twice")
+    proc.send_signal(signal.SIGTERM)  # what a batch scheduler or `kill` sends
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)  # ... and an impatient second signal
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert f"trials finished; {_resume_line(res)}" in err, err
+    parent, children = _runs_by_trial(uri)
+    assert parent.info.status == "KILLED"
+    assert {c.info.status for c in children.values()} <= {"FINISHED", "KILLED"}
+    assert "RUNNING" not in _optuna_states(res).values()
+
+    finish(start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1", "--resume"))
+    assert_complete(res, uri, reference)
+
+
+def _fill(disk) -> None:
+    """Write a file until the disk is full."""
+    block = b"\0" * 65536
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(block)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_stops_the_study_loudly_and_resume_finishes_it(tmp_path, reference):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # a small tmpfs of its own as the results folder's disk (the tests run as root)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], check=True)
+    try:
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        res = disk / "res"
+        proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
+        wait_for(lambda: trials_done(res) >= 1, proc, what="the first trial")
+        recorded = read_trials(res)
+        _fill(disk)
+        out, err = proc.communicate(timeout=400)
+        assert proc.returncode == 1, (out, err)
+        errors = [x for x in err.splitlines() if x.startswith("error:")]
+        assert len(errors) == 1 and "the disk is full" in errors[0], err
+        assert errors[0].endswith(f"free space, then continue with: python -m study.run "
+                                  f"{tmp_path / 'faulty.yaml'} --resume --results {res} --budget smoke")
+        # what was recorded is whole: every trial in trials.parquet has its epochs and scores
+        trials = read_trials(res)
+        assert set(recorded["trial_id"]) <= set(trials["trial_id"])
+        for tid in trials["trial_id"].unique():
+            assert (res / "epochs.parquet" / f"{tid}.parquet").exists()
+            assert (res / "scores.parquet" / f"{tid}.parquet").exists()
+        (disk / "filler").unlink()
+        finish(start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1", "--resume"))
+        assert_complete(res, uri, reference)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import HVAE, VAE, ModelConfig, build_model, training_objective
+from configs import model_config
+from models import HVAE, VAE, build_model, training_objective
 from models.config import normalize_hidden
 
 CONFIGS = {
@@ -20,7 +21,7 @@ def _model(name: str, seeds, x_dim: int = 2):
     spec = dict(CONFIGS[name])
     if spec.get("likelihood") == "bernoulli":
         x_dim = 20
-    return build_model(ModelConfig(x_dim=x_dim, **spec), seeds)
+    return build_model(model_config(x_dim=x_dim, **spec), seeds)
 
 
 def _data(model, batch: int = 5) -> torch.Tensor:
@@ -50,7 +51,7 @@ def test_shapes(name, n_members):
 
 @pytest.mark.parametrize("n_layers", range(1, 7))
 def test_hvae_reports_one_kl_per_layer(n_layers):
-    cfg = ModelConfig(x_dim=2, latents=[2] * n_layers, hidden=[[16]] * n_layers, kind="hvae")
+    cfg = model_config(x_dim=2, latents=[2] * n_layers, hidden=[[16]] * n_layers, kind="hvae")
     model = HVAE(cfg, [0, 1])
     fp = model(torch.randn(7, 2), n_samples=3)
     assert model.layer_names == [f"z{i + 1}" for i in range(n_layers)]
@@ -68,12 +69,12 @@ def test_flat_and_nested_hidden_forms():
     with pytest.raises(ValueError, match="3 blocks"):
         normalize_hidden([2, 2], [[8], [8], [8]])
     with pytest.raises(ValueError, match="one stochastic layer"):
-        ModelConfig(x_dim=2, latents=[2, 2], hidden=[8, 8], kind="vae")
+        build_model(model_config(x_dim=2, latents=[2, 2], hidden=[8, 8], kind="vae"), [0])
 
 
 def test_architecture_mirrors_the_log():
     """1-layer VAE h=[64,64,32,32]: x-64-64-32-32-z and z-32-32-64-64-x."""
-    model = VAE(ModelConfig(x_dim=2, latents=[2], hidden=[64, 64, 32, 32], kind="vae"), [0])
+    model = VAE(model_config(x_dim=2, latents=[2], hidden=[64, 64, 32, 32], kind="vae"), [0])
     enc = [l.weight.shape[1:] for l in model.up[0] if hasattr(l, "weight")]
     dec = [l.weight.shape[1:] for l in model.decoder if hasattr(l, "weight")]
     assert enc == [(2, 64), (64, 64), (64, 32), (32, 32)]
@@ -123,7 +124,7 @@ def test_members_are_independent(name, kl):
 
 def test_learned_output_std_is_reported_and_fixed_is_not():
     learned = _model("hvae", [0])
-    fixed = build_model(ModelConfig(x_dim=2, latents=[2], hidden=[8], variance="fixed",
+    fixed = build_model(model_config(x_dim=2, latents=[2], hidden=[8], variance="fixed",
                                     output_std=0.01), [0])
     fp = learned(torch.randn(4, 2))
     assert learned.likelihood.std(fp.px_params).min() >= learned.config.min_output_std

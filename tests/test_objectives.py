@@ -9,7 +9,6 @@ import torch
 
 from models import (
     VAE,
-    ModelConfig,
     beta_schedule,
     build_model,
     estimate_log_likelihood,
@@ -18,6 +17,7 @@ from models import (
     likelihood_ratio,
     training_objective,
 )
+from configs import model_config
 from models.distributions import inverse_positive_std
 from models.objectives import chunk_sizes
 
@@ -26,7 +26,7 @@ def _linear_gaussian(W: torch.Tensor, b: torch.Tensor, s: float, q_std_scale: fl
     """A VAE with linear encoder/decoder: p(z)=N(0,I), p(x|z)=N(Wz+b, s^2 I), and the encoder set
     to the posterior mean (exact, linear in x) with the mean-field std times q_std_scale."""
     D, d = W.shape
-    cfg = ModelConfig(x_dim=D, latents=[d], hidden=[], kind="vae", variance="fixed", output_std=s)
+    cfg = model_config(x_dim=D, latents=[d], hidden=[], kind="vae", variance="fixed", output_std=s)
     model = VAE(cfg, [0])
     M = torch.eye(d) + W.T @ W / s**2
     A = torch.linalg.solve(M, W.T) / s**2  # posterior mean = A (x - b)
@@ -88,7 +88,7 @@ def test_chunk_sizes_respect_the_budget():
 @pytest.mark.parametrize("kind,latents,hidden", [("hvae", [2, 2], [[32], [32]]), ("avae", [2], [32])])
 def test_iw_bound_does_not_decrease_with_k(kind, latents, hidden):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(x_dim=2, latents=latents, hidden=hidden, kind=kind), [0, 1])
+    model = build_model(model_config(x_dim=2, latents=latents, hidden=hidden, kind=kind), [0, 1])
     x = torch.randn(64, 2) * 2
     with torch.no_grad():
         bounds = [torch.stack([iw_bound(model, x, k).mean() for _ in range(40)]).mean() for k in (1, 5, 50)]
@@ -97,7 +97,7 @@ def test_iw_bound_does_not_decrease_with_k(kind, latents, hidden):
 
 
 def test_sampled_and_analytic_kl_agree_in_expectation_per_layer():
-    model = build_model(ModelConfig(x_dim=2, latents=[2, 3], hidden=[[16], [16]]), [4])
+    model = build_model(model_config(x_dim=2, latents=[2, 3], hidden=[[16], [16]]), [4])
     x = torch.randn(8, 2)
     with torch.no_grad():
         torch.manual_seed(1)
@@ -111,7 +111,7 @@ def test_sampled_and_analytic_kl_agree_in_expectation_per_layer():
 
 
 def test_hierarchical_bound_and_llr():
-    model = build_model(ModelConfig(x_dim=2, latents=[2, 2, 2], hidden=[[16], [16], [16]]), [0, 1])
+    model = build_model(model_config(x_dim=2, latents=[2, 2, 2], hidden=[[16], [16], [16]]), [0, 1])
     x = torch.randn(10, 2)
     torch.manual_seed(5)
     l0 = hierarchical_bound(model, x, 0)
@@ -127,7 +127,7 @@ def test_hierarchical_bound_and_llr():
     assert likelihood_ratio(model, x, 1).shape == (2, 10)
     with pytest.raises(ValueError, match="0 <= k < 3"):
         hierarchical_bound(model, x, 3)
-    avae = build_model(ModelConfig(x_dim=2, latents=[2], hidden=[8], kind="avae"), [0])
+    avae = build_model(model_config(x_dim=2, latents=[2], hidden=[8], kind="avae"), [0])
     with pytest.raises(ValueError, match="hierarchical"):
         hierarchical_bound(avae, x, 1)
 
@@ -140,7 +140,7 @@ def test_beta_schedule_is_linear_then_flat():
 
 
 def test_free_bits_and_beta_enter_the_loss_per_layer():
-    model = build_model(ModelConfig(x_dim=2, latents=[2, 2], hidden=[[16], [16]]), [0, 1])
+    model = build_model(model_config(x_dim=2, latents=[2, 2], hidden=[[16], [16]]), [0, 1])
     x = torch.randn(2, 32, 2)
     torch.manual_seed(9)
     plain = training_objective(model, x, beta=0.5)
@@ -158,7 +158,7 @@ def test_a_vae_learns_a_gaussian():
     torch.manual_seed(0)
     target = torch.distributions.MultivariateNormal(torch.tensor([1.0, -1.0]),
                                                     torch.tensor([[1.0, 0.8], [0.8, 1.0]]))
-    model = build_model(ModelConfig(x_dim=2, latents=[2], hidden=[32], kind="vae"), [0, 1])
+    model = build_model(model_config(x_dim=2, latents=[2], hidden=[32], kind="vae"), [0, 1])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(1500):
         opt.zero_grad()

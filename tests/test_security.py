@@ -14,7 +14,7 @@ import torch
 
 from conftest import REPO
 from study.config import trial_config
-from study.train import Trainer
+from study.trainer import Trainer
 from study.trainable import cached_data
 
 SECRETS = [r"AKIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key\s*[=:]", r"-----BEGIN [A-Z ]*PRIVATE KEY",
@@ -96,5 +96,26 @@ def test_local_ray_keeps_token_authentication_and_starts_no_dashboard():
         assert not exposed, listening
         for p in dashboards:
             assert "--host=127.0.0.1" in p.cmdline(), p.cmdline()
+    finally:
+        ray.shutdown()
+
+
+def test_nothing_puts_the_drivers_environment_into_rays_runtime_environment(monkeypatch):
+    """Ray ships a job's ``runtime_env`` (env_vars included) to every node; the project never
+    sets one, so credentials in the driver's shell stay on the driver's machine."""
+    import ray
+
+    from study.launch import start_ray
+
+    for path in (REPO / "study").rglob("*.py"):
+        assert "runtime_env" not in path.read_text(), path
+    if ray.is_initialized():
+        ray.shutdown()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-key")
+    start_ray(num_cpus=1)
+    try:
+        env = ray.get_runtime_context().runtime_env
+        assert not env.get("env_vars"), env
+        assert "not-a-real-key" not in str(env)
     finally:
         ray.shutdown()

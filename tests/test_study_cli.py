@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 
+from cli import one_error_line as _one_error_line
+from cli import run_cli as _run
 from conftest import REPO
 from studies import write_spec
-
-
-def _run(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env=os.environ | (env or {}))
-
-
-def _one_error_line(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    return lines[0]
 
 
 def test_list_shows_every_study_with_its_question(tmp_path):

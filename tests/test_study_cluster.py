@@ -5,6 +5,8 @@ folder is gone (a lost head node) is resumed from the storage."""
 
 from __future__ import annotations
 
+import pytest
+
 import shutil
 
 import pandas as pd
@@ -16,6 +18,8 @@ from study.launch import run_study
 from study.report import main as report_main
 from study.results import read_trials
 from study.spec import load_spec
+
+pytestmark = pytest.mark.slow  # whole studies through Ray
 
 
 def test_trials_spread_over_two_nodes_with_fractional_gpus_and_shared_storage(tmp_path):

@@ -11,6 +11,8 @@ from studies import write_spec
 from study.launch import run_study
 from study.spec import load_spec
 
+pytestmark = pytest.mark.slow  # whole studies through Ray
+
 
 @pytest.fixture
 def mlflow_server(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from study.config import trial_config
 from study.data import load_data
 from study.errors import SpecError
-from study.train import Trainer
+from study.trainer import Trainer
 
 SMALL = dict(dataset="moons", n_train=512, n_val=128, n_test=256, latents=[2, 2],
              hidden=[[16], [16]], seeds=[0, 1], epochs=4, batch_size=64, lr=3e-3)

@@ -33,8 +33,8 @@ def test_single_trial_writes_metrics_scores_and_plots(tmp_path):
         assert len(metrics["members"][key]) == 2, key
         assert key in metrics["mean"], key
     assert metrics["mean"]["test_ll"] < metrics["mean"]["exact_ll"]  # no model beats the truth
-    epochs = json.loads((out / "epochs.json").read_text())
-    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    epochs = pq.read_table(out / "epochs.parquet").to_pandas()
+    assert sorted(epochs["epoch"].unique()) == [1, 2, 3] and len(epochs) == 3 * 2  # x seeds
     scores = pq.read_table(out / "scores.parquet").to_pandas()
     assert set(scores["score"]) == {"neg_elbo", "neg_ll", "llr_1"}
     assert {"test", "uniform", "widened", "shifted_1"} <= set(scores["set"])

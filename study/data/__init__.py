@@ -15,17 +15,28 @@ import numpy as np
 
 from ..errors import DatasetError
 from . import ood
-from .exact_density import exact_log_density
 from .idx import data_dir, load_split
 from .synthetic import CURVES, CurveDataset
 
 DatasetName = Literal["moons", "spirals", "mnist", "fashion_mnist"]
 IMAGE_DATASETS = ("mnist", "fashion_mnist")
+#: the OOD set ``widened``: the curves with the noise std times this
+OOD_WIDEN = 3.0
+
+
+def x_dim(dataset: str) -> int:
+    """Data dimensions D of a dataset (2 for the curves, 784 for 28x28 images)."""
+    if dataset in CURVES:
+        return 2
+    if dataset in IMAGE_DATASETS:
+        return 28 * 28
+    raise DatasetError(f"unknown dataset {dataset!r}; known: {sorted(CURVES) + list(IMAGE_DATASETS)}")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What data a trial trains and is evaluated on.
+    """What data a trial trains and is evaluated on; derived from ``TrialConfig`` (which holds
+    the defaults and the meaning of each setting).
 
     noise: std of the isotropic Gaussian noise of Moons/Spirals (original coordinates).
     n_train / n_val / n_test: sizes for the 2-D sets; for images n_val is taken from the 60,000
@@ -38,19 +49,19 @@ class DataConfig:
     ood_dataset: images: another dataset's test set as OOD (e.g. mnist for fashion_mnist).
     """
 
-    dataset: DatasetName = "spirals"
-    noise: float = 0.05
-    n_train: int = 10_000
-    n_val: int = 2_000
-    n_test: int = 5_000
-    seed: int = 0
-    ood_shifts: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-    ood_offsets: tuple[float, ...] = ()
-    ood_widen: float = 3.0
-    binarize: Literal["dynamic", "static", "none"] = "dynamic"
-    exclude_label: int | None = None
-    ood_dataset: str | None = None
-    data_dir: str | None = None
+    dataset: DatasetName
+    noise: float
+    n_train: int
+    n_val: int
+    n_test: int
+    seed: int
+    ood_shifts: tuple[float, ...]
+    ood_offsets: tuple[float, ...]
+    binarize: Literal["dynamic", "static", "none"]
+    exclude_label: int | None
+    ood_dataset: str | None
+    data_dir: str | None
+    ood_widen: float = OOD_WIDEN
     allow_download: bool = True
 
 
@@ -82,6 +93,8 @@ class DataBundle:
     def exact_log_density(self) -> Callable[[np.ndarray], np.ndarray] | None:
         if self.curve is None or not self.noise:
             return None
+        from .exact_density import exact_log_density  # torch, imported when needed
+
         curve, noise = self.curve, self.noise
         return lambda x: exact_log_density(x, curve, noise)
 
@@ -152,4 +165,4 @@ def load_data(cfg: DataConfig) -> DataBundle:
     raise DatasetError(f"unknown dataset {cfg.dataset!r}; known: {sorted(CURVES) + list(IMAGE_DATASETS)}")
 
 
-__all__ = ["CURVES", "DataBundle", "DataConfig", "DatasetError", "load_data", "exact_log_density"]
+__all__ = ["CURVES", "DataBundle", "DataConfig", "DatasetError", "load_data", "x_dim"]

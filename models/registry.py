@@ -1,0 +1,78 @@
+"""Model kinds by name, known without importing PyTorch.
+
+A new kind is one file defining a ``LatentVariableModel`` subclass and one registration line in
+``KINDS`` below: its class (``module:Class``, imported when a model is built) and what the rest
+of the project needs to know about it before any model exists (the trial configuration checks
+``max_layers``; evaluation computes Havtorn et al.'s LLR>k only for ``hierarchical`` kinds;
+metric names use ``layer_names``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import LatentVariableModel
+    from .config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What a model kind is. ``cls``: ``"module:Class"``; ``max_layers``: stochastic layers it
+    can have; ``hierarchical``: ``forward(prior_layers=k)`` (L>k) is defined for 0 <= k < layers
+    (a 1-layer model of such a kind has only k = 0, the ELBO);
+    ``single_layer_name``: the name of its only layer when it has one (else z1..zL)."""
+
+    cls: str
+    max_layers: int
+    hierarchical: bool
+    extra_layers: tuple[str, ...] = ()
+    single_layer_name: str | None = None
+
+    def layer_names(self, n_layers: int) -> list[str]:
+        """The layers' names, bottom first, as metric names use them (e.g. ``kl_z2``)."""
+        base = [self.single_layer_name] if self.single_layer_name and n_layers == 1 else \
+            [f"z{i + 1}" for i in range(n_layers)]
+        return base + list(self.extra_layers)
+
+
+KINDS: dict[str, ModelKind] = {
+    "vae": ModelKind("models.hvae:VAE", max_layers=1, hierarchical=True, single_layer_name="z"),
+    "hvae": ModelKind("models.hvae:HVAE", max_layers=8, hierarchical=True),
+    "avae": ModelKind("models.avae:AVAE", max_layers=1, hierarchical=False, extra_layers=("a",),
+                      single_layer_name="z"),
+}
+
+
+def model_kinds() -> tuple[str, ...]:
+    return tuple(KINDS)
+
+
+def model_kind(kind: str) -> ModelKind:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}") from None
+
+
+def check_config(config: ModelConfig) -> None:
+    """Raise ``ValueError`` if the kind's model cannot be built from ``config``."""
+    info = model_kind(config.kind)
+    if config.n_layers > info.max_layers:
+        layers = "one stochastic layer" if info.max_layers == 1 else \
+            f"at most {info.max_layers} stochastic layers"
+        raise ValueError(f"a {config.kind} has {layers}, got latents={list(config.latents)}")
+
+
+def model_class(kind: str) -> type[LatentVariableModel]:
+    module, name = model_kind(kind).cls.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_model(config: ModelConfig, seeds: Sequence[int]) -> LatentVariableModel:
+    """The model ``config`` describes, with one ensemble member per seed (E = len(seeds))."""
+    check_config(config)
+    return model_class(config.kind)(config, seeds)

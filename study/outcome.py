@@ -1,0 +1,110 @@
+"""How a trial ended, and its rows for ``trials.parquet``.
+
+A trial's status is derived, not shared between the pruning scheduler and the recorder (Tune
+pickles them separately, so a shared object would split in two on ``--resume``): it ended with
+an error -> ``failed``; its last result is not the final evaluation -> ``pruned`` (pruning is
+the only thing that stops a trial early); otherwise ``finished``, or ``diverged`` when a seed
+diverged. Each seed also has its own ``status`` in ``trials.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune.experiment import Trial
+
+from .config import TrialConfig
+from .records import is_final_result
+from .trial import EPOCHS, METRICS
+
+STATUSES = ("finished", "diverged", "pruned", "failed")
+
+
+@dataclass
+class FinalFiles:
+    """A finished trial's files, from its final checkpoint (a local copy in ``dir``)."""
+
+    dir: Path
+    members: dict[str, list[float]]
+    mean: dict[str, float]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    _tmp: tempfile.TemporaryDirectory | None = None
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def final_files(trial: Trial) -> FinalFiles | None:
+    """The final checkpoint's files, if the trial's newest checkpoint has them."""
+    checkpoint = trial.checkpoint
+    if checkpoint is None or not is_final_result(trial.last_result):
+        return None
+    tmp = tempfile.TemporaryDirectory(prefix="hvae-final-")
+    folder = Path(checkpoint.to_directory(tmp.name))
+    if not (folder / METRICS).exists():
+        tmp.cleanup()
+        return None
+    data = json.loads((folder / METRICS).read_text())
+    members = {k: [_number(v) for v in vals] for k, vals in data["members"].items()}
+    mean = {k: _number(v) for k, v in data["mean"].items()}
+    epochs: list[dict[str, Any]] = []
+    if (folder / EPOCHS).exists():
+        import pyarrow.parquet as pq
+
+        epochs = pq.read_table(folder / EPOCHS).to_pylist()
+        for row in epochs:
+            row["trial_id"] = trial.trial_id
+    return FinalFiles(folder, members, mean, epochs, tmp)
+
+
+def _number(v: Any) -> float:
+    """JSON's null back to NaN and "inf"/"-inf" back to floats (see study.io.write_json)."""
+    return math.nan if v is None else float(v)
+
+
+def trial_status(failed: bool, last: dict[str, Any], final: FinalFiles | None) -> str:
+    if failed:
+        return "failed"
+    if final is None:
+        return "pruned"
+    return "diverged" if any(final.members.get("diverged", [])) else "finished"
+
+
+def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], status: str,
+               last: dict[str, Any], final: FinalFiles | None, started_at: float | None,
+               epoch_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per seed: identity, status, bookkeeping, factors, config, final metrics."""
+    import time
+
+    last_epoch: dict[tuple[str, int], float] = {}
+    for row in epoch_rows:  # the last epoch's values, whatever the status
+        for key in ("val_elbo", "train_bound"):
+            last_epoch[(key, row["seed"])] = row.get(key, math.nan)
+    epochs = max((int(r["epoch"]) for r in epoch_rows), default=int(last.get("epoch", 0)))
+    rows = []
+    for e, seed in enumerate(cfg.seeds):
+        row: dict[str, Any] = {
+            "trial_id": trial.trial_id, "seed": seed, "member": e, "trial_status": status,
+            "epochs": epochs, "node_id": last.get("node_id"), "device": last.get("device"),
+            "num_failures": int(trial.num_failures),
+            "restored_from_epoch": int(last.get("restored_from", 0)),
+            "restore_note": str(last.get("restore_note") or ""),
+            "started_at": started_at if started_at is not None else math.nan,
+            "ended_at": time.time()}
+        row |= {f"factor.{k}": v for k, v in factors.items()}
+        row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
+        for key in ("val_elbo", "train_bound"):
+            row[f"last_{key}"] = last_epoch.get((key, seed), math.nan)
+        if final is not None:
+            row |= {k: vals[e] for k, vals in final.members.items()}
+            row["status"] = "diverged" if row.get("diverged") else status
+        else:
+            row["status"] = status
+        rows.append(row)
+    return rows

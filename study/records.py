@@ -1,0 +1,89 @@
+"""Typed records of what a trial reports: each epoch, and at its end.
+
+A trial (``study.trial.run_trial``) produces an :class:`EpochMetrics` after every epoch and,
+unless it was stopped early, an evaluation at the end. Inside Ray they travel as Tune results,
+built and read only here (``epoch_result`` / ``final_result`` and the ``is_*`` / ``history_of``
+readers), so no other module spells a result key:
+
+- an epoch result carries the latest epoch's mean metrics at the top level (what Tune's
+  searcher sees; Tune keeps running statistics of every top-level number in the driver, so
+  nothing else goes there) and, under ``history``, every :class:`EpochMetrics` since the
+  previous report, as plain dicts;
+- the final result carries the search metric's value and the trial's bookkeeping; the final
+  metrics themselves travel as files in the final checkpoint (``study.trial.FILES``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_KIND = "report"  # result key: "epoch" or "final"
+_EPOCH, _FINAL = "epoch", "final"
+
+
+@dataclass
+class EpochMetrics:
+    """Metrics after one epoch. ``members[name]`` has one value per ensemble member, in the
+    order of the trial's seeds (NaN once that seed diverged); ``mean[name]`` is the mean over
+    members that have not diverged. Likelihoods and bounds are in nats per data point."""
+
+    epoch: int
+    members: dict[str, list[float]]
+    mean: dict[str, float]
+    n_diverged: int
+
+    def rows(self, seeds: list[int]) -> list[dict[str, Any]]:
+        """One row per seed (epoch, seed, then every metric), for ``epochs.parquet``."""
+        out = []
+        for i, seed in enumerate(seeds):
+            row: dict[str, Any] = {"epoch": self.epoch, "seed": seed}
+            row |= {k: v[i] for k, v in self.members.items()}
+            out.append(row)
+        return out
+
+
+@dataclass
+class TrainState:
+    """What a trial knows about its own training so far."""
+
+    epoch: int = 0
+    history: list[EpochMetrics] = field(default_factory=list)
+    diverged_epoch: list[int | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """Where a trial's training resumed: ``epoch`` 0 for a fresh start; ``note`` says why an
+    older checkpoint (or none) was used when the newest could not be read."""
+
+    epoch: int = 0
+    note: str = ""
+
+
+# ---------------------------------------------------------------------- Tune results
+def epoch_result(pending: list[EpochMetrics], node: str, restored: Restored) -> dict[str, Any]:
+    latest = pending[-1]
+    return {_KIND: _EPOCH, "epoch": latest.epoch, "n_diverged": latest.n_diverged,
+            **latest.mean, "node_id": node, "restored_from": restored.epoch,
+            "restore_note": restored.note, "history": [asdict(m) for m in pending]}
+
+
+def final_result(last: EpochMetrics, metric: str, score: float, device: str, node: str,
+                 restored: Restored, diverged_epoch: int) -> dict[str, Any]:
+    return {_KIND: _FINAL, "epoch": last.epoch, metric: score, "n_diverged": last.n_diverged,
+            "device": device, "node_id": node, "restored_from": restored.epoch,
+            "restore_note": restored.note, "diverged_epoch": diverged_epoch}
+
+
+def is_epoch_result(result: dict[str, Any] | None) -> bool:
+    return bool(result) and result.get(_KIND) == _EPOCH
+
+
+def is_final_result(result: dict[str, Any] | None) -> bool:
+    return bool(result) and result.get(_KIND) == _FINAL
+
+
+def history_of(result: dict[str, Any]) -> list[EpochMetrics]:
+    """The epochs an epoch result carries."""
+    return [EpochMetrics(**m) for m in result.get("history", [])]
