@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .base import (ForwardPass, GaussianHead, GenerativeSample, KLEstimator,
-                   LatentVariableModel, kl_term)
+                   LatentVariableModel, kl_term, kl_units)
 from .config import ModelConfig
 from .distributions import DiagonalGaussian
 from .ensemble import EnsembleMLP
@@ -50,8 +50,10 @@ class AVAE(LatentVariableModel):
         kl: KLEstimator = "analytic",
         prior_layers: int = 0,
         use_mean: bool = False,
+        units: bool = False,
     ) -> ForwardPass:
-        """As ``HVAE.forward``; ``prior_layers`` must be 0 (an AVAE has no latent hierarchy)."""
+        """As ``HVAE.forward``; ``prior_layers`` must be 0 (an AVAE has no latent hierarchy).
+        The per-unit KL of ``a`` is KL(q(a|x) || p(a|x,z)) at the sampled z."""
         if prior_layers != 0:
             raise ValueError("an AVAE has no latent hierarchy: prior_layers must be 0")
         x = self.ensemble_input(x)
@@ -69,7 +71,9 @@ class AVAE(LatentVariableModel):
         kl_a = qa.log_prob(a) - pa.log_prob(a)
         px_params = self.decoder(z)
         log_px_z = self.likelihood.log_prob(x.unsqueeze(1), px_params)
-        return ForwardPass(log_px_z, [kl_z, kl_a], [z, a], px_params, list(self.layer_names))
+        per_unit = [kl_units(qz, prior, z), kl_units(qa, pa, a)] if units else None
+        return ForwardPass(log_px_z, [kl_z, kl_a], [z, a], px_params, list(self.layer_names),
+                           per_unit)
 
     def top_posterior(self, x: Tensor) -> DiagonalGaussian:
         """q(z | a, x) at a = E[a | x], mean and std ``[E, B, d_z]``."""

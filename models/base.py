@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .distributions import DiagonalGaussian, gaussian_kl, positive_std
+from .distributions import DiagonalGaussian, gaussian_kl, gaussian_kl_units, positive_std
 from .ensemble import EnsembleLinear, EnsembleMLP, init_members
 from .likelihoods import make_likelihood
 from .registry import check_config, model_kind
@@ -42,6 +42,9 @@ class ForwardPass:
         ``log_px_z - sum(kl)`` is the log importance weight (exactly so for ``sampled``).
     z: per layer, the latent sample ``[E, S, B, d_l]``.
     px_params: ``[E, S, B, n_params]`` the output likelihood's parameters.
+    kl_units: with ``forward(..., units=True)``: per layer, the closed-form KL of each latent
+        unit ``[E, S, B, d_l]`` (nats) between the layer's posterior and its prior given the
+        samples of the layers above; zero for layers taken from the prior (``prior_layers``).
     """
 
     log_px_z: Tensor
@@ -49,6 +52,7 @@ class ForwardPass:
     z: list[Tensor]
     px_params: Tensor
     layer_names: list[str]
+    kl_units: list[Tensor] | None = None
 
     @property
     def kl_total(self) -> Tensor:
@@ -59,6 +63,11 @@ class ForwardPass:
     def log_weight(self) -> Tensor:
         """``[E, S, B]`` log p(x | z) - KL."""
         return self.log_px_z - self.kl_total
+
+
+def kl_units(q: DiagonalGaussian, p: DiagonalGaussian, z: Tensor) -> Tensor:
+    """Closed-form per-unit KL(q || p) broadcast to the samples' shape ``[E, S, B, d]``."""
+    return gaussian_kl_units(q, p).expand(z.shape)
 
 
 def kl_term(

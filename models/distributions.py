@@ -49,11 +49,16 @@ def precision_weighted(a: DiagonalGaussian, b: DiagonalGaussian) -> DiagonalGaus
     return DiagonalGaussian((a.mean * prec_a + b.mean * prec_b) * var, var.sqrt())
 
 
-def gaussian_kl(q: DiagonalGaussian, p: DiagonalGaussian) -> Tensor:
-    """KL(q || p) for diagonal Gaussians, summed over the last dimension (nats)."""
+def gaussian_kl_units(q: DiagonalGaussian, p: DiagonalGaussian) -> Tensor:
+    """KL(q || p) of each dimension of diagonal Gaussians (nats, the last dimension kept)."""
     var_ratio = (q.std / p.std) ** 2
     mean_term = ((q.mean - p.mean) / p.std) ** 2
-    return 0.5 * (var_ratio + mean_term - 1.0 - torch.log(var_ratio)).sum(-1)
+    return 0.5 * (var_ratio + mean_term - 1.0 - torch.log(var_ratio))
+
+
+def gaussian_kl(q: DiagonalGaussian, p: DiagonalGaussian) -> Tensor:
+    """KL(q || p) for diagonal Gaussians, summed over the last dimension (nats)."""
+    return gaussian_kl_units(q, p).sum(-1)
 
 
 def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import (ForwardPass, GaussianHead, GenerativeSample, KLEstimator,
-                   LatentVariableModel, kl_term)
+                   LatentVariableModel, kl_term, kl_units)
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, precision_weighted
 from .ensemble import EnsembleMLP
@@ -66,6 +66,7 @@ class HVAE(LatentVariableModel):
         kl: KLEstimator = "analytic",
         prior_layers: int = 0,
         use_mean: bool = False,
+        units: bool = False,
     ) -> ForwardPass:
         """Encode and decode ``x`` (``[B, D]`` or ``[E, B, D]``) with ``n_samples`` per point.
 
@@ -73,6 +74,7 @@ class HVAE(LatentVariableModel):
             p(z_l | z_{l+1}) instead of a posterior sample and contribute no KL term (Havtorn et
             al. 2021's L>k). 0 is the ordinary pass.
         use_mean: take posterior means instead of samples (deterministic; for embeddings).
+        units: also return the per-unit closed-form KL of every layer (``kl_units``).
         """
         L = self.config.n_layers
         if not 0 <= prior_layers <= L:
@@ -87,6 +89,7 @@ class HVAE(LatentVariableModel):
 
         kls: list[Tensor] = [x.new_zeros(0)] * L
         zs: list[Tensor] = [x.new_zeros(0)] * L
+        per_unit: list[Tensor] = [x.new_zeros(0)] * L
         z_above: Tensor | None = None
         for l in reversed(range(L)):
             shape = (E, n_samples, B, self.config.latents[l])
@@ -94,16 +97,20 @@ class HVAE(LatentVariableModel):
             if l < prior_layers:
                 z = prior.mean.expand(shape)
                 kls[l] = x.new_zeros(shape[:-1])
+                per_unit[l] = x.new_zeros(shape)
             else:
                 q = q_hat[l] if l == L - 1 else precision_weighted(q_hat[l], prior)
                 z = q.mean.expand(shape) if use_mean else q.rsample(shape)
                 kls[l] = kl_term(q, prior, z, kl)
+                if units:
+                    per_unit[l] = kl_units(q, prior, z)
             zs[l] = z
             z_above = z
 
         px_params = self.decoder(zs[0])
         log_px_z = self.likelihood.log_prob(x.unsqueeze(1), px_params)
-        return ForwardPass(log_px_z, kls, zs, px_params, list(self.layer_names))
+        return ForwardPass(log_px_z, kls, zs, px_params, list(self.layer_names),
+                           per_unit if units else None)
 
     def top_posterior(self, x: Tensor) -> DiagonalGaussian:
         """q(zL | x) of the top layer, mean and std ``[E, B, d_L]`` (the bottom-up path only)."""

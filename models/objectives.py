@@ -26,8 +26,10 @@ from torch import Tensor
 from .base import KLEstimator, LatentVariableModel
 from .distributions import log_mean_exp
 
-#: Default bound on E x (samples x points) x widest activation per evaluation chunk.
+#: Default bound on E x (samples x points) x widest activation per evaluation chunk: small on
+#: a CPU (chunks that stay in cache), large on a GPU (few, big kernels; 2^28 float32 = 1 GiB).
 DEFAULT_MAX_ELEMENTS = 2**22
+DEFAULT_MAX_ELEMENTS_CUDA = 2**28
 
 
 def iw_bound(
@@ -139,17 +141,20 @@ def estimate_log_likelihood(
     model: LatentVariableModel,
     x: Tensor,
     n_importance: int = 1000,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_elements: int | None = None,
 ) -> LikelihoodEstimate:
     """log p(x) with K = ``n_importance`` importance samples from q (sampled log weights).
 
     ``x`` is ``[B, D]`` (shared by all members) or ``[E, B, D]``. Points and samples are
-    processed in chunks of at most ``max_elements`` activations, so peak memory is bounded
-    whatever K and B are; the log-sum-exp over samples accumulates across chunks.
+    processed in chunks of at most ``max_elements`` activations (default by device, see
+    ``DEFAULT_MAX_ELEMENTS``), so peak memory is bounded whatever K and B are; the log-sum-exp
+    over samples accumulates across chunks.
     """
     x = model.ensemble_input(x)
     E, B = x.shape[:2]
     L = len(model.layer_names)
+    if max_elements is None:
+        max_elements = DEFAULT_MAX_ELEMENTS_CUDA if x.is_cuda else DEFAULT_MAX_ELEMENTS
     n_points, n_samples = chunk_sizes(E, B, n_importance, model.widest, max_elements)
     # Outputs are allocated once, before the chunk loop: small long-lived tensors allocated
     # between the large per-chunk ones fragment the CPU heap and RSS then grows with B.

@@ -41,7 +41,9 @@ class TrialConfig(BaseModel):
     n_train: int = _setting(10_000, "training points (images: a cap, 0 = all)", ge=0)
     n_val: int = _setting(2_000, "validation points (images: taken from the training set)", ge=1)
     n_test: int = _setting(5_000, "test points (images: a cap, 0 = all)", ge=0)
-    data_seed: int = _setting(0, "seed of the data draws (2-D sets, image splits)", ge=0)
+    data_seed: int = _setting(
+        0, "seed of the data draws: 2-D sets are drawn per seed from (data_seed, seed); images "
+           "split once", ge=0)
     ood_shifts: tuple[NonNegativeFloat, ...] = _setting(
         (0.25, 0.5, 1.0, 2.0), "distances d of the OOD sets shifted_d (the data translated)")
     ood_offsets: tuple[NonNegativeFloat, ...] = _setting(
@@ -87,6 +89,8 @@ class TrialConfig(BaseModel):
     kl: Literal["analytic", "sampled"] = _setting(
         "analytic", "KL estimator in training: closed form per layer, or log q - log p")
     grad_clip: float | None = _setting(None, "clip each member's gradient norm to this", gt=0)
+    gpu_tf32: bool = _setting(
+        True, "on a GPU, training matmuls in TF32 (evaluation always in full float32)")
 
     # evaluation
     eval_importance: int = _setting(1000, "importance samples K of the test log-likelihood",
@@ -149,7 +153,7 @@ class TrialConfig(BaseModel):
         """The data, derived from these settings."""
         return DataConfig(
             dataset=self.dataset, noise=self.noise, n_train=self.n_train, n_val=self.n_val,
-            n_test=self.n_test, seed=self.data_seed, ood_shifts=self.ood_shifts,
+            n_test=self.n_test, seed=self.data_seed, seeds=self.seeds, ood_shifts=self.ood_shifts,
             ood_offsets=self.ood_offsets, binarize=self.binarize,
             exclude_label=self.exclude_label, ood_dataset=self.ood_dataset,
             data_dir=self.data_dir,

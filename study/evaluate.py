@@ -1,20 +1,34 @@
-"""Final metrics of a trained ensemble, per member (all likelihoods in nats), and per-sample
-OOD scores.
+"""Final metrics of a trained ensemble, per member (likelihoods in nats per data point), and
+per-sample OOD scores. Each member is evaluated on its own seed's data (2-D data is drawn per
+seed; images are shared). What each metric means, and why, is in docs/ARCHITECTURE.md.
 
-Metric names (``Evaluation.members`` keys; ``L`` = a layer name such as z1, ``S`` = an OOD set,
-``F`` = a score):
+Metric names (``Evaluation.members`` keys; ``L`` a layer name such as z1, ``S`` an OOD set,
+``F`` a score, ``K`` = ``eval_importance``):
 
-- ``test_ll``: mean test log p(x) with K = ``eval_importance`` importance samples;
-  ``test_ll_lik`` / ``test_ll_kl``: its "(likelihood, KL)" decomposition; ``kl_L``: KL per layer.
-- ``frac_low_iw1``: fraction of test points whose single-sample (IW=1) log-likelihood is below
-  -100 while the K=100 estimate is not; ``iw_gap``: mean (K=100 estimate - IW=1 estimate).
-- ``exact_ll``, ``ll_gap`` (= test_ll - exact_ll, same points): Moons/Spirals with noise > 0.
-- ``active_units_L``, ``class_sep_L`` (k-NN accuracy of the label from layer L's posterior means).
+- ``test_ll``: mean test log p(x), K importance samples (sampled weights);
+  ``test_ll_lik`` / ``test_ll_kl``: the q-averaged terms of the ELBO, E_q log p(x|z) and
+  E_q [log q - log p] (the experiment log's "(likelihood, KL)"; their sum is the ELBO, not
+  ``test_ll``); ``kl_L``: that KL per layer.
+- ``frac_low_iw1``: fraction of test points whose IW=1 estimate is below -100 while the K=100
+  one is not; ``iw_gap``: mean (K=100 estimate - IW=1 estimate).
+- ``exact_ll``, ``ll_gap`` (= test_ll - exact_ll, same points): 2-D data with noise > 0.
+- Latent usage, in information: ``active_units_L`` (units whose data-averaged KL exceeds
+  ``metrics.ACTIVE_UNIT_KL`` nats), ``kl_from_L`` (KL of L and every layer above it: all the
+  information a sample of L can carry), ``class_acc_L`` (held-out k-NN accuracy of the label
+  from posterior *samples* of L), ``active_units_burda`` (Burda et al.'s variance criterion, top
+  layer only). ``Evaluation.units[L]``: the KL of each unit (``[E, d_L]``, nats).
 - ``pocket_mass`` (top layer), ``wrong_sample_frac`` (2-D); see ``study.metrics``.
 - ``divergence_jumps``, ``min_output_std`` (learned variance), ``diverged``, ``diverged_epoch``.
-- ``auroc_F_S``, ``auprc_F_S``, ``fpr80_F_S`` for scores F in ``neg_elbo``, ``neg_ll`` (IW with
-  ``ood_importance`` samples) and, for an L-layer HVAE, ``llr_k`` (LLR>k, k = 1..L-1);
-  ``bayes_auroc_S``: the AUROC of the exact density (2-D), the best any model can reach.
+- OOD, per set S, scores F (higher = more anomalous): ``neg_elbo`` (IW=1), ``neg_ll`` (-log p(x)
+  with ``ood_importance`` samples: a K-sample estimate, not "the" likelihood), ``llr_k`` (LLR>k
+  of a hierarchical model, k = 1..L-1, with ``kl_above_k``, the KL of the layers above k it
+  relies on); images also ``lit_pixels`` and ``neg_ll_bernoulli`` (complexity baselines: the
+  number of lit pixels and a pixel-independent Bernoulli fitted on the training set).
+  ``auroc_F_S``, ``auprc_F_S``, ``fpr80_F_S``.
+- OOD references (2-D): ``np_auroc_S``, the Neyman-Pearson detector's AUROC (score log p_out -
+  log p_in: the best any detector can reach) and ``exact_ll_auroc_S``, the exact -log p_in's
+  (the best a likelihood detector can reach), on up to ``REFERENCE_POINTS`` points of each set;
+  1 for noise-free data, whose curve has no density (a point on it is never OOD).
 """
 
 from __future__ import annotations
@@ -32,26 +46,40 @@ from .config import TrialConfig
 from .data import DataBundle
 from .records import TrainState
 
-#: Points used for the embedding metrics (class separation, pockets) and for generated samples.
+#: Points used for the embedding metrics (class accuracy, pockets) and for generated samples.
 EMBED_POINTS = 2000
 N_GENERATED = 2000
 LOW_LL = -100.0
+#: points of each 2-D set the exact-density references use (the quadrature costs ~0.3 ms each)
+REFERENCE_POINTS = 1000
+#: Evaluation draws its Monte Carlo samples from this seed, not from the training RNG state,
+#: so the metrics are a function of the weights alone: a trial evaluated again after a restore
+#: (its driver was killed after training) gets the numbers it got the first time.
+EVAL_SEED = 20_240_601
 
 
 @dataclass
 class Evaluation:
-    """``members[name]``: one value per member; ``mean[name]``: over members not diverged.
-    ``scores``: a long table (equal-length columns member, seed, set, score, index, value)."""
+    """``members[name]``: one value per member; ``mean[name]``: over members not diverged;
+    ``units[layer]``: per member the KL of each latent unit (nats); ``scores``: a long table
+    (equal-length columns seed, set, score, index, value)."""
 
     members: dict[str, list[float]]
     mean: dict[str, float]
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     layer_names: list[str] = field(default_factory=list)
+    units: dict[str, list[list[float]]] = field(default_factory=dict)
+
+
+def _member(a: np.ndarray, e: int, shared_ndim: int) -> np.ndarray:
+    """Member ``e``'s array when ``a`` has one per member, else ``a`` (shared)."""
+    return a[e] if a.ndim > shared_ndim else a
 
 
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 1000) -> np.ndarray:
-    """Apply ``fn`` (``[b, D]`` -> ``[E, b]``) over ``x`` in batches; ``[E, N]`` numpy."""
-    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)], dim=1).cpu().numpy()
+    """Apply ``fn`` (points ``[..., b, D]`` -> ``[E, b]``) over ``x``'s points in batches."""
+    n = x.shape[-2]
+    return torch.cat([fn(x[..., i : i + batch, :]) for i in range(0, n, batch)], dim=1).cpu().numpy()
 
 
 def ood_scores(model: LatentVariableModel, x: torch.Tensor, ood_importance: int) -> dict[str, np.ndarray]:
@@ -68,12 +96,6 @@ def ood_scores(model: LatentVariableModel, x: torch.Tensor, ood_importance: int)
     return out
 
 
-#: Evaluation draws its Monte Carlo samples from this seed, not from the training RNG state,
-#: so the metrics are a function of the weights alone: a trial evaluated again after a restore
-#: (its driver was killed after training) gets the numbers it got the first time.
-EVAL_SEED = 20_240_601
-
-
 def evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
              state: TrainState) -> Evaluation:
     """Every final metric of the module docstring, per member, and the per-sample scores.
@@ -88,58 +110,124 @@ def evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
 def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
               state: TrainState) -> Evaluation:
     model.eval()
-    dev = model.device
     E, names = model.n_members, list(model.layer_names)
     x_np, y_np = data.x_test, data.y_test
     if cfg.eval_points:
-        x_np, y_np = x_np[: cfg.eval_points], y_np[: cfg.eval_points]
-    x = torch.from_numpy(x_np).to(dev)
+        x_np, y_np = x_np[..., : cfg.eval_points, :], y_np[..., : cfg.eval_points]
+    x = torch.from_numpy(x_np).to(model.device)
     m: dict[str, np.ndarray] = {}
+    units: dict[str, np.ndarray] = {}
+    _likelihood(model, x, cfg, m)
+    exact = data.exact_log_density
+    if exact is not None:
+        exact_test = np.stack([exact(_member(x_np, e, 2)) for e in range(E)])
+        m["exact_ll"] = exact_test.mean(1)
+        m["ll_gap"] = m["test_ll"] - m["exact_ll"]
+    _latents(model, x[..., :EMBED_POINTS, :], y_np[..., :EMBED_POINTS], names, m, units)
+    if data.curve is not None:
+        gen = model.sample(N_GENERATED).x_mean.cpu().numpy()
+        m["wrong_sample_frac"] = np.array(
+            [metrics.wrong_sample_fraction(gen[e], data.curve, data.noise or 0.0) for e in range(E)])
+    scores = _ood(model, data, cfg, x_np, m)
+    _stability(state, E, m)
 
+    members = {k: [float(v) for v in vals] for k, vals in m.items()}
+    alive = ~m["diverged"].astype(bool)
+    mean = {}
+    for k, vals in m.items():
+        vals = np.asarray(vals, float)
+        use = vals[alive] if k not in ("diverged", "diverged_epoch") else vals
+        use = use[np.isfinite(use)]
+        mean[k] = float(use.mean()) if use.size else float("nan")
+    return Evaluation(members, mean, _long_scores(scores, list(cfg.seeds)), names,
+                      {k: v.tolist() for k, v in units.items()})
+
+
+def _likelihood(model: LatentVariableModel, x: torch.Tensor, cfg: TrialConfig,
+                m: dict[str, np.ndarray]) -> None:
     est = estimate_log_likelihood(model, x, cfg.eval_importance)
     m["test_ll"] = est.log_px.mean(1).cpu().numpy()
     m["test_ll_lik"] = est.log_px_z.mean(1).cpu().numpy()
     m["test_ll_kl"] = est.kl.mean(1).cpu().numpy()
-    for j, name in enumerate(names):
+    for j, name in enumerate(model.layer_names):
         m[f"kl_{name}"] = est.kl_layers[:, j].mean(1).cpu().numpy()
     ll1 = estimate_log_likelihood(model, x, 1).log_px.cpu().numpy()
     ll100 = estimate_log_likelihood(model, x, 100).log_px.cpu().numpy()
     m["frac_low_iw1"] = ((ll1 < LOW_LL) & (ll100 >= LOW_LL)).mean(1)
     m["iw_gap"] = (ll100 - ll1).mean(1)
 
-    exact = data.exact_log_density
-    if exact is not None:
-        exact_test = exact(x_np)
-        m["exact_ll"] = np.full(E, exact_test.mean())
-        m["ll_gap"] = m["test_ll"] - exact_test.mean()
 
-    xe, ye = x[:EMBED_POINTS], y_np[:EMBED_POINTS]
-    for name, means in zip(names, model.posterior_means(xe)):
-        means = means.cpu().numpy()
-        m[f"active_units_{name}"] = np.array([metrics.active_units(means[e]) for e in range(E)], float)
-        m[f"class_sep_{name}"] = np.array([metrics.class_separation(means[e], ye) for e in range(E)])
+def _latents(model: LatentVariableModel, xe: torch.Tensor, ye: np.ndarray, names: list[str],
+             m: dict[str, np.ndarray], units: dict[str, np.ndarray], samples: int = 16) -> None:
+    """Latent usage in information (see the module docstring)."""
+    E = model.n_members
+    fp = model(xe, n_samples=samples, kl="sampled", units=True)
+    unit_kl = [u.mean(dim=(1, 2)).cpu().numpy() for u in fp.kl_units]  # per layer [E, d]
+    total = np.stack([u.sum(-1) for u in unit_kl], 1)  # [E, L]
+    for j, name in enumerate(names):
+        units[name] = unit_kl[j]
+        m[f"active_units_{name}"] = np.array(
+            [metrics.active_units_kl(unit_kl[j][e]) for e in range(E)], float)
+        # a sample of layer j carries what j and the layers above it carry (hierarchies)
+        m[f"kl_from_{name}"] = total[:, j:].sum(1) if model.hierarchical else total[:, j]
+        z = fp.z[j][:, 0].cpu().numpy()  # one posterior sample per point [E, B, d]
+        m[f"class_acc_{name}"] = np.array(
+            [metrics.class_accuracy(z[e], _member(ye, e, 1)) for e in range(E)])
     top = model.top_posterior(xe)
     q_mean, q_std = top.mean.cpu().numpy(), top.std.cpu().numpy()
+    m["active_units_burda"] = np.array([metrics.active_units(q_mean[e]) for e in range(E)], float)
     m["pocket_mass"] = np.array([metrics.pocket_mass(q_mean[e], q_std[e]) for e in range(E)])
-    if data.curve is not None:
-        gen = model.sample(N_GENERATED).x_mean.cpu().numpy()
-        m["wrong_sample_frac"] = np.array(
-            [metrics.wrong_sample_fraction(gen[e], data.curve, data.noise or 0.0) for e in range(E)])
+    if model.hierarchical:
+        for k in range(1, len(names)):
+            m[f"kl_above_{k}"] = total[:, k:].sum(1)
 
-    # OOD: per-sample scores for the test set and every OOD set
+
+def _ood(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig, x_np: np.ndarray,
+         m: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-sample scores of the test set and every OOD set, their AUROC/AUPRC/FPR80 and, for
+    2-D data, the exact-density references."""
+    E, dev = model.n_members, model.device
     sets = {"test": x_np} | data.ood
     scores = {name: ood_scores(model, torch.from_numpy(v).to(dev), cfg.ood_importance)
               for name, v in sets.items()}
+    if not data.per_member and data.curve is None:  # images: complexity baselines
+        probs = metrics.bernoulli_fit(data.x_train)
+        for name, v in sets.items():
+            scores[name]["lit_pixels"] = np.tile(metrics.lit_pixels(v), (E, 1))
+            scores[name]["neg_ll_bernoulli"] = np.tile(metrics.bernoulli_neg_ll(v, probs), (E, 1))
     for set_name in data.ood:
         for score, values in scores[set_name].items():
             per = [metrics.ood_metrics(scores["test"][score][e], values[e]) for e in range(E)]
             for key in ("auroc", "auprc", "fpr80"):
                 m[f"{key}_{score}_{set_name}"] = np.array([p[key] for p in per])
-        if exact is not None:
-            bayes = metrics.ood_metrics(-exact(x_np), -exact(data.ood[set_name]))["auroc"]
-            m[f"bayes_auroc_{set_name}"] = np.full(E, bayes)
+    if data.curve is not None:
+        refs = [_references(data, e) for e in range(E)]
+        for set_name in data.ood:
+            m[f"np_auroc_{set_name}"] = np.array([r[set_name][0] for r in refs])
+            m[f"exact_ll_auroc_{set_name}"] = np.array([r[set_name][1] for r in refs])
+    return scores
 
-    # training stability, from the history
+
+def _references(data: DataBundle, e: int) -> dict[str, tuple[float, float]]:
+    """Per OOD set of seed ``e``: (Neyman-Pearson AUROC, exact-likelihood AUROC)."""
+    if not data.noise:
+        return {name: (1.0, 1.0) for name in data.ood}
+    seed_data = data.member(e)
+    exact = data.exact_log_density
+    inside = seed_data.x_test[:REFERENCE_POINTS].astype(np.float64)
+    in_in = exact(inside)
+    out = {}
+    for name, points in seed_data.ood.items():
+        outside = points[:REFERENCE_POINTS].astype(np.float64)
+        out_in = exact(outside)
+        in_out = data.ood_log_density(name, inside, e)
+        out_out = data.ood_log_density(name, outside, e)
+        out[name] = (metrics.ood_metrics(in_out - in_in, out_out - out_in)["auroc"],
+                     metrics.ood_metrics(-in_in, -out_in)["auroc"])
+    return out
+
+
+def _stability(state: TrainState, E: int, m: dict[str, np.ndarray]) -> None:
     hist = state.history
     loss = np.array([h.members["train_loss"] for h in hist]).T if hist else np.zeros((E, 0))
     m["divergence_jumps"] = np.array([metrics.divergence_jumps(loss[e]) for e in range(E)], float)
@@ -150,24 +238,13 @@ def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
     m["diverged"] = diverged.astype(float)
     m["diverged_epoch"] = np.array([np.nan if d is None else d for d in state.diverged_epoch], float)
 
-    members = {k: [float(v) for v in vals] for k, vals in m.items()}
-    alive = ~diverged
-    mean = {}
-    for k, vals in m.items():
-        vals = np.asarray(vals, float)
-        use = vals[alive] if k not in ("diverged", "diverged_epoch") else vals
-        use = use[np.isfinite(use)]
-        mean[k] = float(use.mean()) if use.size else float("nan")
-    return Evaluation(members, mean, _long_scores(scores, list(cfg.seeds)), names)
-
 
 def _long_scores(scores: dict[str, dict[str, np.ndarray]], seeds: list[int]) -> dict[str, np.ndarray]:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("member", "seed", "set", "score", "index", "value")}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("seed", "set", "score", "index", "value")}
     for set_name, by_score in scores.items():
         for score, values in by_score.items():
             E, N = values.shape
             for e in range(E):
-                cols["member"].append(np.full(N, e))
                 cols["seed"].append(np.full(N, seeds[e]))
                 cols["set"].append(np.full(N, set_name, dtype=object))
                 cols["score"].append(np.full(N, score, dtype=object))

@@ -14,7 +14,11 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from .data.synthetic import CurveDataset, distance_to_curve
 
-#: Active units (Burda et al. 2015): Var_x E_q[z_u | x] above this.
+#: Active units: a unit whose KL between posterior and prior, averaged over the data, exceeds
+#: this many nats carries information about x (a collapsed unit has ~0).
+ACTIVE_UNIT_KL = 0.01
+#: Active units after Burda et al. (2015): Var_x E_q[z_u | x] above this (top layer only: below
+#: it, the posterior mean inherits the x-dependence of the prior mean from the layers above).
 ACTIVE_UNIT_THRESHOLD = 0.01
 #: Latent pockets: prior mass where the aggregate posterior is below this fraction of the prior.
 POCKET_DENSITY_RATIO = 0.1
@@ -41,19 +45,48 @@ def ood_metrics(score_in: np.ndarray, score_out: np.ndarray) -> dict[str, float]
     }
 
 
+def active_units_kl(unit_kl: np.ndarray, threshold: float = ACTIVE_UNIT_KL) -> int:
+    """Units whose data-averaged KL ``[d]`` (nats) exceeds ``threshold``: 0 for a layer that
+    carries no information, whatever the scale of its posterior means."""
+    return int((np.asarray(unit_kl) > threshold).sum())
+
+
 def active_units(posterior_means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Number of latent units whose posterior mean varies over x: Var_x > threshold.
-    ``posterior_means``: ``[N, d]``."""
+    """Burda et al.'s active units: Var_x of the posterior mean ``[N, d]`` above ``threshold``.
+    Meaningful for a layer whose prior does not depend on x (the top layer, or a VAE's)."""
     return int((np.var(posterior_means, axis=0) > threshold).sum())
 
 
-def class_separation(embedding: np.ndarray, labels: np.ndarray, k: int = 5, folds: int = 5,
-                     seed: int = 0) -> float:
-    """k-NN accuracy of ``labels`` from ``embedding`` ``[N, d]``, by stratified k-fold CV."""
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    if not np.isfinite(embedding).all():
+def class_accuracy(samples: np.ndarray, labels: np.ndarray, k: int = 15, folds: int = 5,
+                   seed: int = 0) -> float:
+    """Held-out accuracy of a k-NN classifier of ``labels`` from posterior samples
+    ``[N, d]`` (one z ~ q(z|x) per point), by stratified k-fold cross-validation.
+
+    Samples, not means: a layer that carries I nats about x gives a classifier at most what I
+    nats allow (Fano), while its posterior means can still be perfectly separable at a tiny
+    scale that k-NN, being scale-free, would read as structure."""
+    if not np.isfinite(samples).all():
         return float("nan")
-    return float(cross_val_score(KNeighborsClassifier(k), embedding, labels, cv=cv).mean())
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(KNeighborsClassifier(k), samples, labels, cv=cv).mean())
+
+
+def lit_pixels(x: np.ndarray) -> np.ndarray:
+    """``[N]``: pixels above 0.5 per image ``[N, D]`` (a complexity score for image OOD)."""
+    return (np.asarray(x) > 0.5).sum(axis=1).astype(np.float64)
+
+
+def bernoulli_fit(x_train: np.ndarray) -> np.ndarray:
+    """``[D]``: the pixel-independent Bernoulli model of binary images ``[N, D]`` (maximum
+    likelihood with one pseudo-count per outcome)."""
+    x = np.asarray(x_train) > 0.5
+    return (x.sum(0) + 1.0) / (len(x) + 2.0)
+
+
+def bernoulli_neg_ll(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``[N]``: -log p(x) (nats) of binary images ``[N, D]`` under pixel-independent ``probs``."""
+    on = np.asarray(x) > 0.5
+    return -(on @ np.log(probs) + (~on) @ np.log1p(-probs))
 
 
 def pocket_mass(q_mean: np.ndarray, q_std: np.ndarray, n_prior: int = 4000,

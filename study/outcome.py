@@ -33,6 +33,7 @@ class FinalFiles:
     members: dict[str, list[float]]
     mean: dict[str, float]
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    units: dict[str, list[list[float]]] = field(default_factory=dict)
     _tmp: tempfile.TemporaryDirectory | None = None
 
     def cleanup(self) -> None:
@@ -60,7 +61,9 @@ def final_files(trial: Trial) -> FinalFiles | None:
         epochs = pq.read_table(folder / EPOCHS).to_pylist()
         for row in epochs:
             row["trial_id"] = trial.trial_id
-    return FinalFiles(folder, members, mean, epochs, tmp)
+    units = {k: [[_number(v) for v in seed] for seed in vals]
+             for k, vals in data.get("units", {}).items()}
+    return FinalFiles(folder, members, mean, epochs, units, tmp)
 
 
 def _number(v: Any) -> float:
@@ -84,7 +87,7 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], status: 
 
     last_epoch: dict[tuple[str, int], float] = {}
     for row in epoch_rows:  # the last epoch's values, whatever the status
-        for key in ("val_elbo", "train_bound"):
+        for key in ("val_bound", "val_elbo", "train_bound"):
             last_epoch[(key, row["seed"])] = row.get(key, math.nan)
     epochs = max((int(r["epoch"]) for r in epoch_rows), default=int(last.get("epoch", 0)))
     rows = []
@@ -99,10 +102,11 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], status: 
             "ended_at": time.time()}
         row |= {f"factor.{k}": v for k, v in factors.items()}
         row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
-        for key in ("val_elbo", "train_bound"):
+        for key in ("val_bound", "val_elbo", "train_bound"):
             row[f"last_{key}"] = last_epoch.get((key, seed), math.nan)
         if final is not None:
             row |= {k: vals[e] for k, vals in final.members.items()}
+            row |= {f"kl_units_{layer}": vals[e] for layer, vals in final.units.items()}
             row["status"] = "diverged" if row.get("diverged") else status
         else:
             row["status"] = status

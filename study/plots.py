@@ -29,6 +29,7 @@ def _2d(a: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def data_vs_samples(model: LatentVariableModel, data: DataBundle, path: Path) -> Path:
     gen = model.sample(2000)
+    data = data.member(0)
     if data.x_dim == 2:
         fig, axes = plt.subplots(1, 3, figsize=(13, 4.3), sharex=True, sharey=True)
         axes[0].scatter(*data.x_test[:2000].T, s=2, c=data.y_test[:2000], cmap="coolwarm")
@@ -43,12 +44,13 @@ def data_vs_samples(model: LatentVariableModel, data: DataBundle, path: Path) ->
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(imgs.transpose(0, 2, 1, 3).reshape(8 * side, 8 * side), cmap="gray")
     ax.set_axis_off()
-    ax.set_title("decoder means of prior samples (member 0)")
+    ax.set_title("decoder means of prior samples (first seed)")
     return save_figure(fig, path)
 
 
 @torch.no_grad()
 def posterior_means(model: LatentVariableModel, data: DataBundle, path: Path, n: int = 2000) -> Path:
+    data = data.member(0)
     x = torch.from_numpy(data.x_test[:n]).to(model.device)
     means = model.posterior_means(x)
     fig, axes = plt.subplots(1, len(means), figsize=(4.3 * len(means), 4.2), squeeze=False)
@@ -60,7 +62,7 @@ def posterior_means(model: LatentVariableModel, data: DataBundle, path: Path, n:
 
 def score_histograms(ev: Evaluation, path: Path, score: str = "neg_elbo") -> Path:
     s = ev.scores
-    pick = (s["member"] == 0) & (s["score"] == score)
+    pick = (s["seed"] == s["seed"][0]) & (s["score"] == score)
     sets = list(dict.fromkeys(s["set"][pick]))
     fig, ax = plt.subplots(figsize=(7, 4.3))
     values = {k: -s["value"][pick & (s["set"] == k)] for k in sets}
@@ -70,13 +72,13 @@ def score_histograms(ev: Evaluation, path: Path, score: str = "neg_elbo") -> Pat
         ax.hist(np.clip(v, lo, hi), bins=80, range=(lo, hi), histtype="step", density=True, label=k)
     ax.set_xlabel("ELBO (nats)" if score == "neg_elbo" else f"-{score}")
     ax.legend(fontsize=8)
-    ax.set_title("ELBO in- vs out-of-distribution (member 0)")
+    ax.set_title("ELBO in- vs out-of-distribution (first seed)")
     return save_figure(fig, path)
 
 
 def roc_curves(ev: Evaluation, path: Path) -> Path:
     s = ev.scores
-    m0 = s["member"] == 0
+    m0 = s["seed"] == s["seed"][0]
     sets = [k for k in dict.fromkeys(s["set"][m0]) if k != "test"]
     scores = list(dict.fromkeys(s["score"][m0]))
     fig, axes = plt.subplots(1, len(scores), figsize=(4.3 * len(scores), 4.2), squeeze=False)
@@ -99,7 +101,7 @@ def roc_curves(ev: Evaluation, path: Path) -> Path:
 def learning_curves(state: TrainState, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [h.epoch for h in state.history]
-    for key, ax in (("train_bound", axes[0]), ("val_elbo", axes[1])):
+    for key, ax in (("train_bound", axes[0]), ("val_bound", axes[1])):
         vals = np.array([h.members[key] for h in state.history])
         for e in range(vals.shape[1]):
             ax.plot(epochs, vals[:, e], lw=1, label=f"member {e}")

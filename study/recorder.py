@@ -38,7 +38,7 @@ from .spec import StudySpec
 from .storage import Mirror
 
 #: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
-PER_SEED_TO_MLFLOW = ("val_elbo", "train_bound")
+PER_SEED_TO_MLFLOW = ("val_bound", "val_elbo", "train_bound")
 _NO_SPACE = ("No space left on device", "database or disk is full", f"[Errno {errno.ENOSPC}]")
 
 

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -107,7 +108,10 @@ def _table(frame: pd.DataFrame) -> pa.Table:
     for col in frame.columns:
         if frame[col].dtype == object:
             kinds = {type(v) for v in frame[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
-            if len(kinds) > 1 or (kinds and not kinds <= {str}):
+            if kinds <= {list, np.ndarray} and kinds:  # per-unit values: a list column
+                frame[col] = frame[col].map(lambda v: None if not isinstance(v, (list, np.ndarray))
+                                            else [float(x) for x in v])
+            elif len(kinds) > 1 or (kinds and not kinds <= {str}):
                 frame[col] = frame[col].map(lambda v: None if v is None else str(v))
     return pa.Table.from_pandas(frame, preserve_index=False)
 

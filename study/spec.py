@@ -148,7 +148,7 @@ class Factor(_Strict):
 
 
 class Search(_Strict):
-    metric: str = "val_elbo"
+    metric: str = "val_bound"
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(8, ge=1)
     sampler_seed: int = Field(0, ge=0)
@@ -187,13 +187,57 @@ class Resources(_Strict):
     gpus: float = Field(0.0, ge=0, le=64)
 
 
-class Claim(_Strict):
-    """A statement of the experiment log, tested on the study's numbers.
+class Gate(_Strict):
+    """What a claim's configurations must have reached before the claim can be judged; each
+    bound is checked on the mean over seeds of every configuration the claim selects, and a
+    claim whose configurations miss it is *untestable* (never supported or not supported).
 
-    ``where`` selects trials (factor or config values); with ``versus`` the claim compares two
-    selections (``expect: higher`` or ``lower``: the mean of ``metric`` under ``where`` minus
-    that under ``versus``); without it, the mean under ``where`` against ``threshold``
-    (``expect: below`` or ``above``).
+    max_ll_gap: nats; exact_ll - test_ll at most this (2-D data with noise > 0).
+    max_wrong_samples: fraction; wrong_sample_frac at most this (2-D data, any noise: the gate
+        of noise-free data, which has no density).
+    min_kl: layer -> nats; the KL of each named layer (``kl_L``) at least this.
+    min_epochs: epochs trained at least this.
+    at_least / at_most: metric -> bound, for any other metric.
+    """
+
+    max_ll_gap: float | None = Field(None, gt=0)
+    max_wrong_samples: float | None = Field(None, ge=0, le=1)
+    min_kl: dict[str, float] = Field(default_factory=dict)
+    min_epochs: int | None = Field(None, ge=1)
+    at_least: dict[str, float] = Field(default_factory=dict)
+    at_most: dict[str, float] = Field(default_factory=dict)
+
+    def merged(self, override: Gate | None) -> Gate:
+        """This gate with ``override``'s fields (those it sets) taking precedence."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+    def bounds(self) -> list[tuple[str, str, float]]:
+        """(metric, ">=" or "<=", bound) of every check."""
+        out: list[tuple[str, str, float]] = []
+        if self.max_ll_gap is not None:
+            out.append(("ll_gap", ">=", -self.max_ll_gap))
+        if self.max_wrong_samples is not None:
+            out.append(("wrong_sample_frac", "<=", self.max_wrong_samples))
+        out += [(f"kl_{layer}", ">=", v) for layer, v in self.min_kl.items()]
+        if self.min_epochs is not None:
+            out.append(("epochs", ">=", float(self.min_epochs)))
+        out += [(m, ">=", v) for m, v in self.at_least.items()]
+        out += [(m, "<=", v) for m, v in self.at_most.items()]
+        return out
+
+
+class Claim(_Strict):
+    """A statement of the experiment log, tested on the study's seeds.
+
+    ``where`` selects trials (factor or config values). With ``versus`` the claim compares two
+    selections seed by seed (``expect: higher`` or ``lower``: ``metric`` under ``where`` minus
+    under ``versus``); with ``versus_metric``, two metrics of the same seeds; without either,
+    the metric against ``threshold`` (``expect: below`` or ``above``). ``expect: equivalent``
+    claims "no difference" (of the comparison, or from the threshold) within ``margin``, an
+    equivalence test; a directional claim with a ``margin`` is also tested for equivalence when
+    it is not decided. ``gate`` adds to (or overrides) the study's ``gates``.
     """
 
     statement: str
@@ -201,19 +245,31 @@ class Claim(_Strict):
     where: dict[str, Any] = Field(default_factory=dict)
     versus: dict[str, Any] | None = None
     versus_metric: str | None = None
-    expect: Literal["higher", "lower", "below", "above"]
+    expect: Literal["higher", "lower", "below", "above", "equivalent"]
     threshold: float | None = None
+    margin: float | None = Field(None, gt=0)
+    gate: Gate | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Claim:
         compares = self.versus is not None or self.versus_metric is not None
         if self.versus is not None and self.versus_metric is not None:
             raise ValueError("a claim compares with another selection or another metric, not both")
-        if compares and self.expect not in ("higher", "lower"):
+        if self.expect == "equivalent":
+            if self.margin is None:
+                raise ValueError("a claim that expects equivalent needs a margin")
+            if not compares and self.threshold is None:
+                raise ValueError("an equivalence claim needs versus, versus_metric or a threshold")
+        elif compares and self.expect not in ("higher", "lower"):
             raise ValueError("a claim with versus / versus_metric expects higher or lower")
-        if not compares and (self.expect not in ("below", "above") or self.threshold is None):
+        elif not compares and (self.expect not in ("below", "above") or self.threshold is None):
             raise ValueError("a claim without versus needs expect below/above and a threshold")
         return self
+
+    @property
+    def sign(self) -> float:
+        """+1 when the claim expects a positive effect, -1 a negative one, 0 no effect."""
+        return {"higher": 1.0, "above": 1.0, "lower": -1.0, "below": -1.0}.get(self.expect, 0.0)
 
 
 class Reference(_Strict):
@@ -252,6 +308,10 @@ class StudySpec(_Strict):
     #: epoch results reach the driver (pruner, MLflow) in batches at least this far apart
     report_every_s: float = Field(1.0, ge=0)
     responses: list[str] = Field(default_factory=lambda: ["test_ll"])
+    #: the fitness every claim's configurations need (a claim's own ``gate`` adds to it)
+    gates: Gate = Field(default_factory=Gate)
+    #: the level of the study's tests (Holm-adjusted across its claims)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
     claims: list[Claim] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list)
     curves: list[Curve] = Field(default_factory=list)
@@ -416,5 +476,6 @@ def load_spec(name_or_path: str, max_grid: int = MAX_GRID) -> StudySpec:
     return spec
 
 
-_REPORTED_EACH_EPOCH = {"val_elbo", "train_bound", "train_loss", "output_std_min", "output_std_mean"}
+_REPORTED_EACH_EPOCH = {"val_bound", "val_elbo", "train_bound", "train_loss", "output_std_min",
+                        "output_std_mean"}
 

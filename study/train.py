@@ -81,9 +81,19 @@ _SPECIAL: dict[str, dict[str, Any]] = {
 }
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _flag_kwargs(name: str, annotation: Any) -> dict[str, Any]:
     if name in _SPECIAL:
         return dict(_SPECIAL[name])
+    if annotation is bool:
+        return {"type": _boolean, "metavar": "true|false"}
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
@@ -173,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         def progress(m: EpochMetrics) -> None:
             if m.epoch == 1 or m.epoch % max(1, cfg.epochs // 20) == 0 or m.epoch == cfg.epochs:
                 print(f"epoch {m.epoch:>4}/{cfg.epochs}  train bound {m.mean['train_bound']:9.4f}"
-                      f"  val ELBO {m.mean['val_elbo']:9.4f}  diverged {m.n_diverged}", flush=True)
+                      f"  val bound (k={cfg.iw_samples}) {m.mean['val_bound']:9.4f}  val ELBO "
+                      f"{m.mean['val_elbo']:9.4f}  diverged {m.n_diverged}", flush=True)
 
         io = FolderIO(out, resume=not args.no_resume, progress=progress)
         result = run_trial(cfg, io, device=args.device, threads=args.threads)

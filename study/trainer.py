@@ -18,6 +18,7 @@ The command line for one trial is ``python -m study.train`` (study/train.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import beta_schedule, build_model, training_objective
+from models import beta_schedule, build_model, iw_bound, training_objective
 
 from .config import TrialConfig
 from .data import DataBundle
@@ -40,6 +41,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def _matmul_precision(precision: str):
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def _mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
@@ -66,6 +77,7 @@ class Trainer:
         ) if cfg.lr_schedule == "cosine" else None
         self.x_train = torch.from_numpy(data.x_train).to(self.device)
         self.x_val = torch.from_numpy(data.x_val).to(self.device)
+        self._members = torch.arange(len(cfg.seeds), device=self.device)[:, None]
         self.order_rngs = [torch.Generator().manual_seed(int(s)) for s in cfg.seeds]
         E = len(cfg.seeds)
         self.state = TrainState(diverged_epoch=[None] * E)
@@ -82,8 +94,11 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _batches(self) -> torch.Tensor:
         """``[E, N]`` this epoch's data order, one permutation per member."""
-        n = len(self.x_train)
-        return torch.stack([torch.randperm(n, generator=g) for g in self.order_rngs]).to(self.device)
+        n = self.x_train.shape[-2]
+        order = torch.stack([torch.randperm(n, generator=g) for g in self.order_rngs])
+        if self.device.type == "cuda":  # one small copy per epoch, overlapped with the work
+            return order.pin_memory().to(self.device, non_blocking=True)
+        return order
 
     def _mark_diverged(self, members: np.ndarray) -> None:
         for e in np.flatnonzero(members):
@@ -105,63 +120,95 @@ class Trainer:
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
 
     def train_epoch(self) -> dict[str, np.ndarray]:
-        """One pass over the training set for every member; per-member sums of batch metrics."""
+        """One pass over the training set for every member; per-member means of the batch
+        metrics. A step costs one host synchronisation (is every loss finite?); the metrics
+        accumulate on the device."""
         cfg, model = self.cfg, self.model
         model.train()
         order = self._batches()
         n = order.shape[1]
         n_batches = math.ceil(n / cfg.batch_size)
-        E = self.n_members
-        sums = {"train_loss": np.zeros(E), "train_bound": np.zeros(E)}
-        kl_sum = np.zeros((E, len(model.layer_names)))
+        E, dev = self.n_members, self.device
+        loss_sum, bound_sum = torch.zeros(E, device=dev), torch.zeros(E, device=dev)
+        kl_sum = torch.zeros(E, len(model.layer_names), device=dev)
         for i in range(n_batches):
             idx = order[:, i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = self.x_train[idx]  # [E, b, D]
+            # [E, b, D]: each member's own points (2-D data is drawn per seed)
+            x = self.x_train[self._members, idx] if self.x_train.dim() == 3 else self.x_train[idx]
             if self.data.binarize == "dynamic":
                 x = torch.bernoulli(x)
             beta = beta_schedule(self.state.epoch + i / n_batches, cfg.warmup_epochs)
-            terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta, cfg.free_bits)
-            losses = terms.loss_per_member.detach().cpu().numpy()
-            newly = self.alive & ~np.isfinite(losses)
-            if newly.any():
-                self._mark_diverged(newly)
-            alive = torch.as_tensor(self.alive, device=self.device)
-            if not alive.any():
-                break
-            self.optimizer.zero_grad(set_to_none=False)
-            torch.where(alive, terms.loss_per_member, 0.0).sum().backward()
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.grad[~alive] = 0.0
+            with self._precision():
+                terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta, cfg.free_bits)
+            if not self._frozen and bool(torch.isfinite(terms.loss_per_member).all()):
+                self.optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
                 if cfg.grad_clip:
                     self._clip_per_member(cfg.grad_clip)
-            self.optimizer.step()
-            self._restore_frozen()
+                self.optimizer.step()
+            elif not self._step_with_diverged_members(terms):
+                break
             w = idx.shape[1] / n
-            sums["train_loss"] += w * losses
-            sums["train_bound"] += w * terms.bound.cpu().numpy()
-            kl_sum += w * terms.kl_layers.cpu().numpy()
+            loss_sum += w * terms.loss_per_member.detach()
+            bound_sum += w * terms.bound
+            kl_sum += w * terms.kl_layers
+        sums = {"train_loss": loss_sum.cpu().numpy(), "train_bound": bound_sum.cpu().numpy()}
+        kl = kl_sum.cpu().numpy()
         for j, name in enumerate(model.layer_names):
-            sums[f"train_kl_{name}"] = kl_sum[:, j]
+            sums[f"train_kl_{name}"] = kl[:, j]
         return sums
+
+    def _step_with_diverged_members(self, terms) -> bool:
+        """The rare step where a member's loss is not finite or a member has diverged before:
+        mark the new ones diverged (frozen as they were), step the others only. False when no
+        member is left."""
+        losses = terms.loss_per_member.detach().cpu().numpy()
+        newly = self.alive & ~np.isfinite(losses)
+        if newly.any():
+            self._mark_diverged(newly)
+        alive = torch.as_tensor(self.alive, device=self.device)
+        if not alive.any():
+            return False
+        self.optimizer.zero_grad(set_to_none=False)
+        torch.where(alive, terms.loss_per_member, 0.0).sum().backward()
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.grad[~alive] = 0.0
+            if self.cfg.grad_clip:
+                self._clip_per_member(self.cfg.grad_clip)
+        self.optimizer.step()
+        self._restore_frozen()
+        return True
+
+    def _precision(self):
+        """Training matmuls on a GPU may use TF32 (``cfg.gpu_tf32``); evaluation never does."""
+        if self.device.type == "cuda" and self.cfg.gpu_tf32:
+            return _matmul_precision("high")
+        return contextlib.nullcontext()
 
     @torch.no_grad()
     def validate(self, batch: int = 1000) -> dict[str, np.ndarray]:
-        """Validation ELBO (1 sample, analytic KL where closed-form) and learned output std."""
+        """Per member (nats per point): ``val_elbo``, the single-sample ELBO (closed-form KL
+        where there is one); ``val_bound``, the bound training maximises, the k-sample
+        importance-weighted bound with sampled weights (k = ``iw_samples``; for k = 1 the ELBO
+        itself); the smallest and mean learned output std (Gaussian, learned variance)."""
         self.model.eval()
-        E = self.n_members
-        total, n = np.zeros(E), len(self.x_val)
+        E, k = self.n_members, self.cfg.iw_samples
+        elbo, bound = np.zeros(E), np.zeros(E)
+        n = self.x_val.shape[-2]
         std_min, std_sum, std_count = np.full(E, np.inf), np.zeros(E), 0
         for start in range(0, n, batch):
-            xb = self.x_val[start : start + batch]
+            xb = self.x_val[..., start : start + batch, :]
             fp = self.model(xb, n_samples=1, kl="analytic")
-            total += fp.log_weight.sum(dim=(1, 2)).cpu().numpy()
+            elbo += fp.log_weight.sum(dim=(1, 2)).cpu().numpy()
+            if k > 1:
+                bound += iw_bound(self.model, xb, k, "sampled").sum(1).cpu().numpy()
             std = self.model.likelihood.std(fp.px_params)  # [E, 1, b, D] or None
             if std is not None:
                 std_min = np.minimum(std_min, std.flatten(1).min(1).values.cpu().numpy())
                 std_sum += std.flatten(1).sum(1).cpu().numpy()
                 std_count += std[0].numel()
-        out = {"val_elbo": total / n}
+        out = {"val_bound": (bound if k > 1 else elbo) / n, "val_elbo": elbo / n}
         if std_count:
             out |= {"output_std_min": std_min, "output_std_mean": std_sum / std_count}
         return out
@@ -175,7 +222,8 @@ class Trainer:
             values = self.train_epoch() | self.validate()
             if self.scheduler is not None:
                 self.scheduler.step()
-            bad_val = self.alive & ~np.isfinite(values["val_elbo"])
+            bad_val = self.alive & ~(np.isfinite(values["val_elbo"]) &
+                                     np.isfinite(values["val_bound"]))
             if bad_val.any():
                 self._mark_diverged(bad_val)
             self.state.epoch += 1

@@ -114,7 +114,7 @@ def write_trial_files(folder: Path, cfg: TrialConfig, trainer: Trainer, data: Da
     seeds = list(cfg.seeds)
     write_json(folder / METRICS, {"config": cfg.model_dump(mode="json"), "seeds": seeds,
                                   "layers": ev.layer_names, "members": ev.members,
-                                  "mean": ev.mean})
+                                  "mean": ev.mean, "units": ev.units})
     rows = [row for m in trainer.state.history for row in m.rows(seeds)]
     write_parquet(folder / EPOCHS, _columns(rows))
     write_parquet(folder / SCORES, ev.scores)

@@ -1,126 +1,230 @@
 """Verdicts on the experiment log's statements, from a study's per-seed rows.
 
-A claim compares the mean of a metric under one selection of trials with another selection
-(effect = difference of means, 95% CI by Welch's t), two metrics on the same seeds (effect =
-mean paired difference, Student's t) or the mean with a threshold (effect = mean minus
-threshold, Student's t). Seeds are the unit: every seed of every selected trial is
-one observation; diverged seeds are left out. The verdict:
+The seed is the unit of replication: seed s of every configuration shares its data draw and its
+initialisation stream (common random numbers, ``study.data``), so a claim reduces each seed to
+one number and compares configurations seed by seed (paired):
 
-- ``supported``: the whole CI lies on the side the statement expects;
-- ``not supported``: the whole CI lies on the other side;
-- ``inconclusive``: the CI contains 0 (or there are too few seeds for an interval).
+- ``versus``: metric under ``where`` minus metric under ``versus``, per seed (each side the mean
+  over the configurations it selects, for that seed);
+- ``versus_metric``: metric minus versus_metric on the same rows, per seed;
+- a threshold: metric (mean over the selected configurations) minus the threshold, per seed.
+
+Those per-seed values are tested with ``study.stats`` (t, or the exact sign test when they do not
+vary; equivalence by TOST within a declared ``margin``), the p-values adjusted by Holm across
+the study's claims, and each claim gets one of:
+
+- *supported* / *not supported*: the Holm-adjusted test rejects "no effect", and the effect lies
+  on the side the statement expects / on the other side (for "no difference" claims: supported
+  when equivalence within the margin is shown, not supported when the interval lies outside it);
+- *equivalent*: the difference is shown to lie within the claim's margin;
+- *inconclusive*: none of these, with the number of seeds that would decide it at the observed
+  effect and spread;
+- *untestable*: the claim's configurations miss its gate (``spec.Gate``: e.g. not within G nats
+  of the exact density, a layer without information): the models did not learn what the claim
+  is about, so no test is run.
+
+A claim about a single trained model (one seed) and an AUROC threshold is decided by a
+bootstrap interval over its test points instead (``stats.auroc_interval``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .spec import Claim
+from . import stats
+from .columns import completed_seeds, factor_columns, factor_name, select
+from .spec import Claim, Gate
 
 
 @dataclass
 class Verdict:
     claim: Claim
-    effect: float
-    low: float
-    high: float
-    n: tuple[int, int]
     verdict: str
+    result: stats.TestResult | None = None
+    equivalence: stats.TestResult | None = None
+    p_holm: float = math.nan
+    p_equivalence_holm: float = math.nan
+    seeds: tuple[int, int] = (0, 0)
+    gate_failures: list[str] = field(default_factory=list)
+    needed: int | None = None
+    note: str = ""
+    values: np.ndarray = field(default_factory=lambda: np.array([]))
+
+    @property
+    def effect(self) -> float:
+        return self.result.effect if self.result is not None else math.nan
 
     def row(self) -> dict[str, Any]:
         c = self.claim
-        if c.versus_metric is not None:
-            test = f"{_sel(c.where)}: {c.metric} {c.expect} than {c.versus_metric} (paired)"
-        elif c.versus is not None:
-            test = f"{_sel(c.where)} vs {_sel(c.versus)}: {c.expect}"
+        r = self.result
+        if r is None or not math.isfinite(r.effect):
+            effect = "-"
+        elif r.has_interval:
+            effect = f"{r.effect:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
         else:
-            test = f"{_sel(c.where)}: {c.expect} {c.threshold:g}"
-        ci = (f"{self.effect:+.3g} [{self.low:+.3g}, {self.high:+.3g}]"
-              if math.isfinite(self.low) else (f"{self.effect:+.3g}" if math.isfinite(self.effect) else "-"))
-        n = f"{self.n[0]} vs {self.n[1]}" if c.versus is not None else f"{self.n[0]}"
-        return {"statement": c.statement, "metric": c.metric, "test": test,
-                "effect [95% CI]": ci, "seeds": n, "verdict": f"**{self.verdict}**"}
+            effect = f"{r.effect:+.3g} (no interval: {r.test})"
+        seeds = f"{self.seeds[0]} vs {self.seeds[1]}" if c.versus is not None else f"{self.seeds[0]}"
+        p = "-" if r is None or not math.isfinite(r.p) else f"{r.p:.3g} ({r.test})"
+        holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
+        if math.isfinite(self.p_equivalence_holm):
+            holm += f"; TOST ±{c.margin:g}: {self.p_equivalence_holm:.3g}"
+        why = "; ".join(self.gate_failures) or self.note
+        if self.verdict == "inconclusive" and self.needed:
+            why = (why + "; " if why else "") + f"about {self.needed} seeds would decide it"
+        return {"statement": c.statement, "test": describe(c), "effect [95% CI]": effect,
+                "seeds": seeds, "p": p, "p (Holm)": holm, "verdict": f"**{self.verdict}**",
+                "why": why or "-"}
 
 
-def _sel(where: dict[str, Any] | None) -> str:
-    return ", ".join(f"{k}={v}" for k, v in (where or {}).items()) or "all"
+def describe(c: Claim) -> str:
+    sel = lambda w: ", ".join(f"{k}={v}" for k, v in (w or {}).items()) or "all"  # noqa: E731
+    if c.versus_metric is not None:
+        return f"{sel(c.where)}: {c.metric} {c.expect} than {c.versus_metric} (paired)"
+    if c.versus is not None:
+        return f"{c.metric}: {sel(c.where)} vs {sel(c.versus)}: {c.expect} (paired by seed)"
+    what = f"within ±{c.margin:g} of" if c.expect == "equivalent" else c.expect
+    return f"{c.metric} at {sel(c.where)}: {what} {c.threshold:g}"
 
 
-def select(rows: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
-    """Rows whose factor (``factor.K``) or config (``config.K``) value equals ``where[K]``."""
-    mask = pd.Series(True, index=rows.index)
-    for key, value in where.items():
-        col = f"factor.{key}" if f"factor.{key}" in rows.columns else f"config.{key}"
-        if col not in rows.columns:
-            return rows.iloc[0:0]
-        mask &= rows[col].map(lambda v: _same(v, value))
-    return rows[mask]
+# ---------------------------------------------------------------------- per-seed values
+def _per_seed(rows: pd.DataFrame, values: pd.Series) -> pd.Series:
+    """Mean over the selected configurations of each seed."""
+    return values.groupby(rows["seed"]).mean()
 
 
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    except (TypeError, ValueError):
-        return str(a) == str(b)
+def claim_values(claim: Claim, trials: pd.DataFrame) -> tuple[np.ndarray, tuple[int, int]]:
+    """The claim's per-seed values (see the module docstring) and the seeds on each side."""
+    ok = completed_seeds(trials)
+    a = select(ok, claim.where)
+    if claim.metric not in a.columns:
+        return np.array([]), (0, 0)
+    va = pd.to_numeric(a[claim.metric], errors="coerce")
+    if claim.versus_metric is not None:
+        if claim.versus_metric not in a.columns:
+            return np.array([]), (0, 0)
+        diff = va - pd.to_numeric(a[claim.versus_metric], errors="coerce")
+        d = _per_seed(a, diff).dropna()
+        return d.to_numpy(), (len(d), len(d))
+    per_a = _per_seed(a, va).dropna()
+    if claim.versus is None:
+        return (per_a - (claim.threshold or 0.0)).to_numpy(), (len(per_a), 0)
+    b = select(ok, claim.versus)
+    per_b = _per_seed(b, pd.to_numeric(b[claim.metric], errors="coerce")).dropna() \
+        if claim.metric in b.columns else pd.Series(dtype=float)
+    shared = per_a.index.intersection(per_b.index)
+    return (per_a[shared] - per_b[shared]).to_numpy(), (len(per_a), len(per_b))
 
 
-def _values(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    if metric not in rows.columns:
-        return np.array([])
-    v = rows[metric].astype(float).to_numpy()
-    return v[np.isfinite(v)]
+def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:
+    """Each bound of ``gate`` that a configuration the claim selects misses (mean over its
+    seeds), as ``metric value < bound (configuration)``; bounds on metrics a configuration does
+    not have (e.g. ``ll_gap`` of noise-free data) do not apply to it."""
+    ok = completed_seeds(trials)
+    chosen = pd.concat([select(ok, claim.where)] +
+                       ([select(ok, claim.versus)] if claim.versus is not None else []))
+    if not len(chosen):
+        return []
+    factors = factor_columns(chosen)
+    groups = chosen.groupby(factors, dropna=False, sort=True) if factors else [((), chosen)]
+    out = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{factor_name(f)}={k}" for f, k in zip(factors, key)) or "all"
+        for metric, op, bound in gate.bounds():
+            if metric not in g.columns:
+                continue
+            value = pd.to_numeric(g[metric], errors="coerce").mean()
+            if not math.isfinite(value):
+                continue
+            if (op == ">=" and value < bound) or (op == "<=" and value > bound):
+                out.append(f"{metric} {value:.3g} {'<' if op == '>=' else '>'} {bound:g} ({label})")
+    return out
 
 
-def judge(claim: Claim, trials: pd.DataFrame) -> Verdict:
-    """The verdict of one claim on completed, non-diverged seeds of ``trials``."""
-    ok = trials[trials["trial_status"].isin(["finished", "diverged"]) & (trials["status"] != "diverged")]
-    chosen = select(ok, claim.where)
-    if claim.versus_metric is not None:  # paired over seeds: metric - versus_metric
-        if claim.metric in chosen.columns and claim.versus_metric in chosen.columns:
-            diff = (chosen[claim.metric].astype(float) - chosen[claim.versus_metric].astype(float)).to_numpy()
-        else:
-            diff = np.array([])
-        diff = diff[np.isfinite(diff)]
-        return _one_sample(claim, diff, 0.0, 1.0 if claim.expect == "higher" else -1.0)
-    a = _values(chosen, claim.metric)
-    if claim.versus is not None:
-        b = _values(select(ok, claim.versus), claim.metric)
-        n = (len(a), len(b))
-        if len(a) < 2 or len(b) < 2:
-            effect = a.mean() - b.mean() if len(a) and len(b) else math.nan
-            return Verdict(claim, effect, math.nan, math.nan, n, "inconclusive")
-        effect = a.mean() - b.mean()
-        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-        se = math.sqrt(va + vb)
-        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1.0
-        sign = 1.0 if claim.expect == "higher" else -1.0
-        return _verdict(claim, effect, se, dof, sign, n)
-    return _one_sample(claim, a, claim.threshold, 1.0 if claim.expect == "above" else -1.0)
+# ---------------------------------------------------------------------- verdicts
+def _single_model_auroc(claim: Claim, trials: pd.DataFrame,
+                        scores: pd.DataFrame | None) -> Verdict | None:
+    """One seed, an AUROC against a threshold: a bootstrap interval over its test points."""
+    if scores is None or claim.versus is not None or claim.versus_metric is not None or \
+            not claim.metric.startswith("auroc_") or claim.expect == "equivalent":
+        return None
+    rows = select(completed_seeds(trials), claim.where)
+    if len(rows) != 1 or "trial_id" not in scores.columns:
+        return None
+    row = rows.iloc[0]
+    rest = claim.metric[len("auroc_"):]
+    mine = scores[(scores["trial_id"] == row["trial_id"]) & (scores["seed"] == row["seed"])]
+    for score in sorted(mine["score"].unique(), key=len, reverse=True):
+        if rest.startswith(score + "_"):
+            ood_set = rest[len(score) + 1:]
+            inside = mine[(mine["score"] == score) & (mine["set"] == "test")]["value"].to_numpy()
+            outside = mine[(mine["score"] == score) & (mine["set"] == ood_set)]["value"].to_numpy()
+            if not len(inside) or not len(outside):
+                return None
+            auc, low, high = stats.auroc_interval(inside, outside)
+            t = claim.threshold or 0.0
+            r = stats.TestResult(auc - t, low - t, high - t, math.nan,
+                                 "bootstrap over test points (one model)", 1)
+            side = claim.sign
+            verdict = "supported" if side * r.low > 0 and side * r.high > 0 else \
+                "not supported" if side * r.low < 0 and side * r.high < 0 else "inconclusive"
+            return Verdict(claim, verdict, r, seeds=(1, 0),
+                           note=f"one trained model: {len(inside)} + {len(outside)} test points")
+    return None
 
 
-def _one_sample(claim: Claim, values: np.ndarray, threshold: float, sign: float) -> Verdict:
-    n = (len(values), 0)
-    if len(values) < 2:
-        effect = values.mean() - threshold if len(values) else math.nan
-        return Verdict(claim, effect, math.nan, math.nan, n, "inconclusive")
-    return _verdict(claim, values.mean() - threshold, values.std(ddof=1) / math.sqrt(len(values)),
-                    len(values) - 1, sign, n)
+def judge_all(claims: list[Claim], trials: pd.DataFrame, gates: Gate | None = None,
+              alpha: float = stats.ALPHA, scores: pd.DataFrame | None = None) -> list[Verdict]:
+    """The verdict of every claim of a study (Holm across them; see the module docstring)."""
+    gates = gates or Gate()
+    verdicts: list[Verdict] = []
+    for claim in claims:
+        failures = gate_failures(claim, gates.merged(claim.gate), trials)
+        if failures:
+            verdicts.append(Verdict(claim, "untestable", gate_failures=failures))
+            continue
+        single = _single_model_auroc(claim, trials, scores)
+        if single is not None:
+            verdicts.append(single)
+            continue
+        d, seeds = claim_values(claim, trials)
+        result = stats.location_test(d)
+        eq = stats.equivalence_test(d, claim.margin) if claim.margin is not None else None
+        v = Verdict(claim, "inconclusive", result, eq, seeds=seeds, values=d)
+        if result.n == 0:
+            v.verdict, v.note = "inconclusive", "no completed seeds in the selection"
+        verdicts.append(v)
+    tested = [v for v in verdicts if v.result is not None and math.isfinite(v.result.p)]
+    for v, p in zip(tested, stats.holm([v.result.p for v in tested])):
+        v.p_holm = p
+    with_margin = [v for v in tested if v.equivalence is not None and math.isfinite(v.equivalence.p)]
+    for v, p in zip(with_margin, stats.holm([v.equivalence.p for v in with_margin])):
+        v.p_equivalence_holm = p
+    m = max(1, len(tested))
+    for v in tested:
+        _decide(v, alpha, m)
+    return verdicts
 
 
-def _verdict(claim: Claim, effect: float, se: float, dof: float, sign: float,
-             n: tuple[int, int]) -> Verdict:
-    half = stats.t.ppf(0.975, dof) * se if se > 0 else 0.0
-    low, high = effect - half, effect + half
-    if sign * low > 0 and sign * high > 0:
-        verdict = "supported"
-    elif sign * low < 0 and sign * high < 0:
-        verdict = "not supported"
+def _decide(v: Verdict, alpha: float, m: int) -> None:
+    c, r = v.claim, v.result
+    equivalent = math.isfinite(v.p_equivalence_holm) and v.p_equivalence_holm < alpha
+    if c.expect == "equivalent":
+        outside = r.has_interval and (r.low > c.margin or r.high < -c.margin)
+        v.verdict = "supported" if equivalent else "not supported" if \
+            (v.p_holm < alpha and outside) else "inconclusive"
+    elif v.p_holm < alpha:
+        v.verdict = "supported" if np.sign(r.effect) == c.sign else "not supported"
+    elif equivalent:
+        v.verdict = "equivalent"
     else:
-        verdict = "inconclusive"
-    return Verdict(claim, float(effect), float(low), float(high), n, verdict)
+        v.verdict = "inconclusive"
+    if v.verdict == "inconclusive":
+        # the seeds that would decide it at the observed effect and spread, at the level a
+        # claim of this family needs in the worst case of Holm's procedure
+        v.needed = stats.seeds_needed(v.values, alpha / m)

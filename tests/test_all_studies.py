@@ -39,17 +39,18 @@ def test_study_runs_at_smoke_budget_and_reports(local_ray, tmp_path, name):
     assert trials["trial_id"].nunique() == spec.num_trials("smoke")
     assert set(trials["trial_status"]) <= {"finished", "diverged", "pruned"}
     for response in spec.responses:
-        if response.startswith(("kl_z", "active_units_z", "class_sep_z", "auroc_llr_2")):
+        if response.startswith(("kl_z", "active_units_z", "class_acc_z", "kl_from_z", "kl_above",
+                                "auroc_llr_2")):
             continue  # layers / ks that exist only in some configurations
         assert response in trials.columns, response
     report = build_report(spec, out.results).read_text()
     for section in ("**Question.**", "## Responses per configuration", "## Best configurations",
-                    "## Pruning", "## Plots"):
+                    "## Pruning", "## Figures", "**Smoke test.**"):
         assert section in report, section
     if spec.claims:
         assert "## Verdicts" in report
-        assert report.count("**supported**") + report.count("**not supported**") + \
-            report.count("**inconclusive**") == len(spec.claims)
+        words = ("supported", "not supported", "equivalent", "inconclusive", "untestable")
+        assert sum(report.count(f"**{w}** (smoke test)") for w in words) == len(spec.claims)
     if spec.references:
         assert "## Compared with reference numbers" in report
     for i in range(len(spec.curves)):

@@ -66,8 +66,8 @@ def test_splits_are_deterministic_and_distinct():
     c = load_data(_data(dataset="spirals", n_train=500, n_val=100, n_test=200, data_seed=5))
     assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.x_test, b.x_test)
     assert not np.array_equal(a.x_train, c.x_train)
-    assert not np.array_equal(a.x_train[:100], a.x_val)
-    assert a.x_train.dtype == np.float32 and a.x_train.shape == (500, 2)
+    assert not np.array_equal(a.x_train[:, :100], a.x_val)
+    assert a.x_train.dtype == np.float32 and a.x_train.shape == (3, 500, 2)  # per seed
 
 
 @pytest.mark.parametrize("curve,sigma,reference", [
@@ -124,10 +124,11 @@ def test_ood_sets_are_at_the_requested_distance():
         dist = distance_to_curve(pts, SPIRALS)
         assert abs(np.median(dist) - d) < 0.005
     far = load_data(_data(dataset="moons", n_train=500, n_test=500, ood_shifts=(0.5, 3.0)))
-    near_d = distance_to_curve(far.ood["shifted_0.5"], MOONS).mean()
-    far_d = distance_to_curve(far.ood["shifted_3"], MOONS).mean()
+    near_d = distance_to_curve(far.ood["shifted_0.5"][0], MOONS).mean()
+    far_d = distance_to_curve(far.ood["shifted_3"][0], MOONS).mean()
     assert near_d < far_d and far_d > 1.5
-    assert far.ood["widened"].std() > far.x_test.std()
+    widened = distance_to_curve(far.ood["widened"][0], MOONS).mean()
+    assert widened > 2.5 * distance_to_curve(far.x_test[0], MOONS).mean()  # 3x the noise
 
 
 def test_mnist_exclude_label_and_cross_dataset(shared_data):
@@ -192,3 +193,25 @@ def test_missing_file_is_downloaded_from_the_mirror_and_checked(shared_data, tmp
         assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == [path.name]
     finally:
         server.shutdown()
+
+
+def test_the_offset_sets_density_integrates_to_one():
+    """The OOD set offset_d (each arm moved d along its normal, plus noise) has the density
+    study.data.ood.log_density computes: it integrates to 1 over the plane (midpoint rule)."""
+    from study.data.ood import log_density
+
+    h = 0.025
+    xs, ys = np.arange(-2.0, 3.0, h) + h / 2, np.arange(-1.7, 2.2, h) + h / 2
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+    density = np.exp(log_density("offset_0.3", grid, MOONS, 0.1, np.zeros((2, 2))))
+    assert abs(density.sum() * h * h - 1.0) < 0.01
+
+
+def test_seeds_get_their_own_draw_the_same_in_every_configuration():
+    a = load_data(_data(dataset="spirals", n_train=300, n_val=50, n_test=100, seeds=[0, 1]))
+    b = load_data(_data(dataset="spirals", n_train=300, n_val=50, n_test=100, seeds=[1, 7],
+                        lr=0.1))
+    assert a.x_train.shape == (2, 300, 2) and a.ood["uniform"].shape == (2, 100, 2)
+    assert not np.array_equal(a.x_train[0], a.x_train[1])  # seeds are independent draws
+    np.testing.assert_array_equal(a.x_train[1], b.x_train[0])  # seed 1 alike in both
+    np.testing.assert_array_equal(a.member(1).ood["shifted_1"], b.member(0).ood["shifted_1"])

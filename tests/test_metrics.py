@@ -36,13 +36,76 @@ def test_active_units_of_a_collapsed_layer_is_zero():
     assert metrics.active_units(mixed) == 3
 
 
-def test_class_separation_of_separated_and_mixed_clusters():
+def test_class_accuracy_of_separated_and_mixed_clusters():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], 200)
     separated = rng.normal(0, 0.1, (600, 2)) + np.array([[0, 0], [5, 5], [-5, 5]])[labels]
-    assert metrics.class_separation(separated, labels) == 1.0
+    assert metrics.class_accuracy(separated, labels) == 1.0
     mixed = rng.normal(0, 1, (600, 2))
-    assert abs(metrics.class_separation(mixed, labels) - 1 / 3) < 0.08
+    assert abs(metrics.class_accuracy(mixed, labels) - 1 / 3) < 0.08
+
+
+def _kl_to_standard_normal(mean: np.ndarray, std: float) -> float:
+    """Mean over points of KL(N(mean, std^2 I) || N(0, I)), nats."""
+    d = mean.shape[1]
+    return float(np.mean(0.5 * ((mean**2).sum(1) + d * std**2 - d - 2 * d * np.log(std))))
+
+
+def test_a_layer_without_information_cannot_classify_fano():
+    """Posteriors whose means are perfectly separated but tiny: the layer carries < 1e-3 nats,
+    so samples of it (what a decoder sees) classify two balanced classes at chance: the old
+    means-based k-NN read such a layer as 0.999 separated."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 1000)
+    means = np.where(labels[:, None] == 0, -0.01, 0.01) * np.ones((2000, 2))
+    std = 0.9999
+    assert _kl_to_standard_normal(means, std) < 1e-3
+    samples = means + std * rng.standard_normal(means.shape)
+    assert metrics.class_accuracy(samples, labels) <= 0.55
+    # the same means, read scale-free: what the old metric did
+    assert metrics.class_accuracy(means + 1e-6 * rng.standard_normal(means.shape), labels) > 0.99
+    # informative: separated means, small posterior std
+    informative = np.where(labels[:, None] == 0, -2.0, 2.0) * np.ones((2000, 2))
+    samples = informative + 0.1 * rng.standard_normal(informative.shape)
+    assert metrics.class_accuracy(samples, labels) > 0.99
+
+
+def test_active_units_count_the_units_that_carry_information():
+    assert metrics.active_units_kl(np.array([1e-5, 0.0, 2e-3])) == 0
+    assert metrics.active_units_kl(np.array([0.5, 1e-4, 3.2, 0.02])) == 3
+
+
+def test_complexity_baselines_on_constructed_images():
+    x_train = np.zeros((98, 4))
+    x_train[:49, 0] = 1  # pixel 0 lit in half the images, pixel 1 always, others never
+    x_train[:, 1] = 1
+    probs = metrics.bernoulli_fit(x_train)
+    assert np.allclose(probs, [50 / 100, 99 / 100, 1 / 100, 1 / 100])
+    x = np.array([[0, 1, 0, 0], [1, 1, 1, 1.0]])
+    assert list(metrics.lit_pixels(x)) == [1.0, 4.0]
+    expected = [-(np.log(0.5) + np.log(0.99) + 2 * np.log(0.99)),
+                -(np.log(0.5) + np.log(0.99) + 2 * np.log(0.01))]
+    assert np.allclose(metrics.bernoulli_neg_ll(x, probs), expected)
+
+
+def test_the_neyman_pearson_score_is_the_best_detector_of_two_known_gaussians():
+    """In N(0, 1), out N(1.5, 1): NP's AUROC is Phi(1.5 / sqrt 2) and no score beats it on the
+    same points (beyond sampling noise); -log p_in ranks by |x| and loses to it."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(2)
+    inside, outside = rng.normal(0, 1, 20000), rng.normal(1.5, 1, 20000)
+    log_in = lambda x: sps.norm.logpdf(x, 0, 1)  # noqa: E731
+    log_out = lambda x: sps.norm.logpdf(x, 1.5, 1)  # noqa: E731
+    np_auroc = metrics.ood_metrics(log_out(inside) - log_in(inside),
+                                   log_out(outside) - log_in(outside))["auroc"]
+    assert abs(np_auroc - sps.norm.cdf(1.5 / np.sqrt(2))) < 0.01
+    others = {"neg_log_p_in": (-log_in(inside), -log_in(outside)),
+              "x": (inside, outside), "x_squared": (inside**2, outside**2),
+              "noisy_np": (inside + rng.normal(0, 0.5, 20000), outside + rng.normal(0, 0.5, 20000))}
+    for name, (a, b) in others.items():
+        assert metrics.ood_metrics(a, b)["auroc"] <= np_auroc + 0.005, name
+    assert metrics.ood_metrics(*others["neg_log_p_in"])["auroc"] < np_auroc - 0.1
 
 
 def test_pocket_mass_is_zero_when_the_posterior_covers_the_prior_and_large_with_a_hole():

@@ -27,12 +27,19 @@ def test_single_trial_writes_metrics_scores_and_plots(tmp_path):
     assert "test_ll" in r.stdout and "seed 1" in r.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seeds"] == [0, 1]
-    for key in ("test_ll", "ll_gap", "kl_z1", "kl_z2", "active_units_z2", "class_sep_z1",
-                "pocket_mass", "wrong_sample_frac", "auroc_llr_1_uniform", "bayes_auroc_uniform",
+    for key in ("test_ll", "ll_gap", "kl_z1", "kl_z2", "active_units_z2", "class_acc_z1",
+                "pocket_mass", "wrong_sample_frac", "auroc_llr_1_uniform", "np_auroc_uniform",
                 "frac_low_iw1", "divergence_jumps", "min_output_std"):
         assert len(metrics["members"][key]) == 2, key
         assert key in metrics["mean"], key
     assert metrics["mean"]["test_ll"] < metrics["mean"]["exact_ll"]  # no model beats the truth
+    # the Neyman-Pearson detector beats every other score on the same points (noise aside)
+    for s in ("uniform", "widened", "shifted_1"):
+        best = metrics["members"][f"np_auroc_{s}"]
+        for key, values in metrics["members"].items():
+            if key.startswith("auroc_") and key.endswith(f"_{s}") or key == f"exact_ll_auroc_{s}":
+                assert all(v <= b + 0.03 for v, b in zip(values, best)), (key, values, best)
+    assert [len(u) for u in metrics["units"]["z1"]] == [2, 2]  # per seed, the KL of each unit
     epochs = pq.read_table(out / "epochs.parquet").to_pandas()
     assert sorted(epochs["epoch"].unique()) == [1, 2, 3] and len(epochs) == 3 * 2  # x seeds
     scores = pq.read_table(out / "scores.parquet").to_pandas()

@@ -1,4 +1,5 @@
-"""Verdicts and confidence intervals on constructed per-seed rows with known answers."""
+"""Verdicts on constructed per-seed rows with known answers: a paired design, zero variance,
+equivalence inside and outside the margin, Holm across claims, gates, one trained model."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+import pytest
+from scipy import stats as sps
 
-from study.report import mean_ci
-from study.spec import Claim
-from study.verdicts import judge
+from study.spec import Claim, Gate
+from study.stats import mean_interval
+from study.verdicts import claim_values, gate_failures, judge_all
 
 
-def _rows(values_by_depth: dict[int, list[float]], other: dict[int, list[float]] | None = None):
+def _rows(values_by_depth: dict[int, list[float]], other: dict[int, list[float]] | None = None,
+          **extra_by_depth) -> pd.DataFrame:
     rows = []
     for depth, values in values_by_depth.items():
         for seed, v in enumerate(values):
@@ -21,39 +24,123 @@ def _rows(values_by_depth: dict[int, list[float]], other: dict[int, list[float]]
                    "trial_status": "finished", "status": "finished", "m": v}
             if other is not None:
                 row["b"] = other[depth][seed]
+            for name, by_depth in extra_by_depth.items():
+                row[name] = by_depth[depth]
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def test_mean_ci_is_the_student_t_interval():
+def _claim(**fields) -> Claim:
+    return Claim(**({"statement": "s", "metric": "m"} | fields))
+
+
+def test_mean_interval_is_the_student_t_interval():
     v = np.array([1.0, 2.0, 4.0])
-    mean, half, n = mean_ci(v)
+    mean, half, n = mean_interval(v)
     assert n == 3 and mean == v.mean()
-    assert math.isclose(half, stats.t.ppf(0.975, 2) * v.std(ddof=1) / math.sqrt(3))
-    assert math.isnan(mean_ci([5.0])[1]) and mean_ci([np.nan, 1.0])[2] == 1
+    assert math.isclose(half, sps.t.ppf(0.975, 2) * v.std(ddof=1) / math.sqrt(3))
+    assert math.isnan(mean_interval([5.0])[1]) and mean_interval([np.nan, 1.0])[2] == 1
+    assert mean_interval([2.0, 2.0, 2.0])[1] == 0.0
 
 
-def test_comparison_verdicts():
-    rows = _rows({1: [1.0, 1.1, 0.9], 2: [2.0, 2.1, 1.9], 3: [0.5, 1.6, 1.0]})
-    higher = Claim(statement="s", metric="m", where={"depth": 2}, versus={"depth": 1}, expect="higher")
-    v = judge(higher, rows)
-    assert v.verdict == "supported" and math.isclose(v.effect, 1.0) and v.low > 0 and v.n == (3, 3)
-    lower = higher.model_copy(update={"expect": "lower"})
-    assert judge(lower, rows).verdict == "not supported"
-    noisy = Claim(statement="s", metric="m", where={"depth": 3}, versus={"depth": 1}, expect="higher")
-    assert judge(noisy, rows).verdict == "inconclusive"
-    missing = Claim(statement="s", metric="m", where={"depth": 9}, versus={"depth": 1}, expect="higher")
-    assert judge(missing, rows).verdict == "inconclusive"
+def test_a_paired_design_is_tested_seed_by_seed():
+    """Seed effects shared by both configurations (common random numbers) cancel in the
+    paired differences: an unpaired test would drown the +0.1 in them."""
+    seed_effect = np.array([0.0, 3.0, -2.0, 5.0, 1.0])
+    rows = _rows({1: list(seed_effect), 2: list(seed_effect + 0.1 + [0.01, -0.01, 0.0, 0.02, -0.02])})
+    claim = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
+    d, seeds = claim_values(claim, rows)
+    assert np.allclose(d, [0.11, 0.09, 0.1, 0.12, 0.08]) and seeds == (5, 5)
+    v = judge_all([claim], rows)[0]
+    assert v.verdict == "supported" and v.result.test == "t" and v.result.p < 0.001
+    assert sps.ttest_ind(rows[rows["factor.depth"] == 2]["m"],
+                         rows[rows["factor.depth"] == 1]["m"]).pvalue > 0.9
+    lower = judge_all([_claim(where={"depth": 2}, versus={"depth": 1}, expect="lower")], rows)[0]
+    assert lower.verdict == "not supported"
 
 
-def test_threshold_and_paired_verdicts_and_diverged_seeds_left_out():
-    rows = _rows({4: [0.0, 0.0, 0.1]}, other={4: [0.5, 0.6, 0.7]})
-    below = Claim(statement="s", metric="m", where={"depth": 4}, expect="below", threshold=1.0)
-    assert judge(below, rows).verdict == "supported"
-    above = below.model_copy(update={"expect": "above"})
-    assert judge(above, rows).verdict == "not supported"
-    paired = Claim(statement="s", metric="b", versus_metric="m", where={"depth": 4}, expect="higher")
-    v = judge(paired, rows)
-    assert v.verdict == "supported" and math.isclose(v.effect, 0.5666666, rel_tol=1e-5)
-    rows.loc[2, "status"] = "diverged"
-    assert judge(below, rows).n == (2, 0)
+def test_zero_variance_is_decided_by_the_exact_sign_test_never_a_zero_width_interval():
+    rows = _rows({4: [0.0, 0.0, 0.0]})
+    claim = _claim(where={"depth": 4}, expect="below", threshold=1.0)  # every seed: -1
+    v = judge_all([claim], rows)[0]
+    assert v.result.test == "sign test (exact)" and math.isclose(v.result.p, 0.25)
+    assert not v.result.has_interval and v.verdict == "inconclusive"
+    assert v.needed == 6 and "6 seeds would decide it" in v.row()["why"]
+    six = judge_all([claim], _rows({4: [0.0] * 6}))[0]
+    assert six.verdict == "supported" and math.isclose(six.result.p, 1 / 32)
+
+
+def test_equivalence_inside_and_outside_the_margin():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 8)
+    noise = rng.normal(0.0, 0.02, 8)
+    noise -= noise.mean()  # no difference on average: the tests can only find equivalence
+    close = _rows({1: list(base), 2: list(base + noise)})
+    far = _rows({1: list(base), 2: list(base + 1.0 + noise)})
+    same = _claim(where={"depth": 2}, versus={"depth": 1}, expect="equivalent", margin=0.1)
+    assert judge_all([same], close)[0].verdict == "supported"
+    assert judge_all([same], far)[0].verdict == "not supported"
+    better = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher", margin=0.1)
+    assert judge_all([better], close)[0].verdict == "equivalent"
+    assert judge_all([better], far)[0].verdict == "supported"
+    with pytest.raises(ValueError, match="margin"):
+        _claim(where={"depth": 2}, versus={"depth": 1}, expect="equivalent")
+
+
+def test_holm_adjusts_across_the_claims_of_a_study():
+    """Three claims with raw p = 0.01, 0.03 and 0.04: alone each would be decided at 0.05;
+    together Holm gives 0.03, 0.06 and 0.06, so only the first is."""
+    def values_with_p(target: float) -> list[float]:
+        # five values whose one-sample t test of mean 0 gives two-sided p = target
+        t = sps.t.isf(target / 2, 4)
+        base = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+        return list(base + t * base.std(ddof=1) / math.sqrt(5))
+
+    rows = _rows({1: values_with_p(0.01), 2: values_with_p(0.03), 3: values_with_p(0.04)})
+    claims = [_claim(where={"depth": d}, expect="above", threshold=0.0) for d in (1, 2, 3)]
+    verdicts = judge_all(claims, rows)
+    assert [round(v.result.p, 4) for v in verdicts] == [0.01, 0.03, 0.04]
+    assert np.allclose([v.p_holm for v in verdicts], [0.03, 0.06, 0.06])
+    assert [v.verdict for v in verdicts] == ["supported", "inconclusive", "inconclusive"]
+    alone = judge_all(claims[2:], rows)[0]
+    assert alone.verdict == "supported" and math.isclose(alone.p_holm, 0.04)
+
+
+def test_versus_metric_is_paired_within_rows():
+    rows = _rows({4: [0.0, 0.0, 0.1, 0.05]}, other={4: [0.5, 0.6, 0.7, 0.62]})
+    v = judge_all([_claim(metric="b", versus_metric="m", where={"depth": 4}, expect="higher")],
+                  rows)[0]
+    assert v.verdict == "supported" and math.isclose(v.effect, 0.5675)
+    rows.loc[2, "status"] = "diverged"  # diverged seeds are left out
+    assert claim_values(_claim(where={"depth": 4}, expect="below", threshold=1.0), rows)[1] == (3, 0)
+
+
+def test_a_claim_whose_models_miss_the_gate_is_untestable():
+    rows = _rows({1: [1.0, 1.1, 0.9], 2: [2.0, 2.15, 1.95]}, ll_gap={1: -0.1, 2: -0.8},
+                 kl_z2={1: 0.0, 2: 0.002})
+    claim = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
+    gate = Gate(max_ll_gap=0.3)
+    assert gate_failures(claim, gate, rows) == ["ll_gap -0.8 < -0.3 (depth=2)"]
+    v = judge_all([claim], rows, gates=gate)[0]
+    assert v.verdict == "untestable" and v.result is None
+    assert "ll_gap -0.8 < -0.3 (depth=2)" in v.row()["why"]
+    kl_gate = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher",
+                     gate=Gate(min_kl={"z2": 0.01}))
+    assert judge_all([kl_gate], rows)[0].verdict == "untestable"
+    assert judge_all([claim], rows, gates=Gate(max_ll_gap=1.0))[0].verdict == "supported"
+
+
+def test_one_trained_model_gets_an_interval_over_its_test_points():
+    rng = np.random.default_rng(1)
+    rows = _rows({1: [0.0]})
+    n = 400
+    scores = pd.DataFrame({
+        "trial_id": "t1", "seed": 0, "score": "neg_ll",
+        "set": ["test"] * n + ["far"] * n,
+        "value": np.r_[rng.normal(0, 1, n), rng.normal(2, 1, n)], "index": np.r_[range(n), range(n)]})
+    claim = _claim(metric="auroc_neg_ll_far", where={"depth": 1}, expect="above", threshold=0.8)
+    v = judge_all([claim], rows, scores=scores)[0]
+    assert v.result.test == "bootstrap over test points (one model)" and v.result.has_interval
+    assert v.verdict == "supported"  # the true AUROC is Phi(2 / sqrt 2) = 0.92
+    high = _claim(metric="auroc_neg_ll_far", where={"depth": 1}, expect="above", threshold=0.99)
+    assert judge_all([high], rows, scores=scores)[0].verdict == "not supported"

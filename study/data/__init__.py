@@ -20,8 +20,7 @@ from .synthetic import CURVES, CurveDataset
 
 DatasetName = Literal["moons", "spirals", "mnist", "fashion_mnist"]
 IMAGE_DATASETS = ("mnist", "fashion_mnist")
-#: the OOD set ``widened``: the curves with the noise std times this
-OOD_WIDEN = 3.0
+
 
 
 def x_dim(dataset: str) -> int:
@@ -38,15 +37,10 @@ class DataConfig:
     """What data a trial trains and is evaluated on; derived from ``TrialConfig`` (which holds
     the defaults and the meaning of each setting).
 
-    noise: std of the isotropic Gaussian noise of Moons/Spirals (original coordinates).
-    n_train / n_val / n_test: sizes for the 2-D sets; for images n_val is taken from the 60,000
-        training images and n_train / n_test cap the rest (0 = all).
-    ood_shifts: distances d of the ``shifted_d`` OOD sets (2-D); ood_offsets: of ``offset_d``.
-    binarize: images only: ``dynamic`` (a new Bernoulli draw every epoch), ``static`` (one draw,
-        fixed) or ``none`` (grey levels; only with a Gaussian likelihood).
-    exclude_label: images: train without this class; its test images become the OOD set
-        ``heldout``.
-    ood_dataset: images: another dataset's test set as OOD (e.g. mnist for fashion_mnist).
+    seeds: the trial's seeds. Moons and Spirals are drawn once per seed: seed s gets the draw
+    (data_seed, s) of every split and OOD set, the same in every configuration of a study, so
+    configurations are compared seed by seed on common random numbers and seeds are independent
+    replicates of the data as well as of the training. Images are one fixed dataset for all.
     """
 
     dataset: DatasetName
@@ -55,22 +49,25 @@ class DataConfig:
     n_val: int
     n_test: int
     seed: int
+    seeds: tuple[int, ...]
     ood_shifts: tuple[float, ...]
     ood_offsets: tuple[float, ...]
     binarize: Literal["dynamic", "static", "none"]
     exclude_label: int | None
     ood_dataset: str | None
     data_dir: str | None
-    ood_widen: float = OOD_WIDEN
     allow_download: bool = True
 
 
 @dataclass
 class DataBundle:
-    """Arrays are float32 ``[N, D]`` and int64 labels ``[N]``; ``ood`` maps a name to ``[M, D]``.
+    """The arrays of a trial. Moons/Spirals: per seed, ``x_*`` ``[E, N, 2]`` float32 and
+    ``y_*`` ``[E, N]`` int64, ``ood[name]`` ``[E, M, 2]``; images: shared by every seed,
+    ``[N, D]`` / ``[N]`` / ``[M, D]``. ``member(e)`` gives one seed's view either way.
 
-    exact_log_density: 2-D only with noise > 0: x ``[N, 2]`` -> log p(x) ``[N]`` in nats.
-    curve / noise: 2-D only, the generating curve and its noise std.
+    curve / noise / boxes: 2-D only: the generating curve, its noise std and, per seed, the box
+    of the OOD set ``uniform`` (``[E, 2, 2]``); ``exact_log_density`` and ``ood_log_density``
+    are then defined (for noise > 0).
     """
 
     name: str
@@ -84,13 +81,28 @@ class DataBundle:
     binarize: str = "none"
     curve: CurveDataset | None = None
     noise: float | None = None
+    boxes: np.ndarray | None = None
+
+    @property
+    def per_member(self) -> bool:
+        return self.x_train.ndim == 3
 
     @property
     def x_dim(self) -> int:
-        return self.x_train.shape[1]
+        return self.x_train.shape[-1]
+
+    def member(self, e: int) -> DataBundle:
+        """Seed ``e``'s data (2-D arrays); images: the shared arrays."""
+        if not self.per_member:
+            return self
+        return DataBundle(self.name, self.x_train[e], self.y_train[e], self.x_val[e],
+                          self.y_val[e], self.x_test[e], self.y_test[e],
+                          {k: v[e] for k, v in self.ood.items()}, self.binarize, self.curve,
+                          self.noise, None if self.boxes is None else self.boxes[e : e + 1])
 
     @property
     def exact_log_density(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """x ``[N, 2]`` -> log p(x) ``[N]`` (nats) of the training distribution."""
         if self.curve is None or not self.noise:
             return None
         from .exact_density import exact_log_density  # torch, imported when needed
@@ -98,25 +110,38 @@ class DataBundle:
         curve, noise = self.curve, self.noise
         return lambda x: exact_log_density(x, curve, noise)
 
+    def ood_log_density(self, name: str, x: np.ndarray, member: int = 0) -> np.ndarray:
+        """log p(x) ``[N]`` (nats) of OOD set ``name`` of seed ``member``'s draw."""
+        if self.curve is None or not self.noise:
+            raise ValueError("OOD densities are defined for noisy 2-D data only")
+        return ood.log_density(name, x, self.curve, self.noise, self.boxes[member])
 
-def _synthetic(cfg: DataConfig) -> DataBundle:
-    curve = CURVES[cfg.dataset]
-    if cfg.noise < 0:
-        raise DatasetError(f"noise must be >= 0, got {cfg.noise}")
-    # separate, fixed streams for each split and OOD set, derived from the data seed
-    rngs = [np.random.default_rng([cfg.seed, i]) for i in range(4)]
+
+def _draw(curve: CurveDataset, cfg: DataConfig, seed: int) -> tuple:
+    """One seed's draw of every split and OOD set: separate, fixed streams per split."""
+    rngs = [np.random.default_rng([cfg.seed, seed, i]) for i in range(4)]
     x_tr, y_tr = curve.sample(cfg.n_train, cfg.noise, rngs[0])
     x_va, y_va = curve.sample(cfg.n_val, cfg.noise, rngs[1])
     x_te, y_te = curve.sample(cfg.n_test, cfg.noise, rngs[2])
     n_ood, rng = cfg.n_test, rngs[3]
     sets = {f"shifted_{d:g}": ood.shifted(curve, n_ood, cfg.noise, d, rng) for d in cfg.ood_shifts}
     sets |= {f"offset_{d:g}": ood.offset(curve, n_ood, cfg.noise, d, rng) for d in cfg.ood_offsets}
-    if cfg.ood_widen:
-        sets["widened"] = ood.widened(curve, n_ood, cfg.noise, cfg.ood_widen, rng)
-    sets["uniform"] = ood.uniform_box(x_tr, n_ood, rng)
-    f32 = lambda a: a.astype(np.float32)  # noqa: E731
-    return DataBundle(cfg.dataset, f32(x_tr), y_tr, f32(x_va), y_va, f32(x_te), y_te,
-                      {k: f32(v) for k, v in sets.items()}, "none", curve, cfg.noise)
+    sets["widened"] = ood.widened(curve, n_ood, cfg.noise, rng)
+    box = ood.box_of(x_tr)
+    sets["uniform"] = ood.uniform_box(box, n_ood, rng)
+    return x_tr, y_tr, x_va, y_va, x_te, y_te, sets, box
+
+
+def _synthetic(cfg: DataConfig) -> DataBundle:
+    curve = CURVES[cfg.dataset]
+    if cfg.noise < 0:
+        raise DatasetError(f"noise must be >= 0, got {cfg.noise}")
+    draws = [_draw(curve, cfg, s) for s in cfg.seeds]
+    stack = lambda i, dtype: np.stack([d[i] for d in draws]).astype(dtype)  # noqa: E731
+    sets = {k: np.stack([d[6][k] for d in draws]).astype(np.float32) for k in draws[0][6]}
+    return DataBundle(cfg.dataset, stack(0, np.float32), stack(1, np.int64),
+                      stack(2, np.float32), stack(3, np.int64), stack(4, np.float32),
+                      stack(5, np.int64), sets, "none", curve, cfg.noise, stack(7, np.float64))
 
 
 def _images(cfg: DataConfig) -> DataBundle:

@@ -1,0 +1,134 @@
+"""The figures of a study's report (matplotlib, PNG; no torch). Every figure has a title naming
+the study and what it shows, labelled axes with units, and a legend; one figure per response
+family keeps the page short."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .columns import completed_seeds, factor_columns, factor_name
+from .figures import save_figure
+from .report_tables import metric_label, show
+from .spec import StudySpec
+from .stats import mean_interval
+
+UNITS = {"test_ll": "nats", "ll_gap": "nats", "exact_ll": "nats", "test_ll_lik": "nats",
+         "test_ll_kl": "nats", "iw_gap": "nats", "val_bound": "nats", "val_elbo": "nats",
+         "train_bound": "nats"}
+
+
+def unit_of(metric: str) -> str:
+    if metric in UNITS or metric.startswith(("kl_", "kl_from_", "kl_above_")):
+        return "nats"
+    if metric.startswith(("auroc_", "np_auroc_", "exact_ll_auroc_", "auprc_")):
+        return "AUROC" if "auroc" in metric else "AUPRC"
+    return ""
+
+
+def _sort_key(v):
+    try:
+        return (0, float(v), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
+
+
+def responses_figure(spec: StudySpec, trials: pd.DataFrame, responses: list[str],
+                     folder: Path) -> Path | None:
+    """Small multiples: per response, mean and 95% interval over seeds against the first
+    factor, one line per setting of the others."""
+    done = completed_seeds(trials)
+    factors = factor_columns(done)
+    responses = [r for r in responses if r in done.columns and done[r].notna().any()]
+    if not factors or not len(done) or not responses:
+        return None
+    x, others = factors[0], factors[1:]
+    cols = min(3, len(responses))
+    rows = math.ceil(len(responses) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, responses):
+        groups = done.groupby(others, sort=True) if others else [((), done)]
+        for key, g in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            levels = sorted(g[x].unique(), key=_sort_key)
+            stats_ = [mean_interval(pd.to_numeric(g[g[x] == lv][r], errors="coerce"))
+                      for lv in levels]
+            label = ", ".join(f"{factor_name(o)}={show(k)}" for o, k in zip(others, key)) or "mean"
+            ax.errorbar([show(lv) for lv in levels], [s[0] for s in stats_],
+                        yerr=[0 if not math.isfinite(s[1]) else s[1] for s in stats_],
+                        marker="o", capsize=3, label=label)
+        ax.set_xlabel(factor_name(x))
+        unit = unit_of(r)
+        ax.set_ylabel(metric_label(r, trials) + (f" [{unit}]" if unit and unit not in r else ""))
+        ax.set_title(r, fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(responses):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{spec.name}: responses, mean and 95% interval over seeds")
+    return save_figure(fig, folder / "responses.png", dpi=90)
+
+
+def learning_curves_figure(spec: StudySpec, epochs: pd.DataFrame, trials: pd.DataFrame,
+                           folder: Path) -> Path | None:
+    """The search metric per epoch (mean over seeds), one line per trial, labelled by its
+    configuration; pruned trials dotted."""
+    metric = spec.search.metric
+    if not len(epochs) or metric not in epochs.columns:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    per_trial = trials.drop_duplicates("trial_id").set_index("trial_id")
+    factors = factor_columns(per_trial)
+    for tid, g in epochs.groupby("trial_id"):
+        curve = g.groupby("epoch")[metric].mean()
+        row = per_trial.loc[tid] if tid in per_trial.index else None
+        label = ", ".join(f"{factor_name(f)}={show(row[f])}" for f in factors) if row is not None else tid
+        pruned = row is not None and row["trial_status"] == "pruned"
+        ax.plot(curve.index, curve.values, ":" if pruned else "-", lw=1,
+                label=(label + " (pruned)") if pruned else label)
+    finite = epochs[metric][np.isfinite(epochs[metric].astype(float))]
+    if len(finite):
+        ax.set_ylim(np.percentile(finite, 5), finite.max() + 0.1 * abs(finite.max()) + 0.1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} [nats], mean over seeds")
+    ax.set_title(f"{spec.name}: learning curves of {metric}")
+    if epochs["trial_id"].nunique() <= 24:
+        ax.legend(fontsize=6, ncol=2)
+    return save_figure(fig, folder / "learning_curves.png", dpi=90)
+
+
+def _fmt_x(x) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
+
+
+def curve_figures(spec: StudySpec, trials: pd.DataFrame, folder: Path) -> list[Path]:
+    """The study's ``curves``: a metric family against x, one line per configuration, the
+    reference family dashed in the same colour."""
+    done = completed_seeds(trials)
+    factors = factor_columns(done)
+    paths = []
+    for i, curve in enumerate(spec.curves):
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        groups = done.groupby(factors, sort=True) if factors else [((), done)]
+        for key, g in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{factor_name(f)}={show(k)}" for f, k in zip(factors, key)) or "all"
+            cols = [curve.metric.format(x=_fmt_x(x)) for x in curve.x]
+            stats_ = [mean_interval(g[c]) if c in g.columns else (math.nan, math.nan, 0) for c in cols]
+            line = ax.errorbar(curve.x, [m for m, _, _ in stats_],
+                               yerr=[0 if not math.isfinite(h) else h for _, h, _ in stats_],
+                               marker="o", capsize=3, label=label)
+            if curve.reference:
+                refs = [curve.reference.format(x=_fmt_x(x)) for x in curve.x]
+                ref = [g[c].astype(float).mean() if c in g.columns else math.nan for c in refs]
+                ax.plot(curve.x, ref, "--", color=line[0].get_color(), lw=1,
+                        label=f"{label}: {curve.reference.replace('_{x}', '')}")
+        ax.set_xlabel(curve.xlabel)
+        ax.set_ylabel(curve.metric.replace("_{x}", "").replace("{x}", ""))
+        ax.set_title(f"{spec.name}: {curve.title}")
+        ax.legend(fontsize=7)
+        paths.append(save_figure(fig, folder / f"curve_{i}.png", dpi=90))
+    return paths
