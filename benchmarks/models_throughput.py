@@ -1,51 +1,119 @@
-"""Training throughput of seed ensembles vs separate models, and the cost of K=1000 evaluation.
+"""Training and evaluation throughput per core, against this machine's matmul peak.
 
-Run: ``python benchmarks/models_throughput.py`` (CPU; prints a table). Measures, for the
-2-layer HVAE z=[2,2] h=[[64,64],[32,32]] on 2-D data:
-  1. training samples/s (one sample = one data point for one seed) for E=1, for E=5 as one
-     ensemble, and for 5 separate E=1 models trained one after another; the ratio
-     ensemble / separate is the speed-up of the design's "a trial is all its seeds" decision;
-  2. wall time and peak memory (RSS above the baseline, in a fresh process) of
-     ``estimate_log_likelihood`` with K=1000 on 10,000 points for E=5.
+Run: ``python benchmarks/models_throughput.py`` (CPU, about 4 minutes on 2 cores). In one run:
+
+1. the machine's fp32 matmul peak (``torch.mm`` of 1024^2 and 2048^2, this process's threads);
+2. training samples/s per seed and core (one sample = one data point for one seed; one torch
+   thread, as a study trial runs with ``resources.cpus: 1``) through the trial's own
+   ``Trainer.train_epoch``, and the achieved GFLOP/s (matmul FLOPs counted by
+   ``models.size.forward_flops``, x3 for forward and backward), for the 2-D HVAE z=[2, 2]
+   h=[[64, 64], [32, 32]] (IW=1 analytic KL, and IW=10 sampled KL as the 2-D studies train)
+   and the MNIST VAE [512, 512] z=64, for ensembles of E = 1, 5 and 10 seeds;
+3. the trainer's epoch before issue 15 (the default Adam, three host copies and a masked
+   gradient write per parameter each step) against today's, on the same trainer and data (2-D
+   HVAE, E=5), alternating three times, as the baseline of the speed-up;
+4. the evaluation's likelihood part on 10,000 2-D points with E=5 (test log-likelihood K=1000,
+   and the IW=1 and K=100 estimates): one pass of 1000 samples reused for all three, against
+   the three separate passes of before; seconds and peak memory, each in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import build_model, estimate_log_likelihood, training_objective  # noqa: E402
+from models import build_model, estimate_log_likelihood, forward_flops, training_objective  # noqa: E402
 from study.config import trial_config  # noqa: E402
+from study.data import load_data  # noqa: E402
+from study.trainer import Trainer  # noqa: E402
 
-CONFIG = trial_config({"kind": "hvae", "latents": [2, 2],
-                       "hidden": [[64, 64], [32, 32]]}).architecture()
+CURVES = {"dataset": "spirals", "kind": "hvae", "latents": [2, 2], "hidden": [[64, 64], [32, 32]],
+          "n_val": 200, "n_test": 100}
+MNIST = {"dataset": "mnist", "kind": "vae", "latents": [64], "hidden": [512, 512],
+         "activation": "relu", "n_val": 200, "n_test": 100}
 
 
-def train_steps(n_members: int, steps: int, batch: int) -> float:
-    """Seconds for ``steps`` Adam steps of an E=n_members ensemble on [E, batch, 2] data."""
-    model = build_model(CONFIG, list(range(n_members)))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    data = torch.randn(n_members, batch * 16, 2)
-    for i in range(5):  # warm-up
-        opt.zero_grad()
-        training_objective(model, data[:, :batch]).loss.backward()
-        opt.step()
+def matmul_peak() -> float:
+    """GFLOP/s of the best of a few large fp32 matmuls."""
+    best = 0.0
+    for n in (1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(2):
+            a @ b
+        start = time.perf_counter()
+        reps = 5
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def train_rate(settings: dict, seeds: int, steps: int, k: int, data_dir: str | None) -> dict:
+    """Samples/s per seed and GFLOP/s of ``steps`` steps of ``Trainer.train_epoch``."""
+    extra = {"iw_samples": k, "kl": "sampled" if k > 1 else "analytic"}
+    cfg = trial_config(settings | extra | {"seeds": seeds, "n_train": steps * 128, "epochs": 1,
+                                           "data_dir": data_dir}, "benchmark")
+    trainer = Trainer(cfg, load_data(cfg.data_config()), device="cpu")
+    trainer.train_epoch()  # warm-up
     start = time.perf_counter()
-    for i in range(steps):
-        j = (i % 16) * batch
-        opt.zero_grad()
-        training_objective(model, data[:, j : j + batch]).loss.backward()
-        opt.step()
-    return time.perf_counter() - start
+    trainer.train_epoch()
+    seconds = time.perf_counter() - start
+    samples = seeds * steps * 128
+    flops = 3 * forward_flops(cfg.architecture(), 1, k) * samples
+    return {"per_seed": samples / seconds / seeds, "gflops": flops / seconds / 1e9}
+
+
+def old_train_epoch(trainer: Trainer) -> None:
+    """The trainer's epoch before issue 15, on the same trainer: the default Adam, three host
+    copies per step, a masked gradient write per parameter, metrics summed on the host."""
+    cfg, model = trainer.cfg, trainer.model
+    order = trainer._batches()
+    n = order.shape[1]
+    alive_np = np.ones(len(cfg.seeds), dtype=bool)
+    sums = np.zeros(len(cfg.seeds))
+    for i in range(math.ceil(n / cfg.batch_size)):
+        idx = order[:, i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        x = trainer.x_train[trainer._members, idx] if trainer.x_train.dim() == 3 else trainer.x_train[idx]
+        terms = training_objective(model, x, cfg.iw_samples, cfg.kl)
+        losses = terms.loss_per_member.detach().cpu().numpy()
+        alive = torch.as_tensor(alive_np & np.isfinite(losses))
+        trainer.optimizer.zero_grad(set_to_none=False)
+        torch.where(alive, terms.loss_per_member, 0.0).sum().backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.grad[~alive] = 0.0
+        trainer.optimizer.step()
+        sums += losses + terms.bound.cpu().numpy() + terms.kl_layers.cpu().numpy().sum(1)
+
+
+def before_and_now(seeds: int, steps: int, rounds: int = 3) -> tuple[float, float]:
+    """Samples/s per seed of the epoch before issue 15 and of today's, on the 2-D HVAE (IW=1),
+    alternating ``rounds`` times (this machine's speed drifts): the medians."""
+    cfg = trial_config(CURVES | {"seeds": seeds, "n_train": steps * 128, "epochs": 1}, "benchmark")
+    data = load_data(cfg.data_config())
+    old, new = Trainer(cfg, data, device="cpu"), Trainer(cfg, data, device="cpu")
+    old.optimizer = torch.optim.Adam(old.model.parameters(), lr=cfg.lr)  # the default of before
+    old_train_epoch(old)
+    new.train_epoch()
+    times: dict[str, list[float]] = {"before": [], "now": []}
+    for _ in range(rounds):
+        for name, run in (("before", lambda: old_train_epoch(old)), ("now", new.train_epoch)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    rate = lambda t: steps * 128 / float(np.median(t))  # noqa: E731 - per seed
+    return rate(times["before"]), rate(times["now"])
 
 
 def rss_mib() -> float:
@@ -53,15 +121,20 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def eval_child(n_members: int, n_points: int, k: int, max_elements: int) -> None:
-    """Runs in a fresh process: prints JSON with seconds and peak RSS above baseline."""
+def eval_child(points: int, seeds: int, separate: int) -> None:
+    """In a fresh process: the likelihood part of the evaluation; prints JSON."""
     torch.manual_seed(0)
-    model = build_model(CONFIG, list(range(n_members)))
-    x = torch.randn(n_points, 2)
+    cfg = trial_config(CURVES | {"seeds": seeds}, "benchmark").architecture()
+    model = build_model(cfg, list(range(seeds)))
+    x = torch.randn(points, 2)
     estimate_log_likelihood(model, x[:10], n_importance=10)  # load kernels before the baseline
     base = rss_mib()
     start = time.perf_counter()
-    estimate_log_likelihood(model, x, n_importance=k, max_elements=max_elements)
+    if separate:
+        for k in (1000, 1, 100):
+            estimate_log_likelihood(model, x, k)
+    else:
+        estimate_log_likelihood(model, x, 1000, fewer=(1, 100))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_above_baseline_mib": peak - base}))
@@ -69,37 +142,44 @@ def eval_child(n_members: int, n_points: int, k: int, max_elements: int) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--eval-child", nargs=4, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=200, help="training steps per measurement")
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--eval-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.eval_child:
         eval_child(*args.eval_child)
         return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, CPU; training on 1 thread (one core), evaluation on {threads}")
+    print(f"fp32 matmul peak of one core: {peak:.0f} GFLOP/s\n")
+    print(f"{'training (Trainer.train_epoch)':<46}{'E':>4}{'samples/s/seed':>16}{'GFLOP/s':>10}{'% peak':>8}")
+    rows = [("2-D HVAE, IW=1", CURVES, 1, args.steps), ("2-D HVAE, IW=10 sampled KL", CURVES, 10, args.steps),
+            ("MNIST VAE [512, 512] z=64, IW=1", MNIST, 1, max(10, args.steps // 10))]
+    rates = {}
+    for name, settings, k, steps in rows:
+        for seeds in (1, 5, 10):
+            r = train_rate(settings, seeds, steps, k, args.data_dir)
+            rates[(name, seeds)] = r["per_seed"]
+            print(f"{name:<46}{seeds:>4}{r['per_seed']:>16,.0f}{r['gflops']:>10.1f}"
+                  f"{100 * r['gflops'] / peak:>7.0f}%")
+    before, now = before_and_now(5, args.steps)
+    print(f"\nthe trainer's epoch before issue 15, 2-D HVAE IW=1, E=5 (median of 3, alternating): "
+          f"{before:,.0f} samples/s/seed; now {now:,.0f}: {now / before:.2f}x (target >= 1.5x)")
+    print(f"ensemble E=5 over E=1 (2-D HVAE, IW=1): "
+          f"{5 * rates[('2-D HVAE, IW=1', 5)] / rates[('2-D HVAE, IW=1', 1)]:.2f}x the samples/s\n")
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    print(f"model: HVAE z={list(CONFIG.latents)} h={[list(h) for h in CONFIG.hidden]}, "
-          f"batch {args.batch} per member, {args.steps} Adam steps\n")
-    t1 = train_steps(1, args.steps, args.batch)
-    t5 = train_steps(5, args.steps, args.batch)
-    t_sep = sum(train_steps(1, args.steps, args.batch) for _ in range(5))
-    rate = lambda members, seconds: members * args.steps * args.batch / seconds  # noqa: E731
-    rows = [("E=1", rate(1, t1)), ("E=5 ensemble", rate(5, t5)),
-            ("5 x E=1 in sequence", rate(5, t_sep))]
-    print(f"{'training':<22}{'samples/s':>12}")
-    for name, r in rows:
-        print(f"{name:<22}{r:>12,.0f}")
-    print(f"ensemble speed-up over separate models: {t_sep / t5:.2f}x (target >= 2.5x)\n")
-
-    print(f"{'K=1000 eval, 10,000 pts, E=5':<34}{'seconds':>9}{'peak MiB':>10}")
-    for max_elements in (2**20, 2**22, 2**24):
-        out = subprocess.run(
-            [sys.executable, __file__, "--eval-child", "5", "10000", "1000", str(max_elements)],
-            check=True, capture_output=True, text=True,
-        )
+    print(f"{'likelihoods of 10,000 2-D points, E=5':<46}{'seconds':>9}{'peak MiB':>10}")
+    results = {}
+    for label, separate in (("K=1000, IW=1, K=100 as three passes (before)", 1),
+                            ("one K=1000 pass, IW=1 and K=100 from it (now)", 0)):
+        out = subprocess.run([sys.executable, __file__, "--eval-child", "10000", "5", str(separate)],
+                             check=True, capture_output=True, text=True)
         r = json.loads(out.stdout)
-        print(f"{'max_elements=2^%d' % (max_elements.bit_length() - 1):<34}"
-              f"{r['seconds']:>9.1f}{r['peak_above_baseline_mib']:>10.0f}")
+        results[separate] = r["seconds"]
+        print(f"{label:<46}{r['seconds']:>9.1f}{r['peak_above_baseline_mib']:>10.0f}")
+    print(f"speed-up {results[1] / results[0]:.2f}x (target: the K=1000 evaluation under 10 s)")
 
 
 if __name__ == "__main__":

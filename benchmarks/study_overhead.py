@@ -45,7 +45,7 @@ def write_spec(folder: Path) -> Path:
 PLAIN = """
 import sys, time, torch
 sys.path.insert(0, {repo!r})
-from study.spec import load_spec
+from study.spec_file import load_spec
 from pathlib import Path
 from study.train import FolderIO
 from study.trial import run_trial
@@ -83,8 +83,8 @@ def main() -> None:
         from study.results import read_trials
 
         trials = read_trials(folder / "results").drop_duplicates("trial_id")
-    startup = trials["started_at"].min() - started_at
-    busy = (trials["ended_at"] - trials["started_at"]).sum()
+    startup = trials["started_at"].min().tz_localize("UTC").timestamp() - started_at
+    busy = (trials["ended_at"] - trials["started_at"]).dt.total_seconds().sum()
     ideal = total / cpus
     print(f"8 configurations x 3 seeds, Spirals, {FIXED['epochs']} epochs of {FIXED['n_train']} points, "
           f"{cpus} CPUs")

@@ -18,7 +18,7 @@ calls "broken KL", and it reads too high). Evaluation therefore always uses samp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -115,6 +115,8 @@ class LikelihoodEstimate:
     """The log's "ELBO (IW=K), (likelihood, KL)" per member and data point.
 
     log_px ``[E, B]``: log (1/K) sum_k w_k, the K-sample estimate of log p(x).
+    fewer ``{k: [E, B]}``: the same estimate from the first k of those K samples (for each k
+    asked for): an independent-sample estimate with k samples, at no extra cost.
     log_px_z ``[E, B]``: mean over the K samples of log p(x | z_k).
     kl ``[E, B]``: mean over the K samples of log q(z_k|x) - log p(z_k); kl_layers ``[E, L, B]``.
     """
@@ -124,6 +126,7 @@ class LikelihoodEstimate:
     kl: Tensor
     kl_layers: Tensor
     n_importance: int
+    fewer: dict[int, Tensor] = field(default_factory=dict)
 
 
 def chunk_sizes(n_members: int, n_points: int, n_samples: int, widest: int,
@@ -142,13 +145,15 @@ def estimate_log_likelihood(
     x: Tensor,
     n_importance: int = 1000,
     max_elements: int | None = None,
+    fewer: tuple[int, ...] = (),
 ) -> LikelihoodEstimate:
     """log p(x) with K = ``n_importance`` importance samples from q (sampled log weights).
 
     ``x`` is ``[B, D]`` (shared by all members) or ``[E, B, D]``. Points and samples are
     processed in chunks of at most ``max_elements`` activations (default by device, see
     ``DEFAULT_MAX_ELEMENTS``), so peak memory is bounded whatever K and B are; the log-sum-exp
-    over samples accumulates across chunks.
+    over samples accumulates across chunks. ``fewer``: also the estimates from the first k
+    samples, for each k (e.g. (1, 100): the IW=1 and K=100 estimates of the same pass).
     """
     x = model.ensemble_input(x)
     E, B = x.shape[:2]
@@ -158,23 +163,32 @@ def estimate_log_likelihood(
     n_points, n_samples = chunk_sizes(E, B, n_importance, model.widest, max_elements)
     # Outputs are allocated once, before the chunk loop: small long-lived tensors allocated
     # between the large per-chunk ones fragment the CPU heap and RSS then grows with B.
+    fewer = tuple(k for k in fewer if 0 < k <= n_importance)
     log_px = x.new_empty(E, B)
     log_px_z = x.new_zeros(E, B)
     kl_layers = x.new_zeros(E, L, B)
+    partial = {k: x.new_empty(E, B) for k in fewer}
     for start in range(0, B, n_points):
         stop = min(B, start + n_points)
         xb = x[:, start:stop]
         lse = x.new_full((E, stop - start), -math.inf)
+        lse_k = {k: x.new_full((E, stop - start), -math.inf) for k in fewer}
         done = 0
         while done < n_importance:
             s = min(n_samples, n_importance - done)
             fp = model(xb, n_samples=s, kl="sampled")
-            lse = torch.logaddexp(lse, torch.logsumexp(fp.log_weight, dim=1))
+            log_w = fp.log_weight
+            lse = torch.logaddexp(lse, torch.logsumexp(log_w, dim=1))
+            for k in fewer:
+                if done < k:
+                    lse_k[k] = torch.logaddexp(lse_k[k], torch.logsumexp(log_w[:, : k - done], 1))
             log_px_z[:, start:stop] += fp.log_px_z.sum(1)
             kl_layers[:, :, start:stop] += torch.stack(fp.kl, dim=1).sum(2)
             done += s
-            del fp
+            del fp, log_w
         log_px[:, start:stop] = lse - math.log(n_importance)
+        for k in fewer:
+            partial[k][:, start:stop] = lse_k[k] - math.log(k)
     log_px_z /= n_importance
     kl_layers /= n_importance
     return LikelihoodEstimate(
@@ -183,6 +197,7 @@ def estimate_log_likelihood(
         kl=kl_layers.sum(1),
         kl_layers=kl_layers,
         n_importance=n_importance,
+        fewer=partial,
     )
 
 

@@ -45,7 +45,7 @@ def completed_seeds(trials: pd.DataFrame) -> pd.DataFrame:
     left out."""
     if not len(trials):
         return trials
-    return trials[trials["trial_status"].isin(COMPLETED) & (trials["status"] != "diverged")]
+    return trials[trials["trial_status"].isin(COMPLETED) & (trials["seed_status"] != "diverged")]
 
 
 def native(v: Any) -> Any:

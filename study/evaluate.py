@@ -145,14 +145,16 @@ def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
 
 def _likelihood(model: LatentVariableModel, x: torch.Tensor, cfg: TrialConfig,
                 m: dict[str, np.ndarray]) -> None:
-    est = estimate_log_likelihood(model, x, cfg.eval_importance)
-    m["test_ll"] = est.log_px.mean(1).cpu().numpy()
+    # one pass: the IW=1 and K=100 estimates use the first 1 and 100 of the K samples
+    est = estimate_log_likelihood(model, x, max(cfg.eval_importance, 100), fewer=(1, 100))
+    full = est.log_px if cfg.eval_importance >= 100 else \
+        estimate_log_likelihood(model, x, cfg.eval_importance).log_px
+    m["test_ll"] = full.mean(1).cpu().numpy()
     m["test_ll_lik"] = est.log_px_z.mean(1).cpu().numpy()
     m["test_ll_kl"] = est.kl.mean(1).cpu().numpy()
     for j, name in enumerate(model.layer_names):
         m[f"kl_{name}"] = est.kl_layers[:, j].mean(1).cpu().numpy()
-    ll1 = estimate_log_likelihood(model, x, 1).log_px.cpu().numpy()
-    ll100 = estimate_log_likelihood(model, x, 100).log_px.cpu().numpy()
+    ll1, ll100 = est.fewer[1].cpu().numpy(), est.fewer[100].cpu().numpy()
     m["frac_low_iw1"] = ((ll1 < LOW_LL) & (ll100 >= LOW_LL)).mean(1)
     m["iw_gap"] = (ll100 - ll1).mean(1)
 

@@ -71,6 +71,14 @@ def _number(v: Any) -> float:
     return math.nan if v is None else float(v)
 
 
+def _timestamp(seconds: float | None):
+    """A timestamp in UTC (Parquet's timestamp type, stored without a zone) from epoch
+    seconds; NaT when unknown."""
+    import pandas as pd
+
+    return pd.Timestamp(seconds, unit="s") if seconds is not None else pd.NaT
+
+
 def trial_status(failed: bool, last: dict[str, Any], final: FinalFiles | None) -> str:
     if failed:
         return "failed"
@@ -93,13 +101,12 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], status: 
     rows = []
     for e, seed in enumerate(cfg.seeds):
         row: dict[str, Any] = {
-            "trial_id": trial.trial_id, "seed": seed, "member": e, "trial_status": status,
+            "trial_id": trial.trial_id, "seed": seed, "trial_status": status,
             "epochs": epochs, "node_id": last.get("node_id"), "device": last.get("device"),
             "num_failures": int(trial.num_failures),
             "restored_from_epoch": int(last.get("restored_from", 0)),
             "restore_note": str(last.get("restore_note") or ""),
-            "started_at": started_at if started_at is not None else math.nan,
-            "ended_at": time.time()}
+            "started_at": _timestamp(started_at), "ended_at": _timestamp(time.time())}
         row |= {f"factor.{k}": v for k, v in factors.items()}
         row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
         for key in ("val_bound", "val_elbo", "train_bound"):
@@ -107,8 +114,8 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], status: 
         if final is not None:
             row |= {k: vals[e] for k, vals in final.members.items()}
             row |= {f"kl_units_{layer}": vals[e] for layer, vals in final.units.items()}
-            row["status"] = "diverged" if row.get("diverged") else status
+            row["seed_status"] = "diverged" if row.get("diverged") else status
         else:
-            row["status"] = status
+            row["seed_status"] = status
         rows.append(row)
     return rows

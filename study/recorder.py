@@ -124,7 +124,8 @@ class StudyRecorder(Callback):
                 if trial.status == Trial.TERMINATED and trial.trial_id not in self.recorded:
                     self._finish(trial, failed=False)
         if self.progress is not None:
-            self.progress.maybe_print(trials, self)
+            epoch_of = {tid: int(r.get("epoch", 0)) for tid, r in self._last.items()}
+            self.progress.maybe_print(trials, epoch_of)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self.seen.add(trial.trial_id)
@@ -191,9 +192,10 @@ class StudyRecorder(Callback):
             if final is not None:
                 final.cleanup()
         if self.progress is not None:
-            label = ", ".join(f"{k}={v}" for k, v in self._factors(trial).items())
-            self.progress.trial_ended(trial.trial_id, status, last.get(self.spec.search.metric),
-                                      label)
+            epochs = max((int(r["epoch"]) for r in epoch_rows), default=int(last.get("epoch", 0)))
+            self.progress.trial_ended(trial.trial_id, status, epochs,
+                                      last.get(self.spec.search.metric),
+                                      self.progress.label(trial.config))
 
     def _send_final(self, trial: Trial, status: str, last: dict, final: FinalFiles | None,
                     seeds, plots: Path | None) -> None:
@@ -212,6 +214,10 @@ class StudyRecorder(Callback):
                 tags["diverged_epoch"] = str(int(min(diverged)))
         mlflow_status = {"failed": "FAILED", "pruned": "KILLED"}.get(status, "FINISHED")
         self.outbox.finish(run_id, mlflow_status, tags, metrics, int(last.get("epoch", 0)), plots)
+
+    def on_experiment_end(self, trials: list[Trial], **info) -> None:
+        if self.progress is not None:
+            self.progress.maybe_print(trials, {})
 
     # ------------------------------------------------------------------ interruption
     def unfinished(self) -> list[str]:

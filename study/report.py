@@ -27,7 +27,8 @@ from .report_figures import curve_figures, learning_curves_figure, responses_fig
 from .report_tables import (best_configs, config_table, fit_table, level_table, markdown,
                             pruning_stats, reference_table, verdict_table)
 from .results import default_folder, read_epochs, read_scores, read_trials
-from .spec import StudySpec, load_spec
+from .spec import StudySpec
+from .spec_file import load_spec
 from .verdicts import judge_all
 
 VERDICTS_EXPLAINED = (

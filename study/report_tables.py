@@ -75,7 +75,7 @@ def config_table(trials: pd.DataFrame, responses: list[str]) -> pd.DataFrame:
         ok = completed_seeds(g)
         row = {factor_name(f): show(k) for f, k in zip(factors, keys)}
         row["seeds"] = len(ok)
-        row["diverged"] = int((g["status"] == "diverged").sum())
+        row["diverged"] = int((g["seed_status"] == "diverged").sum())
         for r in responses:
             mean, half, n = mean_interval(ok[r]) if r in ok.columns else (math.nan, math.nan, 0)
             row[metric_label(r, trials)] = fmt_ci(mean, half, n)

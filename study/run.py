@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+import pandas as pd
+
 from .errors import UserError
 from .interrupt import Interruption
 from .spec import MAX_GRID
@@ -22,7 +24,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("name", nargs="?", help="study name (a file in search_spaces/) or a YAML path")
-    p.add_argument("--list", action="store_true", help="list the studies and their questions")
+    p.add_argument("--list", action="store_true", help="list the studies and their questions "
+                   "(with -v: what each budget runs)")
+    p.add_argument("-v", "--verbose", action="store_true", help="with --list: the budgets too")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every trial, the total epochs and an estimate of the time on this "
+                        "machine; run and write nothing")
     p.add_argument("--budget", default="default", choices=["smoke", "default", "full"])
     p.add_argument("--address", default=None, help="Ray cluster address ('auto' for a running one)")
     p.add_argument("--tracking-uri", default=None,
@@ -47,41 +54,56 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_studies() -> str:
-    from .spec import available, load_spec
+def list_studies(verbose: bool = False) -> str:
+    from .plan import budgets_text
+    from .spec_file import available, load_spec
 
     lines = []
     for name in available():
         try:
-            question = " ".join(load_spec(name).question.split())
+            spec = load_spec(name)
+            question = " ".join(spec.question.split())
         except UserError as err:
-            question = f"(invalid: {err})"
+            spec, question = None, f"(invalid: {err})"
         lines.append(f"{name:<20} {question}")
+        if verbose and spec is not None:
+            lines.append(budgets_text(spec))
     return "\n".join(lines)
 
 
 def summary(results) -> str:
+    """One line per trial, sorted by its factors: status, epochs and the mean over seeds of the
+    test log-likelihood, its gap to the exact density and the last validation bound."""
+    from .columns import factor_columns, factor_name
+    from .report_tables import metric_label, show
     from .results import read_trials
 
     trials = read_trials(results)
     if not len(trials):
         return "no trials recorded"
-    factor_cols = [c for c in trials.columns if c.startswith("factor.")]
-    metric_cols = [c for c in ("test_ll", "ll_gap", "last_val_elbo") if c in trials.columns]
-    grouped = trials.groupby("trial_id", sort=False)
-    head = ["trial", *[c[7:] for c in factor_cols], "status", "epochs", *[f"{m} (mean)" for m in metric_cols]]
+    factors = factor_columns(trials)
+    metrics = [c for c in ("test_ll", "ll_gap", "last_val_bound") if c in trials.columns]
+    head = [factor_name(c) for c in factors] + ["status", "epochs"] + \
+        [metric_label(m, trials) for m in metrics] + ["trial"]
     rows = []
-    for tid, g in grouped:
-        vals = [str(g[c].iloc[0]) for c in factor_cols]
+    for tid, g in trials.groupby("trial_id", sort=False):
         means = []
-        for m in metric_cols:
-            v = g[m].astype(float)
-            v = v[v.notna()]
+        for m in metrics:
+            v = pd.to_numeric(g[m], errors="coerce").dropna()
             means.append(f"{v.mean():.4f}" if len(v) else "-")
-        rows.append([tid, *vals, str(g["trial_status"].iloc[0]), str(g["epochs"].iloc[0]), *means])
+        rows.append([show(g[c].iloc[0]) for c in factors] +
+                    [str(g["trial_status"].iloc[0]), str(g["epochs"].iloc[0])] + means + [tid])
+    rows.sort(key=lambda r: [_sortable(v) for v in r[: len(factors)]])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def _sortable(v: str):
+    try:
+        return (0, float(v), "")
+    except ValueError:
+        return (1, 0.0, v)
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -136,7 +158,7 @@ def _main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.list:
-            print(list_studies())
+            print(list_studies(args.verbose))
             return 0
         if not args.name:
             parser().print_usage(sys.stderr)
@@ -144,14 +166,18 @@ def _main(argv: list[str] | None = None) -> int:
             return 2
         check_flags(args)
         from .launch import run_study
-        from .spec import load_spec
+        from .spec_file import load_spec
 
         spec = load_spec(args.name, max_grid=args.max_grid)
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
-        total = spec.num_trials(args.budget)
-        print(f"study {spec.name} ({args.budget}), {total} trials: {' '.join(spec.question.split())}",
-              flush=True)
+        from .plan import describe, dry_run
+
+        if args.dry_run:
+            print(dry_run(spec, args.budget, args.num_cpus, args.max_concurrent))
+            return 0
+        print(describe(spec, args.budget, args.num_cpus, args.max_concurrent), flush=True)
+        print(f"question: {' '.join(spec.question.split())}", flush=True)
         with Interruption() as interruption:
             out = run_study(spec, args.budget, args.results, interruption=interruption,
                             address=args.address, tracking_uri=args.tracking_uri,

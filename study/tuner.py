@@ -28,8 +28,9 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     from .search import build_search
     from .trainable import run_study_trial
 
-    progress = None if opts.quiet else Progress(spec.num_trials(budget), spec.search.metric,
-                                                spec.search.mode)
+    progress = None if opts.quiet else Progress(
+        spec.num_trials(budget), max(spec.trial_config(c, budget).epochs for c in spec.grid_cells()),
+        spec.search.metric, spec.search.mode, list(spec.factors))
     recorder = StudyRecorder(spec, budget, folder.path, parent_run_id, outbox, mirror, progress)
     trainable = tune.with_resources(
         tune.with_parameters(run_study_trial, spec=spec, budget=budget,

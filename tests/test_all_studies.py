@@ -10,7 +10,7 @@ import ray
 from study.launch import run_study
 from study.report import build_report
 from study.results import read_trials
-from study.spec import available, load_spec
+from study.spec_file import available, load_spec
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 

@@ -18,7 +18,7 @@ from faults import (CHECKPOINT_EVERY, LRS, assert_complete, checkpointed_unfinis
                     checkpoints_made, fault_spec, finish, free_port, start_driver,
                     start_mlflow_server, stop, trial_id, trial_workers, trials_done, wait_for)
 from study.results import read_trials
-from study.spec import load_spec
+from study.spec_file import load_spec
 from study.trial import NoCheckpoints, run_trial
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
@@ -141,7 +141,7 @@ def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
     assert trials["trial_id"].nunique() == 3 and len(trials) == 6
     bad = trials[trials["factor.lr"] == 1.0]
     good = trials[trials["factor.lr"] != 1.0]
-    assert set(bad["trial_status"]) == {"diverged"} and set(bad["status"]) == {"diverged"}
+    assert set(bad["trial_status"]) == {"diverged"} and set(bad["seed_status"]) == {"diverged"}
     assert (bad["diverged_epoch"] >= 1).all() and (bad["epochs"] < 120).all()
     assert set(good["trial_status"]) == {"finished"} and (good["epochs"] == 120).all()
     # the trials that did not diverge have the numbers of the same configuration trained

@@ -70,7 +70,7 @@ def test_the_manifest_lists_every_entry_the_layout_has():
 
 
 def test_the_fingerprint_diff_names_field_old_and_new(tmp_path):
-    from study.spec import load_spec
+    from study.spec_file import load_spec
 
     spec = load_spec(str(write_spec(tmp_path, "a", factors={"lr": {"grid": [0.01, 0.02]}})))
     other = load_spec(str(write_spec(tmp_path, "a", factors={"lr": {"grid": [0.01, 0.02]}},
@@ -137,3 +137,14 @@ def test_a_trials_older_checkpoints_are_found_newest_first(tmp_path):
     (trial / "error.txt").write_text("")
     older = _older_checkpoints(tune.Checkpoint(str(trial / "checkpoint_000003")))
     assert [c.path.rsplit("/", 1)[1] for c in older] == ["checkpoint_000002", "checkpoint_000001"]
+
+
+def test_files_the_study_writes_follow_the_umask(tmp_path):
+    from study.io import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "state.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o640  # group-readable

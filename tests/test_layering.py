@@ -82,7 +82,7 @@ def test_nothing_imports_back_up_the_layers():
 
 
 def test_the_report_and_the_trial_configuration_load_without_torch():
-    code = ("import sys; import study.report, study.config, study.spec; "
+    code = ("import sys; import study.report, study.config, study.spec, study.spec_file; "
             "from study.config import trial_config; trial_config({'latents': [2, 2]}); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

@@ -168,3 +168,19 @@ def test_a_vae_learns_a_gaussian():
     est = estimate_log_likelihood(model, x, n_importance=200)
     gap = (target.log_prob(x) - est.log_px).mean(-1)
     assert (gap.abs() < 0.1).all(), gap
+
+
+def test_fewer_samples_of_one_pass_are_the_estimates_of_their_own():
+    """The IW=1 and K=100 estimates taken from the first samples of a K=1000 pass are those
+    estimators: all K of them is the full estimate, and their means match separate passes
+    within Monte Carlo noise, whatever the chunking."""
+    model = build_model(model_config(x_dim=2, latents=[2, 2], hidden=[[16], [16]]), [0, 1])
+    x = torch.randn(400, 2) * 1.5
+    for chunk in (3000, 10**7):  # 100-sample chunks, or one chunk for all
+        one = estimate_log_likelihood(model, x, 1000, max_elements=chunk, fewer=(1, 100, 1000))
+        torch.testing.assert_close(one.fewer[1000], one.log_px)
+        for k in (1, 100):
+            alone = estimate_log_likelihood(model, x, k, max_elements=chunk).log_px
+            diff = one.fewer[k] - alone  # [E, points]: independent draws of one estimator
+            se = diff.std(1) / math.sqrt(diff.shape[1])
+            assert (diff.mean(1).abs() < 4 * se + 1e-6).all(), (k, diff.mean(1), se)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from study.io import write_parquet
 from study.report import build_report
-from study.spec import load_spec
+from study.spec_file import load_spec
 from studies import write_spec
 
 
@@ -15,8 +15,8 @@ def _trials(results, statuses: dict[float, tuple[str, int]]) -> None:
     rows = []
     for lr, (status, epochs) in statuses.items():
         for seed in (0, 1):
-            rows.append({"trial_id": f"t{lr}", "seed": seed, "member": seed,
-                         "trial_status": status, "status": status, "epochs": epochs,
+            rows.append({"trial_id": f"t{lr}", "seed": seed,
+                         "trial_status": status, "seed_status": status, "epochs": epochs,
                          "factor.lr": lr, "test_ll": -1.0 if status == "finished" else None})
     write_parquet(results / "trials.parquet", pd.DataFrame(rows))
 

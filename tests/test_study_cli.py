@@ -56,6 +56,45 @@ def test_malformed_spec_names_file_field_and_value(tmp_path, fields, expected):
     assert not (tmp_path / "results").exists()
 
 
+DEPTH = {"factors": {"depth": {"grid": [1, 2]}},
+         "fixed": {"kind": "hvae", "latent_dim": 2, "hidden_block": [8]}}
+
+
+@pytest.mark.parametrize("fields,expected", [
+    (DEPTH | {"claims": [{"statement": "s", "metric": "test_ll", "where": {"depth": 3},
+                          "versus": {"depth": 1}, "expect": "higher"}]},
+     "field 'claims[0].where.depth' = 3: not a level of factor 'depth' (levels: 1, 2)"),
+    (DEPTH | {"claims": [{"statement": "s", "metric": "test_ll", "where": {"depht": 2},
+                          "versus": {"depth": 1}, "expect": "higher"}]},
+     "field 'claims[0].where.depht' = 2: no factor or setting 'depht'; did you mean 'depth'?"),
+    (DEPTH | {"claims": [{"statement": "s", "metric": "kl_z3", "where": {"depth": 2},
+                          "expect": "below", "threshold": 0.1}]},
+     "field 'claims[0].metric' = 'kl_z3': no selected configuration produces this metric; "
+     "did you mean 'kl_z2'?"),
+    (DEPTH | {"responses": ["test_ll", "test_lll"]},
+     "field 'responses[1]' = 'test_lll': no selected configuration produces this metric; "
+     "did you mean 'test_ll'?"),
+    ({"responses": ["auroc_neg_ll_shifted_2"]},
+     "field 'responses[0]' = 'auroc_neg_ll_shifted_2': no selected configuration produces this "
+     "metric; did you mean 'auroc_neg_ll_shifted_1'?"),
+    ({"curves": [{"title": "t", "metric": "auroc_neg_ll_shifted_{x}", "x": [1.0, 3.0]}]},
+     "field 'curves[0].metric' = 'auroc_neg_ll_shifted_3'"),
+    ({"gates": {"min_kl": {"z9": 0.1}}}, "field 'gates' = 'kl_z9'"),
+    ({"search": {"metric": "val_bond"}},
+     "field 'search.metric' = 'val_bond': not reported every epoch; did you mean 'val_bound'?"),
+])
+def test_names_in_a_study_file_are_checked_before_anything_runs(tmp_path, fields, expected):
+    path = write_spec(tmp_path, "typo", **fields)
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", cwd=tmp_path))
+    assert str(path) in line and expected in line, line
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_study_gets_a_suggestion(tmp_path):
+    line = _one_error_line(_run("study.run", "spirals_dpth", cwd=tmp_path))
+    assert "did you mean 'spirals_depth'?" in line
+
+
 def test_unreachable_tracking_server(tmp_path):
     path = write_spec(tmp_path, "ok")
     line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--tracking-uri",

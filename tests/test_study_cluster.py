@@ -17,7 +17,7 @@ from studies import write_spec
 from study.launch import run_study
 from study.report import main as report_main
 from study.results import read_trials
-from study.spec import load_spec
+from study.spec_file import load_spec
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 

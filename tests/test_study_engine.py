@@ -12,7 +12,7 @@ from studies import write_spec
 from study.launch import run_study
 from study.report import build_report
 from study.results import read_epochs, read_scores, read_trials
-from study.spec import load_spec
+from study.spec_file import load_spec
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
     trials = read_trials(out.results)
     assert len(trials) == 2 * 2  # trials x seeds
     assert sorted(trials["factor.lr"].unique()) == [0.003, 0.01]
-    assert set(trials["status"]) == {"finished"} and set(trials["seed"]) == {0, 1}
+    assert set(trials["seed_status"]) == {"finished"} and set(trials["seed"]) == {0, 1}
     assert trials["test_ll"].notna().all() and (trials["test_ll"] < trials["exact_ll"]).all()
     assert (trials["epochs"] == 2).all()
     epochs = read_epochs(out.results)

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from faults import free_port, start_mlflow_server, stop
 from studies import write_spec
 from study.launch import run_study
-from study.spec import load_spec
+from study.spec_file import load_spec
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 

@@ -21,7 +21,7 @@ def _rows(values_by_depth: dict[int, list[float]], other: dict[int, list[float]]
     for depth, values in values_by_depth.items():
         for seed, v in enumerate(values):
             row = {"trial_id": f"t{depth}", "seed": seed, "factor.depth": depth,
-                   "trial_status": "finished", "status": "finished", "m": v}
+                   "trial_status": "finished", "seed_status": "finished", "m": v}
             if other is not None:
                 row["b"] = other[depth][seed]
             for name, by_depth in extra_by_depth.items():
@@ -111,7 +111,7 @@ def test_versus_metric_is_paired_within_rows():
     v = judge_all([_claim(metric="b", versus_metric="m", where={"depth": 4}, expect="higher")],
                   rows)[0]
     assert v.verdict == "supported" and math.isclose(v.effect, 0.5675)
-    rows.loc[2, "status"] = "diverged"  # diverged seeds are left out
+    rows.loc[2, "seed_status"] = "diverged"  # diverged seeds are left out
     assert claim_values(_claim(where={"depth": 4}, expect="below", threshold=1.0), rows)[1] == (3, 0)
 
 

@@ -1,0 +1,84 @@
+"""The names of every number a trial produces, known from its configuration before it runs.
+
+``study.validate`` checks a study file's claims, responses, curves, references and gates
+against these names, so a typo fails before anything runs; ``tests/test_metric_names.py``
+checks that the evaluation produces exactly these names (the list cannot drift from the code).
+No torch here: the kinds' layer names come from ``models.registry``.
+"""
+
+from __future__ import annotations
+
+from models.registry import model_kind
+
+from .config import TrialConfig
+
+#: one value per epoch and seed (``epochs.parquet``, MLflow curves); ``train_kl_<layer>`` too
+EPOCH_METRICS = ("train_loss", "train_bound", "val_bound", "val_elbo", "diverged")
+#: per epoch, the mean over seeds only
+EPOCH_MEANS = ("beta", "seconds")
+#: ``trials.parquet`` columns of every seed row besides the metrics, factors and config
+ROW_COLUMNS = ("trial_id", "seed", "trial_status", "seed_status", "epochs", "node_id", "device",
+               "num_failures", "restored_from_epoch", "restore_note", "started_at", "ended_at",
+               "last_val_bound", "last_val_elbo", "last_train_bound")
+
+
+def layer_names(cfg: TrialConfig) -> list[str]:
+    return model_kind(cfg.kind).layer_names(len(cfg.latents))
+
+
+def learned_std(cfg: TrialConfig) -> bool:
+    return cfg.architecture().likelihood == "gaussian" and cfg.variance == "learned"
+
+
+def epoch_metrics(cfg: TrialConfig) -> set[str]:
+    out = set(EPOCH_METRICS) | {f"train_kl_{name}" for name in layer_names(cfg)}
+    if learned_std(cfg):
+        out |= {"output_std_min", "output_std_mean"}
+    return out
+
+
+def ood_sets(cfg: TrialConfig) -> list[str]:
+    if cfg.is_image:
+        return (["heldout"] if cfg.exclude_label is not None else []) + \
+            ([cfg.ood_dataset] if cfg.ood_dataset else [])
+    return ([f"shifted_{d:g}" for d in cfg.ood_shifts] + [f"offset_{d:g}" for d in cfg.ood_offsets]
+            + ["widened", "uniform"])
+
+
+def ood_scores(cfg: TrialConfig) -> list[str]:
+    kind = model_kind(cfg.kind)
+    scores = ["neg_elbo", "neg_ll"]
+    if kind.hierarchical:
+        scores += [f"llr_{k}" for k in range(1, len(kind.layer_names(len(cfg.latents))))]
+    if cfg.is_image:
+        scores += ["lit_pixels", "neg_ll_bernoulli"]
+    return scores
+
+
+def final_metrics(cfg: TrialConfig) -> set[str]:
+    """Every key of ``Evaluation.members`` for a trial of ``cfg``."""
+    layers = layer_names(cfg)
+    kind = model_kind(cfg.kind)
+    out = {"test_ll", "test_ll_lik", "test_ll_kl", "frac_low_iw1", "iw_gap", "active_units_burda",
+           "pocket_mass", "divergence_jumps", "diverged", "diverged_epoch"}
+    for name in layers:
+        out |= {f"kl_{name}", f"active_units_{name}", f"kl_from_{name}", f"class_acc_{name}"}
+    if kind.hierarchical:
+        out |= {f"kl_above_{k}" for k in range(1, len(layers))}
+    if not cfg.is_image:
+        out.add("wrong_sample_frac")
+        if cfg.noise > 0:
+            out |= {"exact_ll", "ll_gap"}
+    for s in ood_sets(cfg):
+        for score in ood_scores(cfg):
+            out |= {f"{key}_{score}_{s}" for key in ("auroc", "auprc", "fpr80")}
+        if not cfg.is_image:
+            out |= {f"np_auroc_{s}", f"exact_ll_auroc_{s}"}
+    if learned_std(cfg):
+        out.add("min_output_std")
+    return out
+
+
+def row_metrics(cfg: TrialConfig) -> set[str]:
+    """Every column a claim, response or gate may read for a trial of ``cfg``."""
+    return final_metrics(cfg) | set(ROW_COLUMNS) | {f"kl_units_{n}" for n in layer_names(cfg)}

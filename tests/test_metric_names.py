@@ -1,0 +1,29 @@
+"""The catalogue of metric names is exactly what a trial produces (so the validation of study
+files, which reads the catalogue, can never drift from the evaluation)."""
+
+from __future__ import annotations
+
+import pytest
+
+from study.config import trial_config
+from study.metric_names import epoch_metrics, final_metrics
+from study.trial import NoCheckpoints, run_trial
+
+SMALL = {"n_train": 64, "n_val": 32, "n_test": 48, "epochs": 1, "seeds": [0, 1],
+         "eval_importance": 5, "ood_importance": 2, "batch_size": 32}
+
+
+@pytest.mark.parametrize("settings", [
+    {"dataset": "spirals", "kind": "hvae", "latents": [2, 2, 2], "hidden": [[8], [8], [8]],
+     "ood_shifts": [0.5], "ood_offsets": [0.1]},
+    {"dataset": "moons", "kind": "vae", "latents": [2], "hidden": [8], "noise": 0.0,
+     "variance": "fixed", "output_std": 0.01, "ood_shifts": [1.0]},
+    {"dataset": "moons", "kind": "avae", "latents": [2], "hidden": [8], "ood_shifts": []},
+    {"dataset": "mnist", "kind": "hvae", "latents": [4, 2], "hidden": [[16], [8]],
+     "exclude_label": 3, "ood_dataset": "fashion_mnist"},
+], ids=["hvae-3-layers", "vae-noise-free-fixed-std", "avae", "mnist-hvae"])
+def test_the_catalogue_names_exactly_what_a_trial_produces(settings, shared_data):
+    cfg = trial_config(SMALL | settings | {"data_dir": str(shared_data)})
+    result = run_trial(cfg, NoCheckpoints(), plots=False, threads=1)
+    assert set(result.evaluation.members) == final_metrics(cfg)
+    assert set(result.trainer.state.history[-1].members) == epoch_metrics(cfg)
