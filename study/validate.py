@@ -16,7 +16,9 @@ from .columns import same_value
 from .config import TrialConfig
 from .errors import SpecError
 from .metric_names import epoch_metrics, row_metrics
-from .spec import BUDGETS, SHORTHANDS, Claim, Gate, StudySpec
+from .claims import Claim, Gate
+from .factors import SHORTHANDS
+from .spec import BUDGETS, StudySpec
 
 
 def suggest(name: str, candidates: set[str] | list[str]) -> str:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from . import stats
 from .columns import completed_seeds, factor_columns, factor_name, select
-from .spec import Claim, Gate
+from .claims import Claim, Gate
 
 
 @dataclass

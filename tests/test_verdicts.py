@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from study.spec import Claim, Gate
+from study.claims import Claim, Gate
 from study.stats import mean_interval
 from study.verdicts import claim_values, gate_failures, judge_all
 
