@@ -1,8 +1,9 @@
 """What does running a study through Ray Tune + Optuna + MLflow + Parquet cost?
 
-Run: ``python benchmarks/study_overhead.py`` (about 4 minutes on 2 CPUs). One fixed Spirals
+Run: ``python benchmarks/study_overhead.py`` (about 8 minutes on 2 CPUs). One fixed Spirals
 study of 8 configurations (4 widths x 2 depths, 3 seeds each as one ensemble, about 10 s of
-training each) is run three ways in this one invocation, each in a fresh process:
+training each) is run three ways in this one invocation, each in a fresh process, each twice in the order
+plain, pool, study, study, pool, plain (the means cancel a linear drift of the machine's speed):
 
 1. plain: one process trains the 8 configurations one after another on one torch thread
    (``study.trial.run_trial``, the same training, evaluation and plots as a study trial, no Ray,
@@ -13,8 +14,9 @@ training each) is run three ways in this one invocation, each in a fresh process
    tracking, Optuna, Parquet, checkpoints, everything).
 
 It prints the three times, the ratios study / ideal (target at most 1.15) and study / pool,
-the study's fixed start-up before its first trial and its trials' time in the Ray workers
-against the same trials in the plain process.
+the study's fixed start-up before its first trial, its trials' time in the Ray workers against
+the same trials in the plain process and in the pool, and the CPU seconds each kind of process
+of the study used (driver, trial workers, raylet, GCS, dashboard, monitors).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +84,10 @@ def plain(spec_path: Path, folder: Path, n: int) -> tuple[float, dict[int, float
     return time.perf_counter() - start, {int(k): v for k, v in times.items()}
 
 
-def pool(spec_path: Path, folder: Path, times: dict[int, float], cpus: int) -> float:
+def pool(spec_path: Path, folder: Path, times: dict[int, float],
+         cpus: int) -> tuple[float, dict[int, float]]:
     """One process per CPU, each taking the next-longest trial as it frees up (greedy LPT,
-    decided from the plain run's times)."""
+    decided from the plain run's times): (wall time, each trial's time in its process)."""
     order = sorted(times, key=lambda i: -times[i])
     loads, shares = [0.0] * cpus, [[] for _ in range(cpus)]
     for i in order:
@@ -92,10 +96,86 @@ def pool(spec_path: Path, folder: Path, times: dict[int, float], cpus: int) -> f
         shares[j].append(i)
     start = time.perf_counter()
     procs = [worker(spec_path, folder, share, f"pool{j}") for j, share in enumerate(shares) if share]
+    each: dict[int, float] = {}
     for p in procs:
-        p.communicate()
+        out, _ = p.communicate()
         assert p.returncode == 0
-    return time.perf_counter() - start
+        each.update({int(k): v for k, v in (json.loads(line) for line in out.splitlines()
+                                             if line.strip())})
+    return time.perf_counter() - start, each
+
+
+def role(proc: psutil.Process) -> str:
+    """What a process of the study's tree is, for the CPU-time table."""
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "other"
+    for key, name in (("study.run", "driver (Tune loop, recorder, Optuna, MLflow, Parquet)"),
+                      ("ray::", "trial workers (Ray actors)"), ("default_worker", "trial workers (Ray actors)"),
+                      ("raylet", "raylet"), ("gcs_server", "GCS"),
+                      ("dashboard", "dashboard head and agent"), ("agent", "dashboard head and agent"),
+                      ("monitor", "log monitor and autoscaler monitor")):
+        if key in cmd:
+            return name
+    return "other Ray processes"
+
+
+def study_run(spec_path: Path, folder: Path) -> tuple[float, dict[str, float]]:
+    """``python -m study.run`` in a fresh process: (wall time, CPU seconds by kind of process,
+    sampled every 0.2 s over the process tree)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", str(spec_path), "--quiet",
+                             "--results", str(folder / "results"),
+                             "--tracking-uri", f"sqlite:///{folder}/mlflow.db"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root, seen = psutil.Process(proc.pid), {}
+    while proc.poll() is None:
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    seen[p.pid] = (seen.get(p.pid, (None,))[0] or role(p), t.user + t.system)
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+    out = proc.stdout.read()
+    assert proc.returncode == 0, out[-2000:]
+    cpu: dict[str, float] = {}
+    for name, seconds in seen.values():
+        cpu[name] = cpu.get(name, 0.0) + seconds
+    return time.perf_counter() - start, cpu
+
+
+def study_round(spec_path: Path, folder: Path, in_pool: dict[int, float],
+                cpus: int) -> dict[str, object]:
+    """One ``study.run`` of the study into a fresh results folder: its wall time, CPU table,
+    fixed start-up, the trials' time in the Ray workers, and that time against the same
+    configuration's time in the pool, for the first trial of each worker (which starts the
+    worker process and imports PyTorch and the trial code) and for the later ones."""
+    from study.results import read_trials
+    from study.spec_file import load_spec
+
+    for old in (folder / "results", folder / "mlflow.db"):
+        subprocess.run(["rm", "-rf", str(old)], check=True)
+    started_at = time.time()
+    wall, cpu = study_run(spec_path, folder)
+    trials = read_trials(folder / "results").drop_duplicates("trial_id").sort_values("started_at")
+    seconds = (trials["ended_at"] - trials["started_at"]).dt.total_seconds()
+    cells = load_spec(str(spec_path)).grid_cells()
+    index = {tuple(sorted(c.items())): i for i, c in enumerate(cells)}
+    pool_time = [in_pool[index[tuple(sorted({k: r[f"factor.{k}"] for k in cells[0]}.items()))]]
+                 for _, r in trials.iterrows()]
+    first, later = list(range(min(cpus, len(trials)))), list(range(cpus, len(trials)))
+    return {"wall": wall, "cpu": cpu,
+            "startup": trials["started_at"].min().tz_localize("UTC").timestamp() - started_at,
+            "busy": seconds.sum(),
+            "first_extra": mean([seconds.iloc[i] - pool_time[i] for i in first]),
+            "later_ratio": sum(seconds.iloc[i] for i in later) / sum(pool_time[i] for i in later)}
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def main() -> None:
@@ -106,31 +186,44 @@ def main() -> None:
         from study.spec_file import load_spec
 
         n = len(load_spec(str(spec_path)).grid_cells())
-        total, per_config = plain(spec_path, folder, n)
-        pooled = pool(spec_path, folder, per_config, cpus)
-        start, started_at = time.perf_counter(), time.time()
-        subprocess.run([sys.executable, "-m", "study.run", str(spec_path), "--quiet",
-                        "--results", str(folder / "results"),
-                        "--tracking-uri", f"sqlite:///{folder}/mlflow.db"],
-                       cwd=REPO, check=True, capture_output=True, text=True)
-        study = time.perf_counter() - start
-        from study.results import read_trials
-
-        trials = read_trials(folder / "results").drop_duplicates("trial_id")
-    startup = trials["started_at"].min().tz_localize("UTC").timestamp() - started_at
-    busy = (trials["ended_at"] - trials["started_at"]).dt.total_seconds().sum()
+        # plain, pool, study, study, pool, plain: each way's mean cancels a linear drift of
+        # the machine's speed over the run (measured: 20% between minutes on this VM)
+        plain1, times1 = plain(spec_path, folder, n)
+        pool1, in_pool1 = pool(spec_path, folder, times1, cpus)
+        studies = [study_round(spec_path, folder, in_pool1, cpus) for _ in range(2)]
+        pool2, in_pool2 = pool(spec_path, folder, times1, cpus)
+        plain2, times2 = plain(spec_path, folder, n)
+    total, pooled = mean([plain1, plain2]), mean([pool1, pool2])
+    per_config = {i: mean([times1[i], times2[i]]) for i in times1}
+    in_pool = {i: mean([in_pool1[i], in_pool2[i]]) for i in in_pool1}
+    study = mean([r["wall"] for r in studies])
+    startup = mean([r["startup"] for r in studies])
+    busy = mean([r["busy"] for r in studies])
+    first_extra = mean([r["first_extra"] for r in studies])
+    later_ratio = mean([r["later_ratio"] for r in studies])
+    cpu = {k: mean([r["cpu"].get(k, 0.0) for r in studies]) for k in studies[0]["cpu"]}
     ideal = total / cpus
     print(f"{n} configurations x 3 seeds, Spirals, {FIXED['epochs']} epochs of {FIXED['n_train']} "
-          f"points, {cpus} CPUs")
+          f"points, {cpus} CPUs; every figure is the mean of two runs (order plain, pool, study, "
+          "study, pool, plain)")
+    print(f"plain process: {plain1:.1f} s, {plain2:.1f} s; pool: {pool1:.1f} s, {pool2:.1f} s; "
+          "study.run: " + ", ".join(f"{r['wall']:.1f} s" for r in studies))
     print("plain, per configuration: " + ", ".join(f"{per_config[i]:.1f}" for i in range(n)) + " s")
     print(f"plain process (start-up, imports, {n} trainings in sequence): {total:.1f} s; "
           f"/ {cpus} CPUs = {ideal:.1f} s (ideal parallel)")
-    print(f"plain pool of {cpus} processes, longest first: {pooled:.1f} s")
+    print(f"plain pool of {cpus} processes, longest first: {pooled:.1f} s (its trials: "
+          f"{sum(in_pool.values()):.1f} s, {sum(in_pool.values()) / sum(per_config.values()):.2f}x "
+          "the plain process's)")
     print(f"python -m study.run (fresh process, Ray + Optuna + MLflow + Parquet): {study:.1f} s")
     print(f"  of which start-up before the first trial starts (imports, ray.init, MLflow store): "
           f"{startup:.1f} s")
     print(f"  trial time in Ray workers (actor start for the first trials included): {busy:.1f} s "
-          f"vs {sum(per_config.values()):.1f} s plain ({busy / sum(per_config.values()):.2f}x)")
+          f"vs {sum(per_config.values()):.1f} s plain ({busy / sum(per_config.values()):.2f}x), "
+          f"{sum(in_pool.values()):.1f} s in the pool ({busy / sum(in_pool.values()):.2f}x)")
+    print(f"    the first trial of each of the {cpus} workers: +{first_extra:.1f} s over the pool "
+          f"(worker process start, imports); the later trials: {later_ratio:.2f}x the pool's")
+    print(f"  CPU seconds during the study ({study * cpus:.0f} available): " + "; ".join(
+        f"{name} {sec:.1f}" for name, sec in sorted(cpu.items(), key=lambda kv: -kv[1])))
     print(f"ratio study / ideal: {study / ideal:.2f} (target <= 1.15); study / pool: "
           f"{study / pooled:.2f}; without the fixed start-up: {(study - startup) / ideal:.2f}")
 

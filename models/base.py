@@ -144,6 +144,3 @@ class LatentVariableModel(nn.Module):
                 widths.append(m.out_features)
         return max(widths)
 
-    def member_state(self, member: int) -> dict[str, Tensor]:
-        """The parameters of one member (a copy), e.g. to compare members across ensembles."""
-        return {k: v[member].detach().clone() for k, v in self.state_dict().items()}

@@ -159,6 +159,19 @@ class TrialConfig(BaseModel):
             data_dir=self.data_dir,
         )
 
+    def label(self) -> str:
+        """The configuration in one line for titles: the data and the model in the log's
+        notation, then every other setting that differs from its default (seeds and the data
+        folder left out), e.g. ``spirals noise 0.05, hvae z=[2, 2] h=[[64, 64], [32, 32]],
+        iw_samples=10``."""
+        arch = self.architecture()
+        data = self.dataset + (f" noise {self.noise:g}" if not self.is_image else "")
+        model = f"{arch.kind} z={list(arch.latents)} h={[list(b) for b in arch.hidden]}"
+        shown = {"dataset", "noise", "kind", "latents", "hidden", "seeds", "data_dir"}
+        rest = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in self.model_dump(exclude_defaults=True).items() if k not in shown]
+        return ", ".join([data, model, *rest])
+
     def flat(self) -> dict[str, Any]:
         """Scalar-valued params (lists as their repr), e.g. for MLflow and Parquet columns."""
         def listify(v: Any) -> Any:

@@ -123,7 +123,7 @@ def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
         exact_test = np.stack([exact(_member(x_np, e, 2)) for e in range(E)])
         m["exact_ll"] = exact_test.mean(1)
         m["ll_gap"] = m["test_ll"] - m["exact_ll"]
-    _latents(model, x[..., :EMBED_POINTS, :], y_np[..., :EMBED_POINTS], names, m, units)
+    _latents(model, x[..., :EMBED_POINTS, :], y_np[..., :EMBED_POINTS], names, out=m, units=units)
     if data.curve is not None:
         gen = model.sample(N_GENERATED).x_mean.cpu().numpy()
         m["wrong_sample_frac"] = np.array(
@@ -159,8 +159,8 @@ def _likelihood(model: LatentVariableModel, x: torch.Tensor, cfg: TrialConfig,
     m["iw_gap"] = (ll100 - ll1).mean(1)
 
 
-def _latents(model: LatentVariableModel, xe: torch.Tensor, ye: np.ndarray, names: list[str],
-             m: dict[str, np.ndarray], units: dict[str, np.ndarray], samples: int = 16) -> None:
+def _latents(model: LatentVariableModel, xe: torch.Tensor, ye: np.ndarray, names: list[str], *,
+             out: dict[str, np.ndarray], units: dict[str, np.ndarray], samples: int = 16) -> None:
     """Latent usage in information (see the module docstring)."""
     E = model.n_members
     fp = model(xe, n_samples=samples, kl="sampled", units=True)
@@ -168,20 +168,20 @@ def _latents(model: LatentVariableModel, xe: torch.Tensor, ye: np.ndarray, names
     total = np.stack([u.sum(-1) for u in unit_kl], 1)  # [E, L]
     for j, name in enumerate(names):
         units[name] = unit_kl[j]
-        m[f"active_units_{name}"] = np.array(
+        out[f"active_units_{name}"] = np.array(
             [metrics.active_units_kl(unit_kl[j][e]) for e in range(E)], float)
         # a sample of layer j carries what j and the layers above it carry (hierarchies)
-        m[f"kl_from_{name}"] = total[:, j:].sum(1) if model.hierarchical else total[:, j]
+        out[f"kl_from_{name}"] = total[:, j:].sum(1) if model.hierarchical else total[:, j]
         z = fp.z[j][:, 0].cpu().numpy()  # one posterior sample per point [E, B, d]
-        m[f"class_acc_{name}"] = np.array(
+        out[f"class_acc_{name}"] = np.array(
             [metrics.class_accuracy(z[e], _member(ye, e, 1)) for e in range(E)])
     top = model.top_posterior(xe)
     q_mean, q_std = top.mean.cpu().numpy(), top.std.cpu().numpy()
-    m["active_units_burda"] = np.array([metrics.active_units(q_mean[e]) for e in range(E)], float)
-    m["pocket_mass"] = np.array([metrics.pocket_mass(q_mean[e], q_std[e]) for e in range(E)])
+    out["active_units_burda"] = np.array([metrics.active_units(q_mean[e]) for e in range(E)], float)
+    out["pocket_mass"] = np.array([metrics.pocket_mass(q_mean[e], q_std[e]) for e in range(E)])
     if model.hierarchical:
         for k in range(1, len(names)):
-            m[f"kl_above_{k}"] = total[:, k:].sum(1)
+            out[f"kl_above_{k}"] = total[:, k:].sum(1)
 
 
 def _ood(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig, x_np: np.ndarray,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,7 +88,3 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         Path(tmp).write_text(text)
 
 
-def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy ``src`` to ``dst`` so that ``dst`` is either absent, old, or complete."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)

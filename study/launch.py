@@ -11,8 +11,10 @@ WAITING, and a study that ``--resume`` continues.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from .errors import UserError
 from .fingerprint import changes, fingerprint, resolved_study
 from .folder import MIRRORED, RAY_DIR, STATE, UNSENT, StudyFolder
 from .interrupt import Interruption
+from .outcome import STATUSES
 from .io import write_json
 from .preflight import (check_datasets, check_local_resources, check_resources,
                         check_resumable)
@@ -75,7 +78,8 @@ class StudyOutcome:
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address`` or start a local Ray: no dashboard UI, and Ray's default token
-    authentication left on (``RAY_AUTH_MODE`` is never set to ``disabled`` here)."""
+    authentication left on (``RAY_AUTH_MODE`` is never set to ``disabled`` here). Call it from
+    the main thread: Ray's local processes are killed when the thread that started them ends."""
     import logging
 
     import ray
@@ -104,8 +108,8 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
     state: dict[str, Any] = {}
     if not pull:
         state = folder.check(opts.resume, opts.overwrite)
-        _check_continuation(folder, state, resolved, budget, spec, opts.resume, mirror,
-                            opts.overwrite)
+        _check_continuation(folder, state, resolved, budget=budget, spec=spec,
+                            resume=opts.resume, mirror=mirror, overwrite=opts.overwrite)
     gpus = spec.resources.gpus if opts.gpus_per_trial is None else opts.gpus_per_trial
     if opts.address is None:
         check_local_resources(spec, gpus, opts.num_cpus)
@@ -115,13 +119,19 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
     import ray
 
     started_ray = not ray.is_initialized()
-    with ThreadPoolExecutor(1) as pool:  # MLflow's store (seconds when new) opens while Ray starts
-        pending = pool.submit(Tracker, opts.tracking_uri, spec.name)
-        if started_ray:
-            start_ray(opts.address, opts.num_cpus)
-            if interruption is not None:
-                interruption.reinstall()
+    # Ray starts in this thread (its processes die with the thread that started them), while
+    # helper threads open MLflow's store (seconds when new) and import Ray Tune, Optuna and,
+    # for a grid's cost order (study.search.estimated_cost), PyTorch
+    modules = [".tuner"] + (["models.size"] if not spec.sampled_factors else [])
+    with ThreadPoolExecutor(2) as pool:
+        pending = pool.submit(Tracker, opts.tracking_uri, spec.name, spec.question.strip())
+        imported = pool.submit(lambda: [importlib.import_module(m, __package__) for m in modules])
         try:
+            if started_ray:
+                start_ray(opts.address, opts.num_cpus)
+                if interruption is not None:
+                    interruption.reinstall()
+            imported.result()
             tracker = pending.result()
         except BaseException:
             if started_ray:
@@ -133,7 +143,8 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
             folder.take(resume=False, overwrite=False)
             mirror.pull()
             state = folder.state()
-            _check_continuation(folder, state, resolved, budget, spec, True, mirror)
+            _check_continuation(folder, state, resolved, budget=budget, spec=spec, resume=True,
+                                mirror=mirror)
         else:
             state = folder.take(opts.resume, opts.overwrite)
             if opts.overwrite and not opts.resume and mirror is not None:
@@ -144,13 +155,13 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
             ray.shutdown()
         raise
     try:
-        return _run(spec, budget, opts, folder, state, resolved, tracker, mirror, gpus, storage,
-                    interruption)
+        return _run(spec, budget, opts, folder, state=state, resolved=resolved, tracker=tracker,
+                    mirror=mirror, gpus=gpus, storage=storage, interruption=interruption)
     finally:
         folder.release()
 
 
-def _check_continuation(folder: StudyFolder, state: dict[str, Any], resolved: dict[str, Any],
+def _check_continuation(folder: StudyFolder, state: dict[str, Any], resolved: dict[str, Any], *,
                         budget: str, spec: StudySpec, resume: bool, mirror: Mirror | None,
                         overwrite: bool = False) -> None:
     """A resumed study runs exactly what it started with, from files that can be read."""
@@ -175,25 +186,29 @@ def _check_continuation(folder: StudyFolder, state: dict[str, Any], resolved: di
     check_resumable(folder, ray_dir, spec.name)
 
 
-def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder,
+def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
          state: dict[str, Any], resolved: dict[str, Any], tracker: Tracker,
          mirror: Mirror | None, gpus: float, storage: str | None,
          interruption: Interruption | None) -> StudyOutcome:
     from .outbox import MlflowOutbox
     from .tuner import build_tuner, finish_optuna
 
+    commit = git_commit()
+    source = {"mlflow.source.name": f"python -m study.run {spec.name} --budget {budget}",
+              "mlflow.source.type": "LOCAL", "mlflow.source.git.commit": commit}
     parent = tracker.start_parent(
         state.get("parent_run_id"),
         tags={"study": spec.name, "question": spec.question.strip()[:5000], "budget": budget,
-              "git_commit": git_commit(), "results": str(folder.path)},
-        run_name=f"{spec.name} ({budget})",
+              "git_commit": commit, "results": str(folder.path), **source},
+        run_name=f"{spec.name} {budget} {time.strftime('%Y-%m-%d %H:%M')}",
     )
     folder.write_state(budget=budget, parent_run_id=parent, tracking_uri=redact(tracker.uri),
                        storage=redact(storage) if storage else None, resolved=resolved,
                        fingerprint=fingerprint(resolved))
-    outbox = MlflowOutbox(tracker.uri, tracker.experiment_id, spec.search.metric)
+    outbox = MlflowOutbox(tracker.uri, tracker.experiment_id, spec.search.metric, run_tags=source)
     total = spec.num_trials(budget)
-    tuner, recorder = build_tuner(spec, budget, opts, folder, parent, outbox, mirror, gpus)
+    tuner, recorder = build_tuner(spec, budget, opts, folder, parent_run_id=parent,
+                                    outbox=outbox, mirror=mirror, gpus=gpus)
     error, stopped = None, False
     own = interruption is None
     interruption = interruption or Interruption()
@@ -239,7 +254,7 @@ def _counts(folder: StudyFolder) -> dict[str, int]:
     done = read_trials(folder.path)
     per_trial = done.drop_duplicates("trial_id") if len(done) else done
     return {s: int((per_trial["trial_status"] == s).sum()) if len(per_trial) else 0
-            for s in ("finished", "diverged", "pruned", "failed")}
+            for s in STATUSES}
 
 
 def _describe(err: BaseException) -> str:

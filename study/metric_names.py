@@ -14,8 +14,6 @@ from .config import TrialConfig
 
 #: one value per epoch and seed (``epochs.parquet``, MLflow curves); ``train_kl_<layer>`` too
 EPOCH_METRICS = ("train_loss", "train_bound", "val_bound", "val_elbo", "diverged")
-#: per epoch, the mean over seeds only
-EPOCH_MEANS = ("beta", "seconds")
 #: ``trials.parquet`` columns of every seed row besides the metrics, factors and config
 ROW_COLUMNS = ("trial_id", "seed", "trial_status", "seed_status", "epochs", "node_id", "device",
                "num_failures", "restored_from_epoch", "restore_note", "started_at", "ended_at",

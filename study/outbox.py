@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import threading
 import time
 from collections import deque
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ray_trial_id"
+#: the artifact of a child run with its final metrics per seed (the run's metrics are the means)
+PER_SEED_FILE = "final_per_seed.csv"
 #: MLflow error codes that a retry cannot fix.
 PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
              "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_STATE"}
@@ -64,10 +67,14 @@ class MlflowOutbox:
     """
 
     def __init__(self, uri: str, experiment_id: str, step_metric: str,
-                 retry_max_s: float = 10.0, flush_every_s: float = 30.0) -> None:
+                 retry_max_s: float = 10.0, flush_every_s: float = 30.0,
+                 run_tags: dict[str, str] | None = None) -> None:
+        """``run_tags``: tags of every child run besides its parent and trial id (e.g. MLflow's
+        ``mlflow.source.*`` tags naming the command that ran it)."""
         from mlflow.tracking import MlflowClient
 
         self.uri, self.experiment_id, self.step_metric = uri, experiment_id, step_metric
+        self.run_tags = dict(run_tags or {})
         self.client = MlflowClient(tracking_uri=uri)
         self.retry_max_s, self.flush_every_s = retry_max_s, flush_every_s
         self.losses: list[dict[str, Any]] = []
@@ -107,12 +114,15 @@ class MlflowOutbox:
             self._put(_Op(trial_id, "epochs", {"epochs": epochs}))
 
     def finish(self, trial_id: str, status: str, tags: dict[str, str],
-               final: dict[str, float] | None, step: int, artifacts: Path | None) -> None:
-        """Send the buffered epochs, the final metrics, the tags and ``artifacts`` (a folder,
-        uploaded when the write is sent: it must stay on disk), then end the run."""
+               final: dict[str, float] | None, step: int, artifacts: Path | None,
+               per_seed: dict[str, list] | None = None) -> None:
+        """Send the buffered epochs, the final metrics, the tags, ``artifacts`` (a folder,
+        uploaded when the write is sent: it must stay on disk) and ``per_seed`` (columns of
+        equal length, uploaded as the artifact ``PER_SEED_FILE``), then end the run."""
         self.flush(trial_id)
         self._put(_Op(trial_id, "finish", {"status": status, "tags": tags, "final": final or {},
-                                           "step": step, "artifacts": artifacts}))
+                                           "step": step, "artifacts": artifacts,
+                                           "per_seed": per_seed}))
 
     def end_parent(self, run_id: str, status: str = "FINISHED") -> None:
         self._put(_Op(run_id, "end-parent", {"status": status}))
@@ -213,7 +223,7 @@ class MlflowOutbox:
             else:
                 run_id = self.client.create_run(
                     self.experiment_id, run_name=p["name"],
-                    tags={PARENT_TAG: p["parent"], TRIAL_TAG: trial_id}).info.run_id
+                    tags={**self.run_tags, PARENT_TAG: p["parent"], TRIAL_TAG: trial_id}).info.run_id
                 p["last_step"] = 0
             p["run_id"] = run_id
         items = [Param(k, str(v)[:6000]) for k, v in p["params"].items()]
@@ -262,6 +272,14 @@ class MlflowOutbox:
         if p["artifacts"] is not None and p["artifacts"].is_dir():
             self.client.log_artifacts(run_id, str(p["artifacts"]))  # same paths: overwritten
             p["artifacts"] = None
+        if p.get("per_seed"):
+            import pandas as pd
+
+            with tempfile.TemporaryDirectory(prefix="hvae-seeds-") as tmp:
+                path = Path(tmp) / PER_SEED_FILE
+                pd.DataFrame(p["per_seed"]).to_csv(path, index=False)
+                self.client.log_artifact(run_id, str(path))  # same path: overwritten
+            p["per_seed"] = None
         self.client.set_terminated(run_id, p["status"])
 
 

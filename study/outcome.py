@@ -14,13 +14,14 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from ray.tune.experiment import Trial
+from typing import TYPE_CHECKING, Any
 
 from .config import TrialConfig
 from .records import is_final_result
-from .trial import EPOCHS, METRICS
+from .trial_files import EPOCHS, METRICS
+
+if TYPE_CHECKING:  # the driver imports this before Ray Tune (study.launch)
+    from ray.tune.experiment import Trial
 
 STATUSES = ("finished", "diverged", "pruned", "failed")
 
@@ -87,7 +88,7 @@ def trial_status(failed: bool, last: dict[str, Any], final: FinalFiles | None) -
     return "diverged" if any(final.members.get("diverged", [])) else "finished"
 
 
-def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], status: str,
+def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], *, status: str,
                last: dict[str, Any], final: FinalFiles | None, started_at: float | None,
                epoch_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per seed: identity, status, bookkeeping, factors, config, final metrics."""

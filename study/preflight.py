@@ -93,17 +93,19 @@ def _check_ray_state(ray_dir: str) -> None:
 
 
 def local_resources(num_cpus: int | None) -> tuple[float, float]:
-    """(CPUs, GPUs) a local Ray on this machine offers, without starting it."""
+    """(CPUs, GPUs) a local Ray on this machine offers, without starting it or importing
+    PyTorch: GPUs are ``CUDA_VISIBLE_DEVICES`` where set, else the NVIDIA device files."""
     import os
+    import re
 
-    gpus = 0
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         gpus = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
     else:
-        import torch
-
-        gpus = torch.cuda.device_count()
+        try:
+            gpus = sum(bool(re.fullmatch(r"nvidia\d+", name)) for name in os.listdir("/dev"))
+        except OSError:
+            gpus = 0
     return float(num_cpus or os.cpu_count() or 1), float(gpus)
 
 

@@ -136,20 +136,27 @@ class OptunaPruningScheduler(FIFOScheduler):
         if not is_epoch_result(result) or trial.trial_id not in self._ids:
             return TrialScheduler.CONTINUE
         ot = optuna.trial.Trial(self.study, self._ids[trial.trial_id])
+        prunes = not isinstance(self.pruner, optuna.pruners.NopPruner)
+        decided = None  # the first epoch of this batch at which the pruner says "prune"
         with warnings.catch_warnings():  # a step re-reported after a retry is ignored
             warnings.simplefilter("ignore")
             for m in history_of(result):
                 v = m.mean.get(self._metric_name)
-                if v is not None and math.isfinite(v):
-                    ot.report(float(v), int(m.epoch))
-        value = result.get(self._metric_name)
-        if value is None or not math.isfinite(value):
-            return TrialScheduler.CONTINUE  # a NaN is divergence, recorded as such, not pruning
-        if isinstance(self.pruner, optuna.pruners.NopPruner) or not ot.should_prune():
+                if v is None or not math.isfinite(v):
+                    continue  # a NaN is divergence, recorded as such, not pruning
+                ot.report(float(v), int(m.epoch))
+                # each epoch of a batch is judged as if it had arrived alone, so batching
+                # delays the STOP but not the decision
+                if prunes and decided is None and ot.should_prune():
+                    decided = int(m.epoch)
+        if decided is None:
             return TrialScheduler.CONTINUE
+        stopped = int(result.get("epoch", decided))
+        ot.set_user_attr("pruned_at_epoch", decided)
+        ot.set_user_attr("stopped_at_epoch", stopped)
         self._tell(trial, TrialState.PRUNED)
-        logger.info("pruned trial %s at epoch %s (%s=%.4g)", trial, result.get("epoch"),
-                    self._metric_name, value)
+        logger.info("pruned trial %s at epoch %s (reported up to epoch %s)", trial, decided,
+                    stopped)
         return TrialScheduler.STOP
 
     def _tell(self, trial: Trial, state: TrialState, value: float | None = None,

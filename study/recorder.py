@@ -82,7 +82,7 @@ class StudyRecorder(Callback):
     Ray Tune pickles its callbacks into the experiment state; ``__getstate__`` keeps only the
     configuration, and a resumed study hands Tune a new recorder (``study.launch``)."""
 
-    def __init__(self, spec: StudySpec, budget: str, results: Path, parent_run_id: str,
+    def __init__(self, spec: StudySpec, budget: str, results: Path, *, parent_run_id: str,
                  outbox: MlflowOutbox, mirror: Mirror | None = None,
                  progress: Progress | None = None) -> None:
         self.spec, self.budget, self.results = spec, budget, Path(results)
@@ -179,8 +179,9 @@ class StudyRecorder(Callback):
             epoch_rows = list(self._epochs.pop(trial.trial_id, {}).values())
             if final is not None and final.epochs:
                 epoch_rows = final.epochs  # the trial's own record of every epoch
-            rows = trial_rows(trial, cfg, self._factors(trial), status, last, final,
-                              self._started_at.get(trial.trial_id), epoch_rows)
+            rows = trial_rows(trial, cfg, self._factors(trial), status=status, last=last,
+                              final=final, started_at=self._started_at.get(trial.trial_id),
+                              epoch_rows=epoch_rows)
             plots = self.store.put_trial(trial.trial_id, rows, epoch_rows,
                                          final.dir / "scores.parquet" if final else None,
                                          final.dir / "plots" if final else None)
@@ -205,15 +206,16 @@ class StudyRecorder(Callback):
         if last.get("restore_note"):
             tags["restore_note"] = str(last["restore_note"])[:5000]
         metrics: dict[str, float] = {}
-        if final is not None:
+        per_seed: dict[str, list] | None = None
+        if final is not None:  # means as metrics; per seed as a table (charts stay readable)
             metrics = {f"final/{k}": v for k, v in final.mean.items()}
-            for k, vals in final.members.items():
-                metrics |= {f"final/{k}/seed_{s}": v for s, v in zip(seeds, vals)}
+            per_seed = {"seed": list(seeds)} | {k: list(v) for k, v in final.members.items()}
             diverged = [v for v in final.members.get("diverged_epoch", []) if v == v]
             if diverged:
                 tags["diverged_epoch"] = str(int(min(diverged)))
         mlflow_status = {"failed": "FAILED", "pruned": "KILLED"}.get(status, "FINISHED")
-        self.outbox.finish(run_id, mlflow_status, tags, metrics, int(last.get("epoch", 0)), plots)
+        self.outbox.finish(run_id, mlflow_status, tags, metrics, int(last.get("epoch", 0)), plots,
+                           per_seed)
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         if self.progress is not None:

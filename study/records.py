@@ -10,7 +10,7 @@ readers), so no other module spells a result key:
   nothing else goes there) and, under ``history``, every :class:`EpochMetrics` since the
   previous report, as plain dicts;
 - the final result carries the search metric's value and the trial's bookkeeping; the final
-  metrics themselves travel as files in the final checkpoint (``study.trial.FILES``).
+  metrics themselves travel as files in the final checkpoint (``study.trial_files.FILES``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def epoch_result(pending: list[EpochMetrics], node: str, restored: Restored) -> 
             "restore_note": restored.note, "history": [asdict(m) for m in pending]}
 
 
-def final_result(last: EpochMetrics, metric: str, score: float, device: str, node: str,
+def final_result(last: EpochMetrics, metric: str, score: float, *, device: str, node: str,
                  restored: Restored, diverged_epoch: int) -> dict[str, Any]:
     return {_KIND: _FINAL, "epoch": last.epoch, metric: score, "n_diverged": last.n_diverged,
             "device": device, "node_id": node, "restored_from": restored.epoch,

@@ -25,10 +25,6 @@ def redact(text: str) -> str:
     return _QUERY.sub(lambda m: f"{m['key']}{MASK}", text)
 
 
-def has_secret(uri: str) -> bool:
-    return redact(uri) != uri
-
-
 class RedactingFilter(logging.Filter):
     """Masks URI passwords in a record's message and arguments."""
 

@@ -7,13 +7,19 @@ Under the study's results folder:
   metrics of that seed (``study.evaluate``), NaN where the trial never got there;
 - ``epochs.parquet/``: learning curves, one row per trial x epoch x seed, one file per trial
   (so the driver never holds or rewrites the curves of finished trials);
-- ``scores.parquet/``: a Parquet dataset folder with one file per trial (per-sample OOD scores:
-  member, seed, set, score, index, value); read it with ``pandas.read_parquet``;
+- ``scores.parquet/``: a Parquet dataset folder with one file per trial (per-point OOD scores:
+  trial_id, seed, set, score, index, value); read it with ``pandas.read_parquet``;
 - ``plots/TRIAL_ID/``: the trial's plots (also uploaded to its MLflow run).
 
 Every write replaces the file atomically and rows are keyed by trial id, so a retried or
 resumed trial replaces its rows instead of adding a second copy. ``read_epochs`` and
 ``read_scores`` read the folders (and a single-file ``epochs.parquet`` of older results).
+
+The frames a researcher analyses come joined (docs/columns.md lists every column):
+``seeds(folder)`` (one row per trial x seed with its factors, statuses and final metrics),
+``curves(folder)`` (learning curves with the factors and statuses of their trial and seed) and
+``scores(folder)`` (per-point scores with the same), e.g.
+``curves("results/spirals_depth").groupby(["factor.depth", "epoch"]).val_bound.mean()``.
 """
 
 from __future__ import annotations
@@ -136,3 +142,45 @@ def read_epochs(folder: str | Path) -> pd.DataFrame:
 def read_scores(folder: str | Path) -> pd.DataFrame:
     path = Path(folder) / SCORES
     return pq.read_table(path).to_pandas() if path.exists() and any(path.iterdir()) else pd.DataFrame()
+
+
+#: what ``curves`` and ``scores`` carry over from a trial's seed row besides its factors
+_JOINED = ("trial_status", "seed_status")
+
+
+def seeds(folder: str | Path, completed: bool = False) -> pd.DataFrame:
+    """One row per trial x seed: ids, statuses, ``factor.*``, ``config.*`` and final metrics,
+    sorted by the factors then the seed; ``completed``: only seeds that finished evaluation
+    (``study.columns.completed_seeds``)."""
+    from .columns import completed_seeds, factor_columns
+
+    rows = read_trials(folder)
+    if completed:
+        rows = completed_seeds(rows)
+    if not len(rows):
+        return rows
+    order = [c for c in factor_columns(rows) if rows[c].notna().any()] + ["seed", "trial_id"]
+    return rows.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _with_trial(frame: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
+    """``frame`` (with trial_id, seed) joined to its seed row's factors and statuses."""
+    from .columns import factor_columns
+
+    rows = read_trials(folder)
+    if not len(frame) or not len(rows):
+        return frame
+    keep = ["trial_id", "seed", *_JOINED, *factor_columns(rows)]
+    return frame.merge(rows[keep], on=["trial_id", "seed"], how="left", validate="many_to_one")
+
+
+def curves(folder: str | Path) -> pd.DataFrame:
+    """Learning curves (one row per trial x epoch x seed) with their trial's factors and
+    statuses."""
+    return _with_trial(read_epochs(folder), folder)
+
+
+def scores(folder: str | Path) -> pd.DataFrame:
+    """Per-point OOD scores (one row per trial x seed x set x score x point) with their
+    trial's factors and statuses."""
+    return _with_trial(read_scores(folder), folder)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.size import parameter_count
-
 from .spec import StudySpec
 
 
@@ -49,6 +47,8 @@ def build_search(spec: StudySpec, budget: str, max_concurrent: int | None = None
 
 def estimated_cost(cfg) -> float:
     """Relative training cost of a trial: parameters x seeds x epochs x training points."""
+    from models.size import parameter_count  # PyTorch: imported while Ray starts (study.launch)
+
     n_params = parameter_count(cfg.architecture())
     n_train = cfg.n_train or 60_000
     return float(n_params * len(cfg.seeds) * cfg.epochs * n_train * cfg.iw_samples)

@@ -26,6 +26,8 @@ from .errors import UserError
 from .redact import redact
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+#: MLflow's tag for a description shown on an experiment's (or run's) page
+DESCRIPTION_TAG = "mlflow.note.content"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -119,7 +121,9 @@ class Tracker:
     """The study's experiment (created if missing) and its parent run, reached synchronously:
     an unusable tracking store fails here, as a :class:`TrackingError`."""
 
-    def __init__(self, uri: str | None, experiment: str) -> None:
+    def __init__(self, uri: str | None, experiment: str, description: str | None = None) -> None:
+        """``description``: the experiment's description in the MLflow UI (the study's
+        question), set on every start so it follows the study file."""
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_uri(uri)
@@ -129,6 +133,9 @@ class Tracker:
                 exp = self.client.get_experiment_by_name(experiment)
                 self.experiment_id = exp.experiment_id if exp else \
                     self.client.create_experiment(experiment)
+                if description:
+                    self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG,
+                                                   description[:5000])
         except TrackingError:
             raise
         except Exception as err:  # noqa: BLE001 - any client failure means "cannot track"

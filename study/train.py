@@ -8,7 +8,7 @@ and default; ``--hidden`` takes one comma-separated group per layer and ``--seed
         --hidden 64,64 32,32 --seeds 3 --epochs 200
 
 The output folder (``--out``, default ``runs/<dataset>-<kind>-z<latents>-<hash>``: the hash
-identifies the configuration) holds the trial's files (``study.trial.FILES``) and its
+identifies the configuration) holds the trial's files (``study.trial_files.FILES``) and its
 checkpoints; running the same configuration again resumes it.
 """
 
@@ -31,7 +31,8 @@ from .errors import UserError
 from .evaluate import Evaluation
 from .records import EpochMetrics, Restored
 from .trainer import Trainer
-from .trial import CHECKPOINT, Candidate, WriteFiles, run_trial
+from .trial import Candidate, WriteFiles, run_trial
+from .trial_files import CHECKPOINT
 
 PREVIOUS = "trainer.prev.pt"
 

@@ -8,7 +8,7 @@ checkpoint I/O and result reporting (``study.records`` defines the results):
   epoch since the previous one; a Tune checkpoint every ``spec.checkpoint_every`` epochs;
 - after a restore, the first result repeats the epochs before the checkpoint (a killed driver
   may have lost them; the recorder keys epochs by number, so nothing is counted twice);
-- a final result whose checkpoint folder also holds the trial's files (``study.trial.FILES``),
+- a final result whose checkpoint folder also holds the trial's files (``study.trial_files.FILES``),
   which the driver reads through Ray's checkpoint API, on one machine or a cluster alike.
 
 A checkpoint that cannot be read falls back to the one before (Tune keeps two) and then to
@@ -24,22 +24,26 @@ import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 from ray import tune
 
-from .data import DataBundle, DataConfig, load_data
-from .evaluate import Evaluation
 from .records import EpochMetrics, Restored, epoch_result, final_result
 from .spec import StudySpec
-from .trainer import Trainer
-from .trial import CHECKPOINT, Candidate, WriteFiles, run_trial
+from .trial_files import CHECKPOINT
+
+if TYPE_CHECKING:  # the driver imports this module: PyTorch only inside the worker
+    from .data import DataBundle, DataConfig
+    from .evaluate import Evaluation
+    from .trainer import Trainer
+    from .trial import Candidate, WriteFiles
 
 
 @functools.lru_cache(maxsize=4)
 def cached_data(cfg: DataConfig) -> DataBundle:
+    from .data import load_data
+
     return load_data(cfg)
 
 
@@ -97,8 +101,9 @@ class TuneIO:
         # a configuration with a diverged seed has no score: NaN makes the searcher count it failed
         score = last.mean.get(self.metric, float("nan")) if not last.n_diverged else float("nan")
         diverged = min((d for d in trainer.state.diverged_epoch if d), default=0)
-        self._report(final_result(last, self.metric, score, self.device, self.node,
-                                  self.restored, diverged), trainer, write_files)
+        self._report(final_result(last, self.metric, score, device=self.device,
+                                  node=self.node, restored=self.restored,
+                                  diverged_epoch=diverged), trainer, write_files)
 
 
 @contextmanager
@@ -126,6 +131,9 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
                     plots: bool = True) -> None:
     """Ray Tune function trainable (see the module docstring)."""
     import matplotlib
+    import torch
+
+    from .trial import run_trial
 
     matplotlib.use("Agg")  # a worker has no display
     cfg = spec.trial_config(factors, budget)

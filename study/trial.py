@@ -28,10 +28,7 @@ from .evaluate import Evaluation, evaluate
 from .io import write_json, write_parquet
 from .records import EpochMetrics, Restored
 from .trainer import ConfigMismatch, Trainer, read_checkpoint
-
-CHECKPOINT = "trainer.pt"
-METRICS, EPOCHS, SCORES, PLOTS = "metrics.json", "epochs.parquet", "scores.parquet", "plots"
-FILES = (METRICS, EPOCHS, SCORES, PLOTS)
+from .trial_files import CHECKPOINT, EPOCHS, FILES, METRICS, PLOTS, SCORES
 
 #: a checkpoint candidate: a label for messages and a context manager yielding its trainer file
 Candidate = tuple[str, Callable[[], AbstractContextManager[Path]]]
@@ -122,7 +119,7 @@ def write_trial_files(folder: Path, cfg: TrialConfig, trainer: Trainer, data: Da
         return []
     from .plots import all_plots
 
-    return all_plots(trainer.model, data, ev, trainer.state, folder / PLOTS)
+    return all_plots(trainer.model, data, ev, trainer.state, folder / PLOTS, cfg)
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .launch import RunOptions
 
 
-def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder,
+def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
                 parent_run_id: str, outbox: MlflowOutbox, mirror: Mirror | None,
                 gpus: float) -> tuple[tune.Tuner, StudyRecorder]:
     """A new ``Tuner`` or, for ``--resume``, the restored one; with this invocation's recorder
@@ -31,7 +31,8 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     progress = None if opts.quiet else Progress(
         spec.num_trials(budget), max(spec.trial_config(c, budget).epochs for c in spec.grid_cells()),
         spec.search.metric, spec.search.mode, list(spec.factors))
-    recorder = StudyRecorder(spec, budget, folder.path, parent_run_id, outbox, mirror, progress)
+    recorder = StudyRecorder(spec, budget, folder.path, parent_run_id=parent_run_id,
+                             outbox=outbox, mirror=mirror, progress=progress)
     trainable = tune.with_resources(
         tune.with_parameters(run_study_trial, spec=spec, budget=budget,
                              metric=spec.search.metric, plots=opts.plots),

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from studies import write_spec
 from study.launch import run_study
 from study.report import build_report
+from study import results
 from study.results import read_epochs, read_scores, read_trials
 from study.spec_file import load_spec
 
@@ -49,11 +50,22 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
     scores = read_scores(out.results)
     assert {"test", "shifted_1", "uniform"} <= set(scores["set"])
     assert len(scores[(scores.set == "test") & (scores.score == "neg_ll")]) == 2 * 2 * 128
+    # the joined frames: every curve and score row knows its trial's factors and statuses
+    curves, joined = results.curves(out.results), results.scores(out.results)
+    assert len(curves) == len(epochs) and len(joined) == len(scores)
+    for frame in (curves, joined):
+        assert frame["factor.lr"].notna().all() and set(frame["seed_status"]) == {"finished"}
+    lrs = curves.groupby("trial_id")["factor.lr"].first().to_dict()
+    assert lrs == trials.groupby("trial_id")["factor.lr"].first().to_dict()
+    assert list(results.seeds(out.results)["factor.lr"]) == [0.003, 0.003, 0.01, 0.01]
 
     client, parents, children = _runs(uri, "tiny_grid")
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.run_id == out.parent_run_id
+    assert parent.info.run_name.startswith("tiny_grid smoke 20")  # budget and start time
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.note.content"] == \
+        "test study tiny_grid"
     assert parent.data.tags["study"] == "tiny_grid" and parent.data.tags["budget"] == "smoke"
     assert parent.data.tags["question"] == "test study tiny_grid" and parent.data.tags["git_commit"]
     for child in children:
@@ -62,9 +74,15 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
         assert child.data.params["factor.lr"] in ("0.003", "0.01")
         assert child.data.params["dataset"] == "moons"
         assert len(client.get_metric_history(child.info.run_id, "val_elbo")) == 2
-        assert "final/test_ll" in child.data.metrics and "final/test_ll/seed_1" in child.data.metrics
+        assert "final/test_ll" in child.data.metrics
+        assert not [k for k in child.data.metrics if "/seed_" in k and k.startswith("final/")]
+        assert child.data.tags["mlflow.source.name"].startswith("python -m study.run")
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"roc.png", "samples.png", "learning_curves.png"} <= artifacts
+        assert {"roc.png", "samples.png", "learning_curves.png", "final_per_seed.csv"} <= artifacts
+        per_seed = pd.read_csv(client.download_artifacts(child.info.run_id, "final_per_seed.csv",
+                                                         str(tmp_path / child.info.run_id)))
+        assert list(per_seed["seed"]) == [0, 1]
+        assert per_seed["test_ll"].mean() == pytest.approx(child.data.metrics["final/test_ll"])
 
     study = optuna.load_study(study_name="tiny_grid", storage=f"sqlite:///{out.results}/optuna.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
@@ -76,12 +94,12 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
 
 def test_a_bad_configuration_is_pruned_everywhere(local_ray, tmp_path):
     """Two good learning rates finish first (one trial at a time); a learning rate that cannot
-    learn anything is then pruned by the median pruner."""
+    learn anything is then pruned by the median pruner, at the first epoch the pruner may prune
+    (epochs reach it in batches every ``report_every_s``, each judged on its own)."""
     spec = load_spec(str(write_spec(
         tmp_path, "tiny_prune", factors={"lr": {"grid": [0.01, 0.011, 1.0e-7]}},
         budgets={"smoke": {"epochs": 40, "n_train": 1024}},  # long enough for STOP to arrive
-        pruner={"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 2}},
-        report_every_s=0)))  # every epoch reaches the pruner at once
+        pruner={"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 2}})))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, max_concurrent=1, quiet=True)
     assert out.counts == {"finished": 2, "diverged": 0, "pruned": 1, "failed": 0}
@@ -100,6 +118,9 @@ def test_a_bad_configuration_is_pruned_everywhere(local_ray, tmp_path):
     states = {t.params["lr"]: t.state for t in study.trials}
     assert states == {0.01: optuna.trial.TrialState.COMPLETE, 0.011: optuna.trial.TrialState.COMPLETE,
                       1e-7: optuna.trial.TrialState.PRUNED}
+    pruned = next(t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    assert pruned.user_attrs["pruned_at_epoch"] == 2  # the earliest step the pruner may prune
+    assert 2 <= pruned.user_attrs["stopped_at_epoch"] <= trials.loc[1e-7, "epochs"] < 40
     assert "1 pruned" in build_report(spec, out.results).read_text()
 
 
