@@ -34,6 +34,7 @@ from .io import write_json
 STATE = "study.json"
 LOCK = "study.lock"
 RAY_DIR = "ray"
+ROUNDS_DIR = "rounds"  # Ray Tune experiments of the rounds of --until-decided
 OPTUNA_DB = "optuna.db"
 TRIALS = "trials.parquet"
 EPOCHS = "epochs.parquet"
@@ -42,7 +43,7 @@ PLOTS = "plots"
 REPORT_DIR = "report"
 UNSENT = "mlflow_unsent.json"
 #: every entry a study writes into its folder (its manifest); sqlite adds its journal files
-LAYOUT = (STATE, LOCK, RAY_DIR, OPTUNA_DB, f"{OPTUNA_DB}-journal", f"{OPTUNA_DB}-wal",
+LAYOUT = (STATE, LOCK, RAY_DIR, ROUNDS_DIR, OPTUNA_DB, f"{OPTUNA_DB}-journal", f"{OPTUNA_DB}-wal",
           f"{OPTUNA_DB}-shm", TRIALS, EPOCHS, SCORES, PLOTS, REPORT_DIR, UNSENT)
 #: what the end of a study copies to shared storage (trials' own files are copied as they end)
 MIRRORED = (TRIALS, EPOCHS, SCORES, PLOTS, OPTUNA_DB, STATE, UNSENT)

@@ -26,6 +26,7 @@ from .folder import MIRRORED, RAY_DIR, STATE, UNSENT, StudyFolder
 from .interrupt import Interruption
 from .outcome import STATUSES
 from .io import write_json
+from .until_decided import sequential_design
 from .preflight import (check_datasets, check_local_resources, check_resources,
                         check_resumable)
 from .redact import redact
@@ -50,6 +51,9 @@ class RunOptions:
     quiet: bool = False
     plots: bool = True
     mlflow_grace_s: float = 300.0
+    until_decided: bool = False
+    max_seeds: int | None = None
+    seed_step: int | None = None
 
 
 @dataclass
@@ -110,6 +114,7 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
         state = folder.check(opts.resume, opts.overwrite)
         _check_continuation(folder, state, resolved, budget=budget, spec=spec,
                             resume=opts.resume, mirror=mirror, overwrite=opts.overwrite)
+    design = sequential_design(spec, budget, opts, state)  # bad flags fail before Ray starts
     gpus = spec.resources.gpus if opts.gpus_per_trial is None else opts.gpus_per_trial
     if opts.address is None:
         check_local_resources(spec, gpus, opts.num_cpus)
@@ -156,7 +161,8 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
         raise
     try:
         return _run(spec, budget, opts, folder, state=state, resolved=resolved, tracker=tracker,
-                    mirror=mirror, gpus=gpus, storage=storage, interruption=interruption)
+                    mirror=mirror, gpus=gpus, storage=storage, interruption=interruption,
+                    design=design or sequential_design(spec, budget, opts, state))
     finally:
         folder.release()
 
@@ -189,9 +195,10 @@ def _check_continuation(folder: StudyFolder, state: dict[str, Any], resolved: di
 def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
          state: dict[str, Any], resolved: dict[str, Any], tracker: Tracker,
          mirror: Mirror | None, gpus: float, storage: str | None,
-         interruption: Interruption | None) -> StudyOutcome:
+         interruption: Interruption | None, design: Any) -> StudyOutcome:
     from .outbox import MlflowOutbox
-    from .tuner import build_tuner, finish_optuna
+    from .rounds import Rounds
+    from .tuner import finish_optuna
 
     commit = git_commit()
     source = {"mlflow.source.name": f"python -m study.run {spec.name} --budget {budget}",
@@ -204,19 +211,22 @@ def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
     )
     folder.write_state(budget=budget, parent_run_id=parent, tracking_uri=redact(tracker.uri),
                        storage=redact(storage) if storage else None, resolved=resolved,
-                       fingerprint=fingerprint(resolved))
+                       fingerprint=fingerprint(resolved),
+                       sequential=design.to_state() if design else None)
     outbox = MlflowOutbox(tracker.uri, tracker.experiment_id, spec.search.metric, run_tags=source)
-    total = spec.num_trials(budget)
-    tuner, recorder = build_tuner(spec, budget, opts, folder, parent_run_id=parent,
-                                    outbox=outbox, mirror=mirror, gpus=gpus)
-    error, stopped = None, False
+    rounds = Rounds(spec, budget, opts, folder, design, state if opts.resume else {})
+    error, stopped, recorder = None, False, None
     own = interruption is None
     interruption = interruption or Interruption()
     try:
         if own:
             interruption.__enter__()
-        tuner.fit()
-        stopped = interruption.after_tune()
+        while (tuner_and_recorder := rounds.next_tuner(parent, outbox, mirror, gpus)) is not None:
+            tuner, recorder = tuner_and_recorder
+            tuner.fit()
+            stopped = interruption.after_tune()
+            if stopped or sum(_counts(folder).values()) < rounds.handed_out:
+                break  # a round starts only when every trial before it is recorded
     except KeyboardInterrupt:  # a second signal: abort at once
         stopped = True
     except Exception as err:  # noqa: BLE001 - any crash: end orderly, report one line
@@ -224,12 +234,13 @@ def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
     finally:
         if own:
             interruption.__exit__(None, None, None)
+    total = rounds.total
     counts = _counts(folder)
     missing = total - sum(counts.values())
     ended_early = missing > 0 and (stopped or error is not None)
-    if ended_early:
+    if ended_early and recorder is not None:
         recorder.kill_unfinished()
-    finish_optuna(folder, spec, recorder, ended_early)
+    finish_optuna(folder, spec, rounds.seen(), ended_early)
     outbox.end_parent(parent, "KILLED" if ended_early else "FINISHED")
     losses = outbox.close(min(opts.mlflow_grace_s, 10.0) if ended_early else opts.mlflow_grace_s)
     if losses:

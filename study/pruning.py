@@ -33,10 +33,17 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from .records import history_of, is_epoch_result, is_final_result
+from .spec import ROUND_SEEDS
 
 logger = logging.getLogger(__name__)
 RAY_ID = "ray_trial_id"
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+#: user attribute of a trial that a round of --until-decided gave its own seeds ("5-9")
+SEEDS = "seeds"
+
+
+def _seeds_attr(trial: Trial) -> str | None:
+    return trial.config.get(ROUND_SEEDS)
 
 
 def open_study(storage: str, study_name: str, metric: str, mode: str,
@@ -104,8 +111,9 @@ class OptunaPruningScheduler(FIFOScheduler):
         if trial.trial_id in self._ids:
             return
         params = {k: v for k, v in trial.config.items() if k in self.distributions}
+        seeds = _seeds_attr(trial)
         existing = self._existing if self.study is not None else {}
-        found = existing.get(trial.trial_id) or self._orphan_like(existing, params)
+        found = existing.get(trial.trial_id) or self._orphan_like(existing, params, seeds)
         if found is not None:
             self._ids[trial.trial_id] = found._trial_id
             self._claimed.add(found._trial_id)
@@ -120,15 +128,18 @@ class OptunaPruningScheduler(FIFOScheduler):
             self.study.enqueue_trial(params)
         ot = self.study.ask(fixed_distributions={k: self.distributions[k] for k in params})
         ot.set_user_attr(RAY_ID, trial.trial_id)
+        if seeds is not None:
+            ot.set_user_attr(SEEDS, seeds)
         self._ids[trial.trial_id] = ot._trial_id
         self._claimed.add(ot._trial_id)
 
     def _orphan_like(self, existing: dict[str, optuna.trial.FrozenTrial],
-                     params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-        """An unfinished Optuna trial of a Ray trial that no longer exists, with these params."""
+                     params: dict[str, Any], seeds: str | None) -> optuna.trial.FrozenTrial | None:
+        """An unfinished Optuna trial of a Ray trial that no longer exists, with these params
+        (and seeds)."""
         for t in existing.values():
             if t.state in UNFINISHED and t._trial_id not in self._claimed and t.params == params \
-                    and t.user_attrs[RAY_ID] not in self._ids:
+                    and t.user_attrs.get(SEEDS) == seeds and t.user_attrs[RAY_ID] not in self._ids:
                 return t
         return None
 

@@ -30,11 +30,12 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from .outbox import MlflowOutbox
+from .config import TrialConfig
 from .outcome import FinalFiles, final_files, trial_rows, trial_status
 from .progress import Progress
 from .records import history_of, is_epoch_result
 from .results import ResultsStore
-from .spec import StudySpec
+from .spec import ROUND_SEEDS, StudySpec
 from .storage import Mirror
 
 #: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
@@ -104,13 +105,21 @@ class StudyRecorder(Callback):
     def _factors(self, trial: Trial) -> dict[str, Any]:
         return {k: trial.config.get(k) for k in self.spec.factors}
 
+    def _config(self, trial: Trial) -> TrialConfig:
+        """The trial's configuration: its factors, and its seeds when a round of
+        ``--until-decided`` gave it seeds of its own (``study.sequential.Round``)."""
+        extra = {k: trial.config[k] for k in (ROUND_SEEDS,) if k in trial.config}
+        return self.spec.trial_config(self._factors(trial) | extra, self.budget)
+
     def _run(self, trial: Trial) -> str:
         """The trial's id, once its child run has been asked for."""
         if trial.trial_id not in self.started:
             factors = self._factors(trial)
-            cfg = self.spec.trial_config(factors, self.budget)
+            cfg = self._config(trial)
             params = {f"factor.{k}": v for k, v in factors.items()} | cfg.flat()
             name = "trial " + ", ".join(f"{k}={v}" for k, v in factors.items())
+            if ROUND_SEEDS in trial.config:  # a round of --until-decided
+                name += f", seeds {cfg.seeds[0]}-{cfg.seeds[-1]}"
             self.outbox.child_run(trial.trial_id, self.parent_run_id, name[:200], params)
             self.started.add(trial.trial_id)
         return trial.trial_id
@@ -137,7 +146,7 @@ class StudyRecorder(Callback):
         if not is_epoch_result(result):
             return
         rows = self._epochs.setdefault(trial.trial_id, {})
-        seeds = list(self.spec.trial_config(self._factors(trial), self.budget).seeds)
+        seeds = list(self._config(trial).seeds)
         run_id = self._run(trial)
         for m in history_of(result):
             for row in m.rows(seeds):
@@ -175,7 +184,7 @@ class StudyRecorder(Callback):
         final: FinalFiles | None = None if failed else final_files(trial)
         try:
             status = trial_status(failed, last, final)
-            cfg = self.spec.trial_config(self._factors(trial), self.budget)
+            cfg = self._config(trial)
             epoch_rows = list(self._epochs.pop(trial.trial_id, {}).values())
             if final is not None and final.epochs:
                 epoch_rows = final.epochs  # the trial's own record of every epoch

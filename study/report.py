@@ -29,6 +29,7 @@ from .report_tables import (best_configs, config_table, fit_table, level_table, 
 from .results import default_folder, read_epochs, read_scores, read_trials
 from .spec import StudySpec
 from .spec_file import load_spec
+from .sequential import Design, judge
 from .verdicts import judge_all
 
 VERDICTS_EXPLAINED = (
@@ -42,6 +43,14 @@ VERDICTS_EXPLAINED = (
     "*equivalent*: the effect is shown to lie within the claim's margin (TOST); *inconclusive*: "
     "neither (with the seeds that would decide it); *untestable*: the configurations miss the "
     "claim's fitness gate, so the models did not learn what the claim is about.")
+
+
+SEQUENTIAL_EXPLAINED = (
+    "Seeds were added until decided (`--until-decided`): {first} seeds, then {step} more per "
+    "round for the configurations of claims still inconclusive, up to {max}. Each look tests at "
+    "its own level, alpha spent by a Pocock-type Lan-DeMets function (total {alpha}), so looking "
+    "after every round does not inflate the error rate; a claim keeps its first decision. "
+    "Looks: {looks}.\n")
 
 
 def _responses(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
@@ -61,7 +70,11 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     folder = results / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     responses = _responses(spec, trials)
-    seeds = int(trials.groupby("trial_id").size().max())
+    per_config = trials.groupby(factor_columns(trials) or (lambda _: 0), dropna=False)["seed"] \
+        .nunique()
+    seeds = f"{per_config.min()}" if per_config.min() == per_config.max() else \
+        f"{per_config.min()} to {per_config.max()}"
+    design = Design.from_state(state.get("sequential"))
 
     parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
              f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
@@ -72,10 +85,18 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     figures = curve_figures(spec, trials, folder)
     if spec.claims:
         scores = read_scores(results)
-        verdicts = judge_all(spec.claims, trials, spec.gates, spec.alpha,
-                             scores if len(scores) else None)
+        if design is None:
+            verdicts = judge_all(spec.claims, trials, spec.gates, spec.alpha,
+                                 scores if len(scores) else None)
+            sequential_note = ""
+        else:
+            verdicts, looks = judge(spec.claims, trials, design, spec.gates,
+                                    scores if len(scores) else None)
+            sequential_note = SEQUENTIAL_EXPLAINED.format(
+                first=design.first, step=design.step, max=design.max_seeds, alpha=design.alpha,
+                looks=", ".join(f"{look.seeds} seeds at level {look.level:.3g}" for look in looks))
         parts += ["## Verdicts\n", VERDICTS_EXPLAINED.format(alpha=spec.alpha) + "\n",
-                  markdown(verdict_table(verdicts, smoke))]
+                  sequential_note, markdown(verdict_table(verdicts, smoke))]
         parts += [f"![{p.stem}]({p.name})\n" for p in figures]
         figures = []
     fit = fit_table(trials)

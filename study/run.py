@@ -50,6 +50,14 @@ def parser() -> argparse.ArgumentParser:
                    help="at the end, how long to wait for MLflow writes held back by an outage")
     p.add_argument("--max-grid", type=int, default=MAX_GRID, metavar="N",
                    help="refuse a grid of more than N configurations")
+    p.add_argument("--until-decided", action="store_true",
+                   help="after the study, add seeds in rounds to the configurations of claims "
+                        "still inconclusive until each is decided or --max-seeds is reached "
+                        "(a group-sequential design: docs/ARCHITECTURE.md)")
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N",
+                   help="with --until-decided: the most seeds a configuration may get")
+    p.add_argument("--seed-step", type=int, default=None, metavar="N",
+                   help="with --until-decided: seeds added per round (default: the study's seeds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -110,7 +118,10 @@ def check_flags(args: argparse.Namespace) -> None:
     """Numeric flags out of range: one line naming the flag and its value."""
     limits = [("--max-concurrent", args.max_concurrent, 1), ("--num-cpus", args.num_cpus, 1),
               ("--gpus-per-trial", args.gpus_per_trial, 0), ("--mlflow-grace", args.mlflow_grace, 0),
-              ("--max-grid", args.max_grid, 1)]
+              ("--max-grid", args.max_grid, 1), ("--max-seeds", args.max_seeds, 2),
+              ("--seed-step", args.seed_step, 1)]
+    if (args.max_seeds is not None or args.seed_step is not None) and not args.until_decided:
+        raise UserError("--max-seeds / --seed-step: they go with --until-decided")
     for flag, value, low in limits:
         if value is None:
             continue
@@ -184,7 +195,9 @@ def _main(argv: list[str] | None = None) -> int:
                             resume=args.resume, overwrite=args.overwrite,
                             max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
                             num_cpus=args.num_cpus, quiet=args.quiet,
-                            mlflow_grace_s=args.mlflow_grace, storage=args.storage)
+                            mlflow_grace_s=args.mlflow_grace, storage=args.storage,
+                            until_decided=args.until_decided, max_seeds=args.max_seeds,
+                            seed_step=args.seed_step)
     except UserError as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2

@@ -60,6 +60,10 @@ PRUNERS = {
 }
 
 
+#: the key of a Ray trial's config that gives a round of --until-decided its seeds, "FIRST-LAST"
+#: (a string: Ray Tune would read a list in its search space as nested parameters)
+ROUND_SEEDS = "round_seeds"
+
 class Search(Strict):
     metric: str = "val_bound"
     mode: Literal["max", "min"] = "max"
@@ -174,8 +178,14 @@ class StudySpec(Strict):
         return values | overrides
 
     def trial_values(self, factors: dict[str, Any], budget: str) -> dict[str, Any]:
-        """TrialConfig fields of the trial with these factor values (shorthands resolved)."""
+        """TrialConfig fields of the trial with these factor values (shorthands resolved); a
+        ``ROUND_SEEDS`` entry ("5-9", a round of ``--until-decided``) replaces the seeds."""
         values = self.base_values(budget)
+        factors = dict(factors)
+        if factors.get(ROUND_SEEDS):
+            first, last = (int(s) for s in str(factors.pop(ROUND_SEEDS)).split("-"))
+            values["seeds"] = list(range(first, last + 1))
+        factors.pop(ROUND_SEEDS, None)
         for name, value in factors.items():
             f = self.factors.get(name)
             if f is not None and f.levels is not None:

@@ -28,6 +28,9 @@ from .redact import redact
 DEFAULT_URI = "sqlite:///mlflow.db"
 #: MLflow's tag for a description shown on an experiment's (or run's) page
 DESCRIPTION_TAG = "mlflow.note.content"
+#: MLflow 3's UI opens an experiment by its kind: model training opens on the runs table (an
+#: experiment without a kind may open on the GenAI traces page, empty for a study)
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -133,6 +136,7 @@ class Tracker:
                 exp = self.client.get_experiment_by_name(experiment)
                 self.experiment_id = exp.experiment_id if exp else \
                     self.client.create_experiment(experiment)
+                self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
                 if description:
                     self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG,
                                                    description[:5000])

@@ -4,32 +4,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .folder import RAY_DIR, StudyFolder
+from .folder import RAY_DIR, ROUNDS_DIR, StudyFolder
 from .outbox import MlflowOutbox
 from .progress import Progress
 from .recorder import StudyRecorder
-from .spec import StudySpec
+from .spec import ROUND_SEEDS, StudySpec
 from .storage import Mirror
 
 if TYPE_CHECKING:
     from ray import tune
 
     from .launch import RunOptions
+    from .sequential import Round
 
 
 def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
                 parent_run_id: str, outbox: MlflowOutbox, mirror: Mirror | None,
-                gpus: float) -> tuple[tune.Tuner, StudyRecorder]:
-    """A new ``Tuner`` or, for ``--resume``, the restored one; with this invocation's recorder
-    as its callback either way."""
+                gpus: float, round_: Round | None = None,
+                restore: bool = False) -> tuple[tune.Tuner, StudyRecorder]:
+    """The ``Tuner`` of the study (``round_`` None) or of one round of ``--until-decided``
+    (its cells with their new seeds), new or, with ``restore``, restored from its experiment
+    folder; with this invocation's recorder as its callback either way."""
     from ray import tune
 
     from .pruning import OptunaPruningScheduler
     from .search import build_search
     from .trainable import run_study_trial
 
+    total = spec.num_trials(budget) if round_ is None else len(round_.cells)
     progress = None if opts.quiet else Progress(
-        spec.num_trials(budget), max(spec.trial_config(c, budget).epochs for c in spec.grid_cells()),
+        total, max(spec.trial_config(c, budget).epochs for c in spec.grid_cells()),
         spec.search.metric, spec.search.mode, list(spec.factors))
     recorder = StudyRecorder(spec, budget, folder.path, parent_run_id=parent_run_id,
                              outbox=outbox, mirror=mirror, progress=progress)
@@ -39,14 +43,21 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
         {"cpu": spec.resources.cpus, "gpu": gpus},
     )
     ray_root = mirror.uri if mirror is not None else str(folder.path)  # Ray's storage_path
-    if opts.resume:
-        tuner = tune.Tuner.restore(f"{ray_root}/{RAY_DIR}", trainable=trainable,
+    if round_ is not None:
+        ray_root, name = f"{ray_root}/{ROUNDS_DIR}", f"round_{round_.index}"
+    else:
+        name = RAY_DIR
+    if restore:
+        tuner = tune.Tuner.restore(f"{ray_root}/{name}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
         # Tune restores its callbacks from the pickle it made when the study started, and has
         # no public way to pass live ones (ray-project/ray#41364): give it this recorder.
         tuner._local_tuner.get_run_config().callbacks = [recorder]
         return tuner, recorder
-    param_space, searcher, num_samples = build_search(spec, budget, opts.max_concurrent)
+    if round_ is None:
+        param_space, searcher, num_samples = build_search(spec, budget, opts.max_concurrent)
+    else:
+        param_space, searcher, num_samples = round_search(spec, round_, opts.max_concurrent)
     distributions = {n: f.optuna_distribution() for n, f in spec.factors.items()}
     scheduler = OptunaPruningScheduler(
         storage=folder.optuna_url, study_name=spec.name, pruner=spec.pruner.build(),
@@ -59,14 +70,27 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
             scheduler=scheduler, num_samples=num_samples,
             max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=RAY_DIR, storage_path=ray_root, callbacks=[recorder], verbose=0,
+            name=name, storage_path=ray_root, callbacks=[recorder], verbose=0,
             failure_config=tune.FailureConfig(max_failures=2),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
     return tuner, recorder
 
 
-def finish_optuna(folder: StudyFolder, spec: StudySpec, recorder: StudyRecorder,
+def round_search(spec: StudySpec, round_: Round, max_concurrent: int | None):
+    """(param_space, search_alg, num_samples) of a round: each of its cells once, with the
+    round's seeds (``ROUND_SEEDS`` overrides the study's seeds: ``StudySpec.trial_values``)."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    points = [cell | {ROUND_SEEDS: round_.seeds_text} for cell in round_.cells]
+    space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
+    space[ROUND_SEEDS] = tune.choice([round_.seeds_text])
+    return space, BasicVariantGenerator(points_to_evaluate=points,
+                                        max_concurrent=max_concurrent or 0), len(points)
+
+
+def finish_optuna(folder: StudyFolder, spec: StudySpec, seen: set[str],
                   ended_early: bool) -> None:
     """An interrupted study's unfinished Optuna trials wait (WAITING) for ``--resume``; at the
     end of a complete one, an Optuna trial whose Ray trial was lost is told FAIL."""
@@ -78,7 +102,7 @@ def finish_optuna(folder: StudyFolder, spec: StudySpec, recorder: StudyRecorder,
         if ended_early:
             suspend(folder.optuna_url, spec.name)
         else:
-            fail_orphans(folder.optuna_url, spec.name, recorder.seen)
+            fail_orphans(folder.optuna_url, spec.name, seen)
     except Exception:  # noqa: BLE001 - a full disk may refuse this too; resume repairs it
         import logging
 

@@ -201,3 +201,24 @@ def test_results_of_an_earlier_run_are_not_replaced_silently(tmp_path):
     line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", cwd=tmp_path))
     assert str(earlier) in line and "--resume" in line and "--overwrite" in line
     assert (earlier / "trials.parquet").read_bytes() == b"earlier results"
+
+
+CLAIM = {"statement": "s", "metric": "test_ll", "where": {"lr": 0.01}, "versus": {"lr": 0.003},
+         "expect": "higher"}
+
+
+@pytest.mark.parametrize("fields,flags,expected", [
+    ({}, ["--until-decided", "--max-seeds", "10"], "--until-decided: study 'ok' has no claims to decide"),
+    ({"claims": [CLAIM], "factors": {"lr": {"grid": [0.003, 0.01]}, "width": {"int": [4, 8]}}},
+     ["--until-decided", "--max-seeds", "10"], "samples factors with Optuna"),
+    ({"claims": [CLAIM]}, ["--until-decided"], "--until-decided needs --max-seeds N: the most seeds a configuration may get"),
+    ({"claims": [CLAIM]}, ["--until-decided", "--max-seeds", "2"], "--max-seeds = 2: give the most"),
+    ({"claims": [CLAIM], "seeds": [3, 7]}, ["--until-decided", "--max-seeds", "10"],
+     "field 'seeds' = [3, 7]: --until-decided adds seeds 2, 3, ...: give seeds as a count"),
+    ({"claims": [CLAIM]}, ["--max-seeds", "10"], "--max-seeds / --seed-step: they go with --until-decided"),
+])
+def test_until_decided_needs_claims_a_grid_and_a_cap(tmp_path, fields, flags, expected):
+    path = write_spec(tmp_path, "ok", **fields)
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", *flags, cwd=tmp_path))
+    assert expected in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()

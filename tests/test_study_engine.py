@@ -64,8 +64,9 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
     parent = parents[0]
     assert parent.info.run_id == out.parent_run_id
     assert parent.info.run_name.startswith("tiny_grid smoke 20")  # budget and start time
-    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.note.content"] == \
-        "test study tiny_grid"
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.note.content"] == "test study tiny_grid"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.data.tags["study"] == "tiny_grid" and parent.data.tags["budget"] == "smoke"
     assert parent.data.tags["question"] == "test study tiny_grid" and parent.data.tags["git_commit"]
     for child in children:
