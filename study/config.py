@@ -91,6 +91,11 @@ class TrialConfig(BaseModel):
     grad_clip: float | None = _setting(None, "clip each member's gradient norm to this", gt=0)
     gpu_tf32: bool = _setting(
         True, "on a GPU, training matmuls in TF32 (evaluation always in full float32)")
+    patience: int = _setting(
+        0, "early stopping: end training when the validation bound (mean over seeds) has not "
+        "improved by min_improvement for this many epochs (0: train every epoch)", ge=0)
+    min_improvement: float = _setting(
+        0.01, "early stopping: the improvement of the validation bound that counts, nats", ge=0)
 
     # evaluation
     eval_importance: int = _setting(1000, "importance samples K of the test log-likelihood",

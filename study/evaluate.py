@@ -19,6 +19,8 @@ Metric names (``Evaluation.members`` keys; ``L`` a layer name such as z1, ``S`` 
   layer only). ``Evaluation.units[L]``: the KL of each unit (``[E, d_L]``, nats).
 - ``pocket_mass`` (top layer), ``wrong_sample_frac`` (2-D); see ``study.metrics``.
 - ``divergence_jumps``, ``min_output_std`` (learned variance), ``diverged``, ``diverged_epoch``.
+- ``val_gain_tail``: how much the validation bound rose over the last tenth of the epochs
+  (nats; about 0 once training has converged, large while the model is still learning).
 - OOD, per set S, scores F (higher = more anomalous): ``neg_elbo`` (IW=1), ``neg_ll`` (-log p(x)
   with ``ood_importance`` samples: a K-sample estimate, not "the" likelihood), ``llr_k`` (LLR>k
   of a hierarchical model, k = 1..L-1, with ``kl_above_k``, the KL of the layers above k it
@@ -233,6 +235,8 @@ def _stability(state: TrainState, E: int, m: dict[str, np.ndarray]) -> None:
     hist = state.history
     loss = np.array([h.members["train_loss"] for h in hist]).T if hist else np.zeros((E, 0))
     m["divergence_jumps"] = np.array([metrics.divergence_jumps(loss[e]) for e in range(E)], float)
+    bound = np.array([h.members["val_bound"] for h in hist]).T if hist else np.zeros((E, 0))
+    m["val_gain_tail"] = np.array([metrics.tail_gain(bound[e]) for e in range(E)])
     if hist and "output_std_min" in hist[0].members:
         stds = np.array([h.members["output_std_min"] for h in hist]).T
         m["min_output_std"] = np.array([np.nanmin(s) if np.isfinite(s).any() else np.nan for s in stds])

@@ -58,7 +58,7 @@ def final_metrics(cfg: TrialConfig) -> set[str]:
     layers = layer_names(cfg)
     kind = model_kind(cfg.kind)
     out = {"test_ll", "test_ll_lik", "test_ll_kl", "frac_low_iw1", "iw_gap", "active_units_burda",
-           "pocket_mass", "divergence_jumps", "diverged", "diverged_epoch"}
+           "pocket_mass", "divergence_jumps", "diverged", "diverged_epoch", "val_gain_tail"}
     for name in layers:
         out |= {f"kl_{name}", f"active_units_{name}", f"kl_from_{name}", f"class_acc_{name}"}
     if kind.hierarchical:

@@ -117,6 +117,18 @@ def wrong_sample_fraction(x: np.ndarray, curve: CurveDataset, sigma: float) -> f
     return float(np.mean(distance_to_curve(x, curve) > tol))
 
 
+def tail_gain(curve: np.ndarray, fraction: float = 0.1) -> float:
+    """How much a learning curve ``[T]`` (higher is better, nats) rose over its last
+    ``fraction`` of epochs (at least one): ``curve[-1] - curve[-1 - n]``; NaN for fewer than
+    two finite epochs. About 0 for a converged model."""
+    c = np.asarray(curve, float)
+    c = c[np.isfinite(c)]
+    if len(c) < 2:
+        return float("nan")
+    n = max(1, int(round(fraction * len(c))))
+    return float(c[-1] - c[-1 - min(n, len(c) - 1)])
+
+
 def divergence_jumps(losses: np.ndarray, window: int = JUMP_WINDOW, mads: float = JUMP_MADS,
                      min_nats: float = JUMP_MIN_NATS) -> int:
     """Number of epochs whose training loss ``[T]`` jumps far above its running median."""

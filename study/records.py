@@ -15,6 +15,7 @@ readers), so no other module spells a result key:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -87,3 +88,18 @@ def is_final_result(result: dict[str, Any] | None) -> bool:
 def history_of(result: dict[str, Any]) -> list[EpochMetrics]:
     """The epochs an epoch result carries."""
     return [EpochMetrics(**m) for m in result.get("history", [])]
+
+
+def plateaued(history: list[EpochMetrics], patience: int, min_improvement: float,
+              metric: str = "val_bound") -> bool:
+    """Early stopping: whether the mean over seeds of ``metric`` (higher is better, nats) has
+    not beaten its best before the last ``patience`` epochs by ``min_improvement`` in those
+    epochs. Never with ``patience`` 0 or fewer than ``patience`` + 1 epochs of history."""
+    if patience <= 0 or len(history) <= patience:
+        return False
+    values = [m.mean.get(metric, float("nan")) for m in history]
+    before = [v for v in values[:-patience] if math.isfinite(v)]
+    recent = [v for v in values[-patience:] if math.isfinite(v)]
+    if not before or not recent:
+        return False
+    return max(recent) < max(before) + min_improvement

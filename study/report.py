@@ -23,7 +23,8 @@ from .columns import factor_columns, factor_name
 from .errors import UserError
 from .folder import REPORT_DIR, STATE
 from .io import write_text
-from .report_figures import curve_figures, learning_curves_figure, responses_figure
+from .report_figures import (claims_figure, curve_figures, learning_curves_figure,
+                             responses_figure)
 from .report_tables import (best_configs, config_table, fit_table, level_table, markdown,
                             pruning_stats, reference_table, verdict_table)
 from .results import default_folder, read_epochs, read_scores, read_trials
@@ -95,8 +96,12 @@ def build_report(spec: StudySpec, results: Path) -> Path:
             sequential_note = SEQUENTIAL_EXPLAINED.format(
                 first=design.first, step=design.step, max=design.max_seeds, alpha=design.alpha,
                 looks=", ".join(f"{look.seeds} seeds at level {look.level:.3g}" for look in looks))
+        evidence = claims_figure(spec, verdicts, folder)
         parts += ["## Verdicts\n", VERDICTS_EXPLAINED.format(alpha=spec.alpha) + "\n",
-                  sequential_note, markdown(verdict_table(verdicts, smoke))]
+                  sequential_note,
+                  markdown(verdict_table(verdicts, smoke, evidence.name if evidence else None))]
+        if evidence is not None:
+            parts.append(f"![claims]({evidence.name})\n")
         parts += [f"![{p.stem}]({p.name})\n" for p in figures]
         figures = []
     fit = fit_table(trials)

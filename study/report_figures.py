@@ -132,3 +132,43 @@ def curve_figures(spec: StudySpec, trials: pd.DataFrame, folder: Path) -> list[P
         ax.legend(fontsize=7)
         paths.append(save_figure(fig, folder / f"curve_{i}.png", dpi=90))
     return paths
+
+
+def claims_figure(spec: StudySpec, verdicts: list, folder: Path) -> Path | None:
+    """The evidence of every claim, one panel each (numbered as in the verdict table): the
+    per-seed values the claim's test used (a difference between configurations or metrics, or
+    the metric minus its threshold), their mean with its 95% interval, zero, and the
+    equivalence margin where the claim has one; the title gives the verdict."""
+    shown = [(i, v) for i, v in enumerate(verdicts, 1) if len(v.values)]
+    if not shown:
+        return None
+    cols = min(3, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    for ax, (i, v) in zip(axes.flat, shown):
+        d = np.asarray(v.values, float)
+        jitter = np.random.default_rng(i).uniform(-0.08, 0.08, len(d))
+        ax.scatter(jitter, d, s=14, color="0.35", label=f"{len(d)} seeds")
+        r = v.result
+        if r is not None and math.isfinite(r.effect):
+            low, high = (r.low, r.high) if r.has_interval else (r.effect, r.effect)
+            ax.errorbar([0.3], [r.effect], yerr=[[r.effect - low], [high - r.effect]], fmt="o",
+                        color="C0", capsize=4, label="mean, 95% interval" if r.has_interval
+                        else "mean (no interval)")
+        ax.axhline(0, color="k", lw=0.8)
+        if v.claim.margin is not None:
+            for m in (-v.claim.margin, v.claim.margin):
+                ax.axhline(m, color="C2", ls="--", lw=0.8)
+        ax.set_xlim(-0.5, 0.8)
+        ax.set_xticks([])
+        unit = unit_of(v.claim.metric)
+        what = "difference" if v.claim.versus is not None or v.claim.versus_metric else \
+            f"minus {v.claim.threshold:g}"
+        ax.set_ylabel(f"{v.claim.metric} {what}" + (f" [{unit}]" if unit else ""), fontsize=8)
+        title = v.claim.statement if len(v.claim.statement) <= 60 else v.claim.statement[:57] + "..."
+        ax.set_title(f"{i}. {title}\n{v.verdict}", fontsize=8)
+        ax.legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{spec.name}: the per-seed evidence of each claim (0: no effect)")
+    return save_figure(fig, folder / "claims.png", dpi=90)

@@ -124,11 +124,17 @@ def fit_table(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict_table(verdicts: list[Verdict], smoke: bool) -> pd.DataFrame:
-    rows = [v.row() for v in verdicts]
-    if smoke:
-        for r in rows:
-            r["verdict"] += " (smoke test)"
+def verdict_table(verdicts: list[Verdict], smoke: bool, figure: str | None = None) -> pd.DataFrame:
+    """One row per claim, numbered; ``figure``: the file of ``claims_figure``, linked from the
+    row of every claim that has a panel in it."""
+    rows = []
+    for i, v in enumerate(verdicts, 1):
+        row = {"#": i} | v.row()
+        if smoke:
+            row["verdict"] += " (smoke test)"
+        if figure is not None:
+            row["evidence"] = f"[panel {i}]({figure})" if len(v.values) else "-"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -32,25 +32,9 @@ from models import beta_schedule, build_model, iw_bound, training_objective
 
 from .config import TrialConfig
 from .data import DataBundle
+from .device import matmul_precision, resolve_device
 from .errors import UserError
-from .records import EpochMetrics, TrainState
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def _matmul_precision(precision: str):
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before)
+from .records import EpochMetrics, TrainState, plateaued
 
 
 def _mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
@@ -184,7 +168,7 @@ class Trainer:
     def _precision(self):
         """Training matmuls on a GPU may use TF32 (``cfg.gpu_tf32``); evaluation never does."""
         if self.device.type == "cuda" and self.cfg.gpu_tf32:
-            return _matmul_precision("high")
+            return matmul_precision("high")
         return contextlib.nullcontext()
 
     @torch.no_grad()
@@ -217,8 +201,10 @@ class Trainer:
     def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None) -> bool:
         """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
         ``callback(metrics)``; a True return stops training (returns True: stopped early).
-        Training also ends when every member has diverged."""
-        while self.state.epoch < self.cfg.epochs:
+        Training also ends, to be evaluated as usual, when every member has diverged or the
+        validation bound has reached a plateau (``cfg.patience``, ``records.plateaued``)."""
+        while self.state.epoch < self.cfg.epochs and not plateaued(
+                self.state.history, self.cfg.patience, self.cfg.min_improvement):
             start = time.perf_counter()
             values = self.train_epoch() | self.validate()
             if self.scheduler is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from study import metrics
 from study.data.synthetic import MOONS
@@ -135,3 +136,12 @@ def test_divergence_jumps_count_spikes_above_the_running_median():
     spiky[[30, 70]] += 20.0
     spiky[50] = np.nan  # a non-finite loss is a jump too
     assert metrics.divergence_jumps(spiky) == 3
+
+
+def test_tail_gain_is_the_rise_over_the_last_tenth_of_the_curve():
+    rising = np.linspace(-5.0, -1.0, 101)  # +0.04 nats per epoch
+    assert metrics.tail_gain(rising) == pytest.approx(0.4)  # last 10 epochs
+    flat = np.r_[np.linspace(-5.0, -1.0, 50), np.full(50, -1.0)]
+    assert metrics.tail_gain(flat) == pytest.approx(0.0)
+    assert metrics.tail_gain(np.array([-3.0, -2.0])) == pytest.approx(1.0)  # at least one epoch
+    assert np.isnan(metrics.tail_gain(np.array([-3.0, np.nan])))

@@ -96,3 +96,29 @@ def test_bad_trial_configs_name_the_field_and_value():
         trial_config(SMALL | {"likelihood": "bernoulli"})
     assert trial_config(SMALL | {"seeds": 3}).seeds == (0, 1, 2)
     assert trial_config(SMALL).flat()["hidden"] == "[[16], [16]]"
+
+
+def _history(values: list[float]) -> list:
+    from study.records import EpochMetrics
+
+    return [EpochMetrics(i + 1, {}, {"val_bound": v}, 0) for i, v in enumerate(values)]
+
+
+def test_a_plateau_is_no_gain_of_min_improvement_within_patience_epochs():
+    from study.records import plateaued
+
+    rising = _history([-3.0, -2.0, -1.5, -1.2, -1.1])
+    assert not plateaued(rising, patience=2, min_improvement=0.05)  # +0.4 in the last 2 epochs
+    flat = _history([-3.0, -2.0, -1.5, -1.49, -1.52])
+    assert plateaued(flat, patience=2, min_improvement=0.05)  # +0.01 < 0.05
+    assert not plateaued(flat, patience=2, min_improvement=0.0)  # any gain counts
+    assert not plateaued(flat, patience=0, min_improvement=0.05)  # off
+    assert not plateaued(flat[:2], patience=2, min_improvement=0.05)  # too short to tell
+    assert plateaued(_history([-1.0, float("nan"), -1.2]), patience=1, min_improvement=0.0)
+
+
+def test_early_stopping_ends_training_at_the_plateau_and_the_trial_is_evaluated():
+    t = _trainer(epochs=50, patience=3, min_improvement=100.0)  # nothing improves by 100 nats
+    assert t.fit() is False  # not stopped by a callback: the trial goes on to evaluation
+    assert t.state.epoch == 4  # one epoch to set the best, three without a 100-nat gain
+    assert _trainer(epochs=6, patience=0).fit() is False

@@ -80,7 +80,9 @@ def test_open_claims_get_a_round_of_seeds_and_decided_ones_do_not(local_ray, tmp
     _check_complete(out.results, uri)
     report = build_report(spec, out.results).read_text()
     assert "Seeds were added until decided" in report and "4 to 8 seeds per configuration" in report
-    rows = [line for line in report.splitlines() if line.startswith("| lr 0.01")]
+    rows = [line for line in report.splitlines() if line.startswith("| 1 | lr 0.01") or
+            line.startswith("| 2 | lr 0.01")]
+    assert "[panel 1](claims.png)" in rows[0] and (out.results / "report" / "claims.png").exists()
     assert "look 1: 4 seeds" in rows[0] and "**supported**" in rows[0]
     assert "look 2: 8 seeds" in rows[1]
 
