@@ -102,6 +102,14 @@ def build_report(spec: StudySpec, results: Path) -> Path:
                   markdown(verdict_table(verdicts, smoke, evidence.name if evidence else None))]
         if evidence is not None:
             parts.append(f"![claims]({evidence.name})\n")
+        if any(v.verdict == "untestable" for v in verdicts) and budget != "full":
+            full = ", ".join(f"{k} {v}" for k, v in spec.budget("full").items()) or "as the study file says"
+            parts.append(
+                "**Untestable here.** The models of those claims missed a gate at the "
+                f"`{budget}` budget: they have not learned what the claim is about, so no test "
+                f"was run. The `full` budget ({full}) is meant to test them, on a GPU cluster "
+                "(docs/cluster.md gives its GPU hours); `--until-decided` adds seeds, not "
+                "epochs, so it cannot help a claim that misses its gate.\n")
         parts += [f"![{p.stem}]({p.name})\n" for p in figures]
         figures = []
     fit = fit_table(trials)
