@@ -132,6 +132,7 @@ def index(work: Path) -> str:
 
 
 def main() -> None:
+    global DOCS
     from study.spec_file import available
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -141,9 +142,8 @@ def main() -> None:
     p.add_argument("--until-decided", action="append", default=[], metavar="NAME:MAX_SEEDS",
                    help="run NAME with --until-decided --max-seeds MAX_SEEDS")
     p.add_argument("--index", action="store_true", help="only rewrite docs/results/index.md")
-    p.add_argument("--docs", default=str(DOCS), help="where the reports go (default docs/results)")
+    p.add_argument("--docs", default=str(REPO / "docs" / "results"), help="where the reports go (default docs/results)")
     args = p.parse_args()
-    global DOCS
     DOCS = Path(args.docs)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
