@@ -139,9 +139,9 @@ def assert_complete(results: Path, tracking_uri: str, reference: Path | None = N
         assert c.data.tags["status"] == by_id.loc[(tid, 0), "trial_status"]
         assert c.info.status == "FINISHED"
         with tempfile.TemporaryDirectory() as tmp:
-            per_seed = pd.read_csv(client.download_artifacts(c.info.run_id, PER_SEED_FILE, tmp))
+            finals = pd.read_csv(client.download_artifacts(c.info.run_id, PER_SEED_FILE, tmp))
         for seed in (0, 1):
-            logged = float(per_seed.loc[per_seed["seed"] == seed, "test_ll"].iloc[0])
+            logged = float(finals.loc[finals["seed"] == seed, "test_ll"].iloc[0])
             assert math.isclose(logged, by_id.loc[(tid, seed), "test_ll"], rel_tol=1e-6)
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_elbo")]
         assert sorted(steps) == list(range(1, EPOCHS + 1)), (tid, steps)

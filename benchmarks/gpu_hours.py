@@ -1,0 +1,110 @@
+"""GPU hours of every study's ``full`` budget, from the throughput measured on a GPU.
+
+Run: ``python benchmarks/gpu_hours.py [--budget full]`` (seconds, no GPU needed). For every
+trial of a study it counts the matmul FLOPs of training (3 x the forward pass, IW samples
+included, every epoch, every seed) and of the final evaluation (K importance samples on the test
+set and the OOD sets), with ``models.size.forward_flops`` on PyTorch's meta device, and turns
+them into time with the rates ``benchmarks/gpu_check.py`` measured on one H100 (docs/benchmarks.md):
+
+- image models (MLPs of 512 units) are compute-bound: 13.3 TFLOP/s achieved in training; one
+  process per GPU reaches 290k samples/s and two reach 400k in aggregate, so two trials share
+  a GPU (``--gpus-per-trial 0.5``), about 1.38x the work of one;
+- the 2-D models are launch-bound: a training step of the E=10 ensemble takes 6.9 ms whatever
+  its width, so their time is steps x 6.9 ms, and four trials share a GPU
+  (``--gpus-per-trial 0.25``; assumed to scale, as a launch-bound process leaves the GPU idle
+  most of the time).
+
+The cluster of ``ray_cluster.yaml`` has A10G GPUs (g5.xlarge), not measured here: its column
+assumes 0.47x the H100's rate for the image models (the ratio of their FP32 peaks, 31.2 vs 67
+TFLOP/s) and the same step time for the launch-bound 2-D models. Evaluation is counted at the
+training rate. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+H100_TFLOPS = 13.3  # measured, training, MNIST VAE [512, 512] z=64, E=10, IW=10
+SHARE_GAIN = {0.5: 400_027 / 320_429}  # two processes on one H100 vs one (measured)
+STEP_2D_S = 6.93e-3  # measured, 2-D HVAE z=[2, 2], E=10, IW=10, one step on the H100
+A10G_FACTOR = 31.2 / 67.0
+IMAGE_POINTS = {"mnist": 60_000, "fashion_mnist": 60_000}
+IMAGE_TEST = 10_000
+
+
+def trial_cost(cfg) -> tuple[float, float]:
+    """(FLOPs of training + evaluation, training steps) of one trial (all seeds)."""
+    from models.size import forward_flops
+
+    arch = cfg.architecture()
+    seeds = len(cfg.seeds)
+    n_train = cfg.n_train or IMAGE_POINTS.get(cfg.dataset, cfg.n_train)
+    n_test = cfg.n_test or IMAGE_TEST
+    per_point_train = 3 * forward_flops(arch, 1, cfg.iw_samples)
+    train = per_point_train * n_train * cfg.epochs * seeds
+    n_ood = (1 if cfg.exclude_label is not None else 0) + (1 if cfg.ood_dataset else 0) if \
+        cfg.is_image else len(cfg.ood_shifts) + len(cfg.ood_offsets) + 2
+    evaluate = seeds * (forward_flops(arch, 1, cfg.eval_importance) * n_test
+                        + forward_flops(arch, 1, cfg.ood_importance) * n_test * (n_ood + 1))
+    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    return float(train + evaluate), float(steps)
+
+
+def study_hours(name: str, budget: str) -> dict:
+    from study.spec_file import load_spec
+
+    spec = load_spec(name)
+    per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples)) \
+        if spec.sampled_factors else 1
+    flops = steps = 0.0
+    image = False
+    for cell in spec.grid_cells():
+        values = dict(cell)
+        for fname, f in spec.sampled_factors.items():  # the middle of a sampled range
+            low, high = f.uniform or f.loguniform or f.int or (None, None)
+            if low is not None:
+                values[fname] = (math.sqrt(low * high) if f.loguniform else (low + high) / 2)
+                if f.int:
+                    values[fname] = int(round(values[fname]))
+        cfg = spec.trial_config(values, budget)
+        image = cfg.is_image
+        f, s = trial_cost(cfg)
+        flops += f * per_cell
+        steps += s * per_cell
+    if image:
+        h100 = flops / (H100_TFLOPS * 1e12) / SHARE_GAIN[0.5] / 3600
+        a10g = h100 / A10G_FACTOR
+        share = "0.5"
+    else:
+        h100 = a10g = steps * STEP_2D_S / 4 / 3600  # four launch-bound trials per GPU
+        share = "0.25"
+    return {"study": name, "trials": spec.num_trials(budget), "pflop": flops / 1e15,
+            "h100": h100, "a10g": a10g, "share": share}
+
+
+def main() -> None:
+    from study.spec_file import available
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", default="full")
+    args = p.parse_args()
+    rows = [study_hours(n, args.budget) for n in available()]
+    print(f"| study | trials | PFLOP | H100 GPU hours | A10G GPU hours (assumed rate) | "
+          f"--gpus-per-trial |")
+    print("|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['study']} | {r['trials']} | {r['pflop']:.2f} | {r['h100']:.2f} | "
+              f"{r['a10g']:.2f} | {r['share']} |")
+    total = sum(r["a10g"] for r in rows)
+    print(f"\nall studies: {sum(r['h100'] for r in rows):.1f} H100 GPU hours, "
+          f"{total:.1f} A10G GPU hours ({args.budget} budgets)")
+
+
+if __name__ == "__main__":
+    main()
