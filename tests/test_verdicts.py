@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from study.claims import Claim, Gate
 from study.stats import mean_interval
-from study.verdicts import claim_values, gate_failures, judge_all
+from study.verdicts import claim_values, gate_checks, gate_failures, judge_all
 
 
 def _rows(values_by_depth: dict[int, list[float]], other: dict[int, list[float]] | None = None,
@@ -128,6 +128,10 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
                      gate=Gate(min_kl={"z2": 0.01}))
     assert judge_all([kl_gate], rows)[0].verdict == "untestable"
     assert judge_all([claim], rows, gates=Gate(max_ll_gap=1.0))[0].verdict == "supported"
+    passed = gate_checks(claim, Gate(max_ll_gap=1.0, min_kl={"z2": 0.001}), rows)
+    assert [str(c) for c in passed] == ["ll_gap -0.8 >= -1 (worst: depth=2)",
+                                        "kl_z2 0 < 0.001 (depth=1)"]
+    assert [c.passed for c in passed] == [True, False]
 
 
 def test_one_trained_model_gets_an_interval_over_its_test_points():
