@@ -49,8 +49,23 @@ def ood_scores(cfg: TrialConfig) -> list[str]:
     if kind.hierarchical:
         scores += [f"llr_{k}" for k in range(1, len(kind.layer_names(len(cfg.latents))))]
     if cfg.is_image:
-        scores += ["lit_pixels", "neg_ll_bernoulli"]
+        scores += list(MODEL_FREE_SCORES)
     return scores
+
+
+#: scores computed from the data alone (complexity baselines of images) and the 2-D references
+#: from the exact densities: the same for every model, whatever it learned
+MODEL_FREE_SCORES = ("lit_pixels", "neg_ll_bernoulli")
+MODEL_FREE_PREFIXES = ("np_auroc_", "exact_ll_auroc_", "exact_ll")
+
+
+def model_free(metric: str) -> bool:
+    """Whether ``metric`` does not depend on the trained model (so no fitness gate applies to
+    a claim about it): ``auroc_lit_pixels_S``, ``np_auroc_S``, ``exact_ll``, ..."""
+    if metric.startswith(MODEL_FREE_PREFIXES):
+        return True
+    return any(metric.startswith(f"{key}_{score}_") for key in ("auroc", "auprc", "fpr80")
+               for score in MODEL_FREE_SCORES)
 
 
 def final_metrics(cfg: TrialConfig) -> set[str]:

@@ -25,13 +25,12 @@ from .folder import REPORT_DIR, STATE
 from .io import write_text
 from .report_figures import (claims_figure, curve_figures, learning_curves_figure,
                              responses_figure)
-from .report_tables import (best_configs, config_table, fit_table, level_table, markdown,
-                            pruning_stats, reference_table, verdict_table)
+from .report_tables import (FIT_COLUMNS, best_configs, config_table, fit_table, level_table,
+                            markdown, pruning_stats, reference_table, verdict_table)
 from .results import default_folder, read_epochs, read_scores, read_trials
 from .spec import StudySpec
 from .spec_file import load_spec
-from .sequential import Design, judge
-from .verdicts import judge_all
+from .sequential import judge_study
 
 VERDICTS_EXPLAINED = (
     "Each statement of the experiment log, tested on this study's seeds. The seed is the unit: "
@@ -75,7 +74,6 @@ def build_report(spec: StudySpec, results: Path) -> Path:
         .nunique()
     seeds = f"{per_config.min()}" if per_config.min() == per_config.max() else \
         f"{per_config.min()} to {per_config.max()}"
-    design = Design.from_state(state.get("sequential"))
 
     parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
              f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
@@ -85,14 +83,10 @@ def build_report(spec: StudySpec, results: Path) -> Path:
                      "its models are not trained, and nothing below is a finding.\n")
     figures = curve_figures(spec, trials, folder)
     if spec.claims:
-        scores = read_scores(results)
-        if design is None:
-            verdicts = judge_all(spec.claims, trials, spec.gates, spec.alpha,
-                                 scores if len(scores) else None)
-            sequential_note = ""
-        else:
-            verdicts, looks = judge(spec.claims, trials, design, spec.gates,
-                                    scores if len(scores) else None)
+        verdicts, design, looks = judge_study(spec.claims, trials, state, spec.gates,
+                                              spec.alpha, read_scores(results))
+        sequential_note = ""
+        if design is not None:
             sequential_note = SEQUENTIAL_EXPLAINED.format(
                 first=design.first, step=design.step, max=design.max_seeds, alpha=design.alpha,
                 looks=", ".join(f"{look.seeds} seeds at level {look.level:.3g}" for look in looks))
@@ -103,7 +97,8 @@ def build_report(spec: StudySpec, results: Path) -> Path:
         if evidence is not None:
             parts.append(f"![claims]({evidence.name})\n")
         if any(v.verdict == "untestable" for v in verdicts) and budget != "full":
-            full = ", ".join(f"{k} {v}" for k, v in spec.budget("full").items()) or "as the study file says"
+            full = ", ".join(f"{k} {'all' if k.startswith('n_') and v == 0 else v}"
+                             for k, v in spec.budget("full").items()) or "as the study file says"
             parts.append(
                 "**Untestable here.** The models of those claims missed a gate at the "
                 f"`{budget}` budget: they have not learned what the claim is about, so no test "
@@ -114,10 +109,10 @@ def build_report(spec: StudySpec, results: Path) -> Path:
         figures = []
     fit = fit_table(trials)
     if len(fit.columns) > len(factor_columns(trials)):
+        shown = [c for c in FIT_COLUMNS if any(h.split(" ")[0] == c for h in fit.columns)]
         parts += ["## How well the models learned the data\n",
-                  "Mean over seeds: `exact_ll`, the exact log-density of the test points (2-D "
-                  "data with noise); `ll_gap` = test_ll - exact_ll (0 is a perfect fit); "
-                  "`wrong_sample_frac`, decoded prior samples off the curve.\n", markdown(fit)]
+                  "Mean over seeds: " + "; ".join(f"`{c}`, {FIT_COLUMNS[c]}" for c in shown)
+                  + ".\n", markdown(fit)]
     if spec.references:
         parts += ["## Compared with reference numbers\n", markdown(reference_table(trials, spec))]
     parts += [f"![{p.stem}]({p.name})\n" for p in figures]

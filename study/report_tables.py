@@ -106,13 +106,23 @@ def _bin(level) -> str:
     return show(level)
 
 
+#: what ``fit_table`` shows, and what each column means
+FIT_COLUMNS = {
+    "exact_ll": "the exact log-density of the test points (2-D data with noise)",
+    "test_ll": "the test log-likelihood",
+    "ll_gap": "test_ll - exact_ll (0 is a perfect fit)",
+    "wrong_sample_frac": "decoded prior samples off the curve",
+    "val_gain_tail": "nats the validation bound gained over the last tenth of training (near 0: "
+                     "converged)",
+    "epochs": "epochs trained (early stopping may end a trial before its budget)",
+}
+
+
 def fit_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, how well its models learned the data: the exact density and the
-    gap to it (2-D data with noise), wrong samples, epochs trained."""
+    """Per configuration, how well its models learned the data (``FIT_COLUMNS``)."""
     done = completed_seeds(trials)
     factors = factor_columns(done)
-    cols = [c for c in ("exact_ll", "test_ll", "ll_gap", "wrong_sample_frac", "epochs")
-            if c in done.columns and done[c].notna().any()]
+    cols = [c for c in FIT_COLUMNS if c in done.columns and done[c].notna().any()]
     rows = []
     for keys, g in _groups(done, factors):
         keys = keys if isinstance(keys, tuple) else (keys,)

@@ -39,6 +39,7 @@ import pandas as pd
 from . import stats
 from .columns import completed_seeds, factor_columns, factor_name, select
 from .claims import Claim, Gate
+from .metric_names import model_free
 
 
 @dataclass
@@ -144,7 +145,12 @@ class GateCheck:
 def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateCheck]:
     """Each bound of ``gate`` against the configurations the claim selects (mean over their
     seeds): its worst configuration, or every configuration that misses it. Bounds on metrics
-    a configuration does not have (e.g. ``ll_gap`` of noise-free data) do not apply to it."""
+    a configuration does not have (e.g. ``ll_gap`` of noise-free data) do not apply to it, and
+    a claim about a model-free number (a complexity baseline, an exact-density reference:
+    ``metric_names.model_free``) has no gate."""
+    if model_free(claim.metric) and (claim.versus_metric is None or
+                                     model_free(claim.versus_metric)):
+        return []  # the same number whatever the models learned: nothing to gate
     ok = completed_seeds(trials)
     chosen = pd.concat([select(ok, claim.where)] +
                        ([select(ok, claim.versus)] if claim.versus is not None else []))
@@ -181,12 +187,15 @@ def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------- verdicts
 def _single_model_auroc(claim: Claim, trials: pd.DataFrame,
                         scores: pd.DataFrame | None) -> Verdict | None:
-    """One seed, an AUROC against a threshold: a bootstrap interval over its test points."""
+    """One seed, an AUROC against a threshold: a bootstrap interval over its test points. A
+    model-free AUROC (a complexity baseline: the same number for every seed) is one measurement
+    too, so it is decided the same way, on the first seed's scores."""
     if scores is None or claim.versus is not None or claim.versus_metric is not None or \
             not claim.metric.startswith("auroc_") or claim.expect == "equivalent":
         return None
     rows = select(completed_seeds(trials), claim.where)
-    if len(rows) != 1 or "trial_id" not in scores.columns:
+    if not len(rows) or (len(rows) > 1 and not model_free(claim.metric)) or \
+            "trial_id" not in scores.columns:
         return None
     row = rows.iloc[0]
     rest = claim.metric[len("auroc_"):]
@@ -200,13 +209,14 @@ def _single_model_auroc(claim: Claim, trials: pd.DataFrame,
                 return None
             auc, low, high = stats.auroc_interval(inside, outside)
             t = claim.threshold or 0.0
+            what = "a model-free score" if model_free(claim.metric) else "one model"
             r = stats.TestResult(auc - t, low - t, high - t, math.nan,
-                                 "bootstrap over test points (one model)", 1)
+                                 f"bootstrap over test points ({what})", 1)
             side = claim.sign
             verdict = "supported" if side * r.low > 0 and side * r.high > 0 else \
                 "not supported" if side * r.low < 0 and side * r.high < 0 else "inconclusive"
             return Verdict(claim, verdict, r, seeds=(1, 0),
-                           note=f"one trained model: {len(inside)} + {len(outside)} test points")
+                           note=f"{what}: {len(inside)} + {len(outside)} test points")
     return None
 
 

@@ -134,6 +134,27 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
     assert [c.passed for c in passed] == [True, False]
 
 
+def test_a_claim_about_a_model_free_number_is_not_gated_by_the_models_fit():
+    """The lit-pixel AUROC is the same whatever the VAE learned: an unconverged VAE does not
+    make a claim about it untestable, while a claim about the VAE's own score is."""
+    rng = np.random.default_rng(2)
+    rows = _rows({1: [0.1, 0.1, 0.1]}, val_gain_tail={1: 2.0})
+    rows["auroc_neg_elbo_mnist"] = [0.30, 0.34, 0.32]
+    n = 300  # every seed scores the same test points the same way: one measurement
+    lit = {"test": rng.normal(2, 1, n), "mnist": rng.normal(0, 1, n)}  # AUROC ~0.08
+    scores = pd.concat([pd.DataFrame({"trial_id": "t1", "seed": seed, "score": "lit_pixels",
+                                      "set": name, "value": v, "index": range(n)})
+                        for seed in range(3) for name, v in lit.items()])
+    gate = Gate(at_most={"val_gain_tail": 0.5})
+    free = _claim(metric="auroc_lit_pixels_mnist", where={"depth": 1}, expect="below", threshold=0.5)
+    model = _claim(metric="auroc_neg_elbo_mnist", where={"depth": 1}, expect="below", threshold=0.5)
+    v_free, v_model = judge_all([free, model], rows, gates=gate, scores=scores)
+    assert v_free.verdict == "supported"
+    assert v_free.result.test == "bootstrap over test points (a model-free score)"
+    assert v_free.result.high < 0  # AUROC - 0.5, the whole interval below
+    assert v_model.verdict == "untestable" and "val_gain_tail 2 > 0.5" in v_model.row()["why"]
+
+
 def test_one_trained_model_gets_an_interval_over_its_test_points():
     rng = np.random.default_rng(1)
     rows = _rows({1: [0.0]})
