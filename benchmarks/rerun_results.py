@@ -31,9 +31,12 @@ DOCS = REPO / "docs" / "results"
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                          text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    # the reports this script publishes are not code: they do not make the tree dirty
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)docs/results"], cwd=REPO, capture_output=True,
+                           text=True).stdout.split()[1::2]
+    return out.stdout.strip() + (f" (with uncommitted changes to {', '.join(dirty)})"
+                                 if dirty else "")
 
 
 def run_one(name: str, budget: str, work: Path, extra: list[str], env: dict[str, str]) -> dict:
