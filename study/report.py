@@ -49,7 +49,8 @@ SEQUENTIAL_EXPLAINED = (
     "Seeds were added until decided (`--until-decided`): {first} seeds, then {step} more per "
     "round for the configurations of claims still inconclusive, up to {max}. Each look tests at "
     "its own level, alpha spent by a Pocock-type Lan-DeMets function (total {alpha}), so looking "
-    "after every round does not inflate the error rate; a claim keeps its first decision. "
+    "after every round does not inflate the error rate; a claim keeps its first decision, and "
+    "its interval is at the level of the look that decided it (or of the last look). "
     "Looks: {looks}.\n")
 
 

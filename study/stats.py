@@ -70,8 +70,9 @@ def varies(d: np.ndarray) -> bool:
     return len(d) >= 2 and float(np.std(d, ddof=1)) > 1e-12 * max(1.0, float(np.abs(d).max()))
 
 
-def location_test(d: np.ndarray) -> TestResult:
-    """Two-sided test of mean(d) = 0 (see the module docstring)."""
+def location_test(d: np.ndarray, alpha: float = ALPHA) -> TestResult:
+    """Two-sided test of mean(d) = 0 (see the module docstring), with the 1 - ``alpha``
+    interval (a look of a sequential design passes its own level)."""
     d = _clean(d)
     n = len(d)
     if n == 0:
@@ -79,7 +80,7 @@ def location_test(d: np.ndarray) -> TestResult:
     mean = float(d.mean())
     if n >= 3 and varies(d):
         res = stats.ttest_1samp(d, 0.0)
-        ci = res.confidence_interval(1 - ALPHA)
+        ci = res.confidence_interval(1 - alpha)
         return TestResult(mean, float(ci.low), float(ci.high), float(res.pvalue), "t", n)
     nonzero = d[d != 0]
     if len(nonzero) == 0:

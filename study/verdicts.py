@@ -235,7 +235,7 @@ def judge_all(claims: list[Claim], trials: pd.DataFrame, gates: Gate | None = No
             verdicts.append(single)
             continue
         d, seeds = claim_values(claim, trials)
-        result = stats.location_test(d)
+        result = stats.location_test(d, alpha)
         eq = stats.equivalence_test(d, claim.margin) if claim.margin is not None else None
         v = Verdict(claim, "inconclusive", result, eq, seeds=seeds, values=d)
         if result.n == 0:

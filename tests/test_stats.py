@@ -25,6 +25,10 @@ def test_the_t_test_and_its_interval_are_scipys():
     ci = ref.confidence_interval(0.95)
     assert r.test == "t" and r.n == 5 and math.isclose(r.p, ref.pvalue)
     assert math.isclose(r.low, ci.low) and math.isclose(r.high, ci.high)
+    look = stats.location_test(d, alpha=0.0158)  # a look of a sequential design: its own level
+    ci = ref.confidence_interval(1 - 0.0158)
+    assert math.isclose(look.low, ci.low) and math.isclose(look.high, ci.high)
+    assert look.low < r.low and look.high > r.high
 
 
 def test_values_that_do_not_vary_get_an_exact_sign_test_and_no_interval():
