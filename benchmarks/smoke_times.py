@@ -1,6 +1,7 @@
 """How long does each study's ``smoke`` budget take, as a user runs it?
 
-Run: ``python benchmarks/smoke_times.py [NAME ...] [--budget smoke]`` (all studies by default;
+Run: ``python benchmarks/smoke_times.py [NAME ...] [--budget smoke]`` (all studies and the
+README's example study file by default, or NAME ``README`` for it alone;
 about 10 minutes on 2 CPUs). Each study runs in a fresh process exactly as the README says,
 ``python -m study.run NAME --budget smoke`` (Ray start-up, MLflow, Parquet, plots, the report
 included), into a temporary folder; the table gives the wall time of the whole command and the
@@ -22,6 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def readme_example() -> str:
+    """The YAML block of README.md's "Writing a study" section."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Writing a study"):]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
 def main() -> None:
     from study.spec_file import available, load_spec
 
@@ -33,12 +41,17 @@ def main() -> None:
     env = dict(os.environ)
     env.setdefault("HVAE_DATA_DIR", str(REPO.parent / "shared" / "data"))
     rows = []
-    for name in args.names or available():
-        spec = load_spec(name)
+    names = args.names or available() + ["README"]
+    for name in names:
         with tempfile.TemporaryDirectory() as tmp:
+            target = name
+            if name == "README":  # the example study file of README.md, as written
+                target = f"{tmp}/my_study.yaml"
+                Path(target).write_text(readme_example())
+            spec = load_spec(target)
             start = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "study.run", name, "--budget", args.budget,
+                [sys.executable, "-m", "study.run", target, "--budget", args.budget,
                  "--results", f"{tmp}/results", "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"],
                 cwd=REPO, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - start
@@ -52,7 +65,8 @@ def main() -> None:
     print("|---|---:|---:|---|")
     for name, trials, wall, status in rows:
         ok = "yes" if wall < args.limit_s and status == "ok" else f"**no** ({status})"
-        print(f"| {name} | {trials} | {wall:.1f} s | {ok} |")
+        label = "README example (`my_study`)" if name == "README" else name
+        print(f"| {label} | {trials} | {wall:.1f} s | {ok} |")
 
 
 if __name__ == "__main__":
