@@ -200,7 +200,7 @@ class MlflowOutbox:
         if op.what == "create":
             self._create(op.key, op.payload)
         elif op.what == "epochs":
-            self._send_epochs(op.key, op.payload["epochs"])
+            self._send_epochs(op.key, op.payload)
         elif op.what == "finish":
             self._finish(op.key, op.payload)
         elif op.what == "end-parent":
@@ -234,14 +234,16 @@ class MlflowOutbox:
         self._run_ids[trial_id] = p["run_id"]
         self._last_step.setdefault(trial_id, p["last_step"])
 
-    def _send_epochs(self, trial_id: str, epochs: list[tuple[int, dict[str, float]]]) -> None:
+    def _send_epochs(self, trial_id: str, p: dict[str, Any]) -> None:
         """Whole epochs per batch (at most ~1000 values), in step order; after each batch the
-        run's last step moves on, so nothing is sent twice."""
+        run's last step moves on, so nothing is sent twice. The timestamp is fixed when the
+        write is first tried: a batch the server stored but whose reply was lost is sent again
+        identical on the retry, and MLflow's store keeps one copy of an identical metric."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = p.setdefault("timestamp_ms", int(time.time() * 1000))
         batch: list[Metric] = []
-        for step, metrics in sorted(epochs, key=lambda e: e[0]):
+        for step, metrics in sorted(p["epochs"], key=lambda e: e[0]):
             if step <= self._last_step[trial_id]:
                 continue
             values = [Metric(metric_key(k), float(v), now, step) for k, v in metrics.items()

@@ -126,9 +126,12 @@ def dry_run(spec: StudySpec, budget: str, num_cpus: int | None = None,
     n_slots = slots(spec, num_cpus, max_concurrent)
     wall = max(total_s / n_slots, longest) + 15  # start-up: Ray, MLflow, imports
     trials = sum(p.count for p in plan)
+    stops_early = spec.pruner.name != "none" or any(p.cfg.patience for p in plan)
     lines += ["", f"{trials} trials, {total_epochs:,} epochs in all; estimated "
                   f"{wall / 60:.1f} minutes on this machine ({n_slots} at a time; trial time "
-                  f"measured from a few training steps of each model, so +-30%)",
+                  f"measured from a few training steps of each model, so +-30%"
+                  + ("; an upper bound: pruning and early stopping end trials sooner"
+                     if stops_early else "") + ")",
               "nothing was run or written (--dry-run)"]
     return "\n".join(lines)
 

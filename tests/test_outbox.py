@@ -95,3 +95,31 @@ def test_a_write_that_fails_half_way_is_resumed_not_repeated(tmp_path):
     for name in ("final/x10", "final/x1400"):  # from the batch that went through, and the retried one
         assert len(client.get_metric_history(run.info.run_id, name)) == 1
     assert box.client.calls == 3 + 3 + 1 and box.outage_s > 0  # 2 batches + 1 retry, twice; tags
+
+
+class _LosesReplies(_DropsBatches):
+    """The ``log_batch`` calls numbered in ``fail`` reach the store, then raise: the fault of a
+    server killed after it committed a write and before it replied."""
+
+    def log_batch(self, *args, **kwargs):
+        self.calls += 1
+        self._client.log_batch(*args, **kwargs)
+        if self.calls in self._fail:
+            raise ConnectionError("connection reset by peer")
+
+
+def test_a_write_stored_but_not_acknowledged_is_not_stored_twice(tmp_path):
+    box, client, exp, parent = _outbox(tmp_path)
+    box.child_run("t1", parent, "trial t1", {"lr": 0.1})
+    assert box.drain(30)
+    box.client = _LosesReplies(box.client, fail={1, 2})
+    box.flush_every_s = 1e9
+    for epoch in range(1, 151):  # two batches; the first is stored twice before its reply arrives
+        box.log_epoch("t1", epoch, {f"m{i}": float(epoch) for i in range(10)})
+    box.flush("t1")
+    assert box.close(60) == []
+    run = _child(client, exp, "t1")
+    for name in ("m0", "m9"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
+        assert sorted(steps) == list(range(1, 151)), name  # every epoch once
+    assert box.client.calls == 4 and box.outage_s > 0  # batch 1 three times, batch 2 once

@@ -21,6 +21,21 @@ def test_list_shows_every_study_with_its_question(tmp_path):
     assert "(invalid" not in r.stdout
 
 
+def test_dry_run_lists_every_trial_and_its_time_and_writes_nothing(tmp_path):
+    spec = write_spec(tmp_path, "dry", factors={"lr": {"grid": [0.003, 0.01]},
+                                                "batch_size": {"grid": [64, 128]}},
+                      budgets={"smoke": {"epochs": 7}}, fixed={"patience": 3})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = _run("study.run", str(spec), "--budget", "smoke", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if "lr=" in line]
+    assert len(rows) == 4 and sum("batch_size=64" in line for line in rows) == 2
+    assert all(line.split()[:3] == ["1", "2", "7"] for line in rows)  # trials, seeds, epochs
+    assert "4 trials, 28 epochs in all; estimated" in r.stdout
+    assert "an upper bound: pruning and early stopping end trials sooner" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results, no mlflow.db
+
+
 def test_unknown_study(tmp_path):
     line = _one_error_line(_run("study.run", "no_such_study", cwd=tmp_path))
     assert "unknown study 'no_such_study'" in line and "spirals_depth" in line
