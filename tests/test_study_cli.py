@@ -237,3 +237,16 @@ def test_until_decided_needs_claims_a_grid_and_a_cap(tmp_path, fields, flags, ex
     line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", *flags, cwd=tmp_path))
     assert expected in line
     assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_readme_example_study_file_is_valid_and_small_at_smoke(tmp_path):
+    """README.md's "Writing a study" file, as written (benchmarks/smoke_times.py times it)."""
+    from study.spec_file import load_spec
+
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("## Writing a study"):].split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_study.yaml").write_text(block)
+    spec = load_spec(str(tmp_path / "my_study.yaml"))
+    assert spec.num_trials("smoke") == 12
+    smoke = spec.trial_config(spec.grid_cells()[0], "smoke")
+    assert smoke.n_test <= 500 and smoke.eval_importance <= 50  # K=1000 on 10,000 points is not a smoke test
