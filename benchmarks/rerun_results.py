@@ -109,7 +109,7 @@ def index(work: Path) -> str:
     """docs/results/README.md: per study of the kept results, its question, run, every claim's
     verdict with effect, gate values and what would change it, and how well its models fit."""
     from study.folder import STATE
-    from study.report_tables import FIT_COLUMNS, fit_table, markdown
+    from study.report_tables import fit_legend, fit_table, markdown
     from study.results import read_scores, read_trials
     from study.sequential import judge_study
     from study.spec_file import load_spec
@@ -153,11 +153,10 @@ def index(work: Path) -> str:
                          f"{row['effect [95% CI]']} | {row['seeds']} | {row['p (Holm)']} | "
                          f"{gate} | {_change(v)} |")
         fit = fit_table(trials)
-        shown = [c for c in FIT_COLUMNS if any(h.split(" ")[0] == c for h in fit.columns)]
-        if shown:
+        legend = fit_legend(fit)
+        if legend:
             lines += ["", "How well the models learned the data (mean over seeds ± 95% "
-                      "half-width; " + "; ".join(f"`{c}`, {FIT_COLUMNS[c]}" for c in shown)
-                      + "):", "", markdown(fit)]
+                      f"half-width; {legend}):", "", markdown(fit)]
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -56,7 +56,7 @@ def ood_scores(cfg: TrialConfig) -> list[str]:
 #: scores computed from the data alone (complexity baselines of images) and the 2-D references
 #: from the exact densities: the same for every model, whatever it learned
 MODEL_FREE_SCORES = ("lit_pixels", "neg_ll_bernoulli")
-MODEL_FREE_PREFIXES = ("np_auroc_", "exact_ll_auroc_", "exact_ll")
+MODEL_FREE_PREFIXES = ("np_auroc_", "exact_ll")  # exact_ll, exact_ll_auroc_S
 
 
 def model_free(metric: str) -> bool:

@@ -25,7 +25,7 @@ from .folder import REPORT_DIR, STATE
 from .io import write_text
 from .report_figures import (claims_figure, curve_figures, learning_curves_figure,
                              responses_figure)
-from .report_tables import (FIT_COLUMNS, best_configs, config_table, fit_table, level_table,
+from .report_tables import (best_configs, config_table, fit_legend, fit_table, level_table,
                             markdown, pruning_stats, reference_table, verdict_table)
 from .results import default_folder, read_epochs, read_scores, read_trials
 from .spec import StudySpec
@@ -110,10 +110,8 @@ def build_report(spec: StudySpec, results: Path) -> Path:
         figures = []
     fit = fit_table(trials)
     if len(fit.columns) > len(factor_columns(trials)):
-        shown = [c for c in FIT_COLUMNS if any(h.split(" ")[0] == c for h in fit.columns)]
         parts += ["## How well the models learned the data\n",
-                  "Mean over seeds: " + "; ".join(f"`{c}`, {FIT_COLUMNS[c]}" for c in shown)
-                  + ".\n", markdown(fit)]
+                  f"Mean over seeds: {fit_legend(fit)}.\n", markdown(fit)]
     if spec.references:
         parts += ["## Compared with reference numbers\n", markdown(reference_table(trials, spec))]
     parts += [f"![{p.stem}]({p.name})\n" for p in figures]

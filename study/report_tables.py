@@ -118,6 +118,12 @@ FIT_COLUMNS = {
 }
 
 
+def fit_legend(fit: pd.DataFrame) -> str:
+    """What the metric columns of a ``fit_table`` mean: "`c`, meaning; ..." ("" if none)."""
+    shown = [c for c in FIT_COLUMNS if any(h.split(" ")[0] == c for h in fit.columns)]
+    return "; ".join(f"`{c}`, {FIT_COLUMNS[c]}" for c in shown)
+
+
 def fit_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Per configuration, how well its models learned the data (``FIT_COLUMNS``)."""
     done = completed_seeds(trials)

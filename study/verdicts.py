@@ -137,9 +137,10 @@ class GateCheck:
         return self.worst >= self.bound if self.op == ">=" else self.worst <= self.bound
 
     def __str__(self) -> str:
+        value = f"{self.metric} {self.worst:.3g}"
         if self.passed:
-            return f"{self.metric} {self.worst:.3g} {self.op} {self.bound:g} (worst: {self.where})"
-        return f"{self.metric} {self.worst:.3g} {'<' if self.op == '>=' else '>'} {self.bound:g} ({self.where})"
+            return f"{value} {self.op} {self.bound:g} (worst: {self.where})"
+        return f"{value} {'<' if self.op == '>=' else '>'} {self.bound:g} ({self.where})"
 
 
 def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateCheck]:

@@ -77,15 +77,22 @@ class _DropsBatches:
         return getattr(self._client, name)
 
 
-def test_a_write_that_fails_half_way_is_resumed_not_repeated(tmp_path):
+def _epochs_through(tmp_path, transport: type, fail: set[int]):
+    """An outbox whose child run "t1" exists, then whose client is ``transport(client, fail)``,
+    given 150 epochs x 10 values (two batches) to send; (outbox, real client, experiment)."""
     box, client, exp, parent = _outbox(tmp_path)
     box.child_run("t1", parent, "trial t1", {"lr": 0.1})
     assert box.drain(30)
-    # calls: epochs batch 1, batch 2 (fails), batch 2 again; final batch 1, batch 2 (fails), ...
-    box.client = _DropsBatches(box.client, fail={2, 5})
+    box.client = transport(box.client, fail)
     box.flush_every_s = 1e9
-    for epoch in range(1, 151):  # 150 epochs x 10 values: two batches
+    for epoch in range(1, 151):
         box.log_epoch("t1", epoch, {f"m{i}": float(epoch) for i in range(10)})
+    return box, client, exp
+
+
+def test_a_write_that_fails_half_way_is_resumed_not_repeated(tmp_path):
+    # calls: epochs batch 1, batch 2 (fails), batch 2 again; final batch 1, batch 2 (fails), ...
+    box, client, exp = _epochs_through(tmp_path, _DropsBatches, fail={2, 5})
     box.finish("t1", "FINISHED", {"status": "finished"},
                {f"final/x{i}": float(i) for i in range(1500)}, 150, None)  # two batches
     assert box.close(60) == []
@@ -109,13 +116,8 @@ class _LosesReplies(_DropsBatches):
 
 
 def test_a_write_stored_but_not_acknowledged_is_not_stored_twice(tmp_path):
-    box, client, exp, parent = _outbox(tmp_path)
-    box.child_run("t1", parent, "trial t1", {"lr": 0.1})
-    assert box.drain(30)
-    box.client = _LosesReplies(box.client, fail={1, 2})
-    box.flush_every_s = 1e9
-    for epoch in range(1, 151):  # two batches; the first is stored twice before its reply arrives
-        box.log_epoch("t1", epoch, {f"m{i}": float(epoch) for i in range(10)})
+    # the first batch is stored twice more before its reply arrives
+    box, client, exp = _epochs_through(tmp_path, _LosesReplies, fail={1, 2})
     box.flush("t1")
     assert box.close(60) == []
     run = _child(client, exp, "t1")
