@@ -93,9 +93,9 @@ class OptunaPruningScheduler(FIFOScheduler):
         if self._study is None:
             self._study = open_study(self.storage, self.study_name, self._metric_name,
                                      self.mode, self.pruner)
-            # a resumed study: its suspended trials run again (and must never be popped by
-            # ``ask`` as if they were enqueued for a new trial). Optuna has no public API for
-            # these state changes; its storage's is the one ``tell`` itself uses.
+            # a resumed study: its suspended (WAITING) trials run again. Optuna has no public
+            # API for these state changes or for creating a RUNNING trial with its attributes
+            # in one write; its storage's is the one ``tell`` and ``add_trial`` use.
             for t in self._study.get_trials(deepcopy=False):
                 if RAY_ID not in t.user_attrs:
                     continue
@@ -124,14 +124,18 @@ class OptunaPruningScheduler(FIFOScheduler):
             elif trial.status in (Trial.TERMINATED, Trial.ERROR):  # ended, never told
                 self._tell_ended(trial, trial.last_result or {}, trial.status == Trial.ERROR)
             return
-        if params:  # enqueue, then ask: the Optuna trial gets exactly these params
-            self.study.enqueue_trial(params)
-        ot = self.study.ask(fixed_distributions={k: self.distributions[k] for k in params})
-        ot.set_user_attr(RAY_ID, trial.trial_id)
-        if seeds is not None:
-            ot.set_user_attr(SEEDS, seeds)
-        self._ids[trial.trial_id] = ot._trial_id
-        self._claimed.add(ot._trial_id)
+        self._ids[trial.trial_id] = self._create(trial.trial_id, params, seeds)
+        self._claimed.add(self._ids[trial.trial_id])
+
+    def _create(self, ray_id: str, params: dict[str, Any], seeds: str | None) -> int:
+        """A RUNNING Optuna trial with ``params`` and its Ray id, written in one transaction:
+        a write cut short (a full disk, a killed driver) leaves no trial without its Ray id,
+        which a resume could neither find nor tell apart from a second record of the trial."""
+        attrs = {RAY_ID: ray_id} | ({SEEDS: seeds} if seeds is not None else {})
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=params, user_attrs=attrs,
+            distributions={k: self.distributions[k] for k in params})
+        return self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
 
     def _orphan_like(self, existing: dict[str, optuna.trial.FrozenTrial],
                      params: dict[str, Any], seeds: str | None) -> optuna.trial.FrozenTrial | None:

@@ -159,7 +159,7 @@ def assert_optuna_complete(results: Path, trials: pd.DataFrame) -> None:
 
     study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{results}/optuna.db")
     ids = [t.user_attrs.get("ray_trial_id") for t in study.trials]
-    assert sorted(ids) == sorted(trials["trial_id"].unique()), ids
+    assert sorted(ids, key=str) == sorted(trials["trial_id"].unique()), ids
     status = trials.drop_duplicates("trial_id").set_index("trial_id")["trial_status"]
     for t in study.trials:
         assert t.state.name == OPTUNA_STATE[status[t.user_attrs["ray_trial_id"]]], t
