@@ -81,15 +81,17 @@ class StudyOutcome:
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` or start a local Ray: no dashboard UI, and Ray's default token
-    authentication left on (``RAY_AUTH_MODE`` is never set to ``disabled`` here). Call it from
-    the main thread: Ray's local processes are killed when the thread that started them ends."""
+    """Connect to ``address`` or start a new local Ray: no dashboard UI, and Ray's default token
+    authentication left on (``RAY_AUTH_MODE`` is never set to ``disabled`` here). Without an
+    address, ``ray.init`` would join the Ray last started on this machine (``ray start``, another
+    study's test cluster) if one runs; "local" always starts this study's own. Call it from the
+    main thread: Ray's local processes are killed when the thread that started them ends."""
     import logging
 
     import ray
 
-    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-             logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(address=address or "local", num_cpus=None if address else num_cpus,
+             include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
 
 
 def run_study(spec: StudySpec, budget: str = "default", results: str | Path | None = None, *,

@@ -31,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
                    help="print every trial, the total epochs and an estimate of the time on this "
                         "machine; run and write nothing")
     p.add_argument("--budget", default="default", choices=["smoke", "default", "full"])
-    p.add_argument("--address", default=None, help="Ray cluster address ('auto' for a running one)")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="Ray cluster address ('auto' for a running one; default $RAY_ADDRESS, "
+                        "else a new local Ray, never one that happens to run on this machine)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
     p.add_argument("--results", default=None,

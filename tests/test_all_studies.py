@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # whole studies through Ray
 @pytest.fixture(scope="module")
 def local_ray(shared_data_dir):
     os.environ["HVAE_DATA_DIR"] = str(shared_data_dir)  # inherited by the local Ray workers
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -287,7 +287,11 @@ def test_sigterm_then_a_second_signal_aborts_at_once_and_resume_finishes(tmp_pat
     proc.send_signal(signal.SIGINT)  # ... and an impatient second signal
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, (out, err)
-    assert f"trials finished; {_resume_line(res)}" in err, err
+    # the second signal lands while Tune stops (the count of finished trials is then printed)
+    # or, on a loaded machine, after it (the count is not known yet): either way, the resume
+    [line] = [x for x in err.splitlines() if x.startswith("interrupted: ")]
+    assert line.endswith(f" {_resume_line(res)}") and ("trials finished; " in line
+                                                         or line.startswith("interrupted: continue")), err
     parent, children = _runs_by_trial(uri)
     assert parent.info.status == "KILLED"
     assert {c.info.status for c in children.values()} <= {"FINISHED", "KILLED"}

@@ -5,14 +5,17 @@ folder is gone (a lost head node) is resumed from the storage."""
 
 from __future__ import annotations
 
-import pytest
-
+import os
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
+import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from conftest import REPO
 from studies import write_spec
 from study.launch import run_study
 from study.report import main as report_main
@@ -65,3 +68,25 @@ def test_trials_spread_over_two_nodes_with_fractional_gpus_and_shared_storage(tm
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_study_without_address_starts_its_own_ray_beside_a_running_one(tmp_path):
+    """``ray.init()`` without an address joins the Ray last started on the machine (here a test
+    cluster; for a user, ``ray start``) and fails on ``num_cpus``; ``start_ray`` starts its own."""
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    show = "import ray; {}; print(ray.get_runtime_context().gcs_address)"
+    try:
+        ours = subprocess.run(
+            [sys.executable, "-c", show.format("from study.launch import start_ray; start_ray("
+                                               "num_cpus=1)")],
+            cwd=REPO, capture_output=True, text=True, timeout=120, env=os.environ | {
+                "RAY_ADDRESS": ""})
+        plain = subprocess.run([sys.executable, "-c", show.format("ray.init(num_cpus=1)")],
+                               cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        cluster.shutdown()
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.split()[-1] != cluster.address  # a Ray of its own, not the running one
+    assert plain.returncode != 0 and "existing cluster" in plain.stderr  # what it guards against

@@ -45,7 +45,7 @@ def _spec(tmp_path, epochs: int = 20, threshold: float = -1.94, **fields):
 
 @pytest.fixture
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
