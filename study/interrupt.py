@@ -6,13 +6,17 @@ found: ours, which makes the second Ctrl-C raise ``KeyboardInterrupt`` at once. 
 ``kill``, a batch scheduler or ``ray job stop`` send) takes the same two steps: the first calls
 whatever handles SIGINT at that moment (Tune's graceful stop), the second aborts. Either way the
 study stays resumable; ``Interruption.signal`` says which signal arrived first, for the exit
-status (128 + signal number: 130 for SIGINT, 143 for SIGTERM).
+status (128 + signal number: 130 for SIGINT, 143 for SIGTERM). Once the trials have stopped,
+the study's records are closed under ``Interruption.closing``: bounded work (the MLflow grace)
+that a further signal does not cut short.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -58,6 +62,24 @@ class Interruption:
         if stopped and self.signal is None:
             self.signal = signal.SIGINT
         return stopped
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = self.signal or signum
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """While the study closes its records (trials marked killed, Optuna told, the MLflow
+        parent ended, the outbox flushed within its grace): a signal is noted, not obeyed, so a
+        second Ctrl-C that lands just after the trials stopped cannot leave them half-closed."""
+        if not self._previous:
+            yield
+            return
+        before = {n: signal.signal(n, self._note) for n in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
 
     def __enter__(self) -> Interruption:
         if threading.current_thread() is threading.main_thread():

@@ -220,37 +220,41 @@ def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
     error, stopped, recorder = None, False, None
     own = interruption is None
     interruption = interruption or Interruption()
+    if own:
+        interruption.__enter__()
     try:
-        if own:
-            interruption.__enter__()
-        while (tuner_and_recorder := rounds.next_tuner(parent, outbox, mirror, gpus)) is not None:
-            tuner, recorder = tuner_and_recorder
-            tuner.fit()
-            stopped = interruption.after_tune()
-            if stopped or sum(_counts(folder).values()) < rounds.handed_out:
-                break  # a round starts only when every trial before it is recorded
-    except KeyboardInterrupt:  # a second signal: abort at once
-        stopped = True
-    except Exception as err:  # noqa: BLE001 - any crash: end orderly, report one line
-        error = err
+        try:
+            while (next_round := rounds.next_tuner(parent, outbox, mirror, gpus)) is not None:
+                tuner, recorder = next_round
+                tuner.fit()
+                stopped = interruption.after_tune()
+                if stopped or sum(_counts(folder).values()) < rounds.handed_out:
+                    break  # a round starts only when every trial before it is recorded
+        except KeyboardInterrupt:  # a second signal: abort at once
+            stopped = True
+        except Exception as err:  # noqa: BLE001 - any crash: end orderly, report one line
+            error = err
+        with interruption.closing():
+            total = rounds.total
+            counts = _counts(folder)
+            missing = total - sum(counts.values())
+            ended_early = missing > 0 and (stopped or error is not None)
+            if ended_early and recorder is not None:
+                recorder.kill_unfinished()
+            finish_optuna(folder, spec, rounds.seen(), ended_early)
+            outbox.end_parent(parent, "KILLED" if ended_early else "FINISHED")
+            losses = outbox.close(min(opts.mlflow_grace_s, 10.0) if ended_early
+                                  else opts.mlflow_grace_s)
+            if losses:
+                write_json(folder / UNSENT, {"tracking_uri": redact(tracker.uri),
+                                             "unsent": losses})
+            else:
+                (folder / UNSENT).unlink(missing_ok=True)
+            if mirror is not None:
+                mirror.push(*MIRRORED)
     finally:
         if own:
             interruption.__exit__(None, None, None)
-    total = rounds.total
-    counts = _counts(folder)
-    missing = total - sum(counts.values())
-    ended_early = missing > 0 and (stopped or error is not None)
-    if ended_early and recorder is not None:
-        recorder.kill_unfinished()
-    finish_optuna(folder, spec, rounds.seen(), ended_early)
-    outbox.end_parent(parent, "KILLED" if ended_early else "FINISHED")
-    losses = outbox.close(min(opts.mlflow_grace_s, 10.0) if ended_early else opts.mlflow_grace_s)
-    if losses:
-        write_json(folder / UNSENT, {"tracking_uri": redact(tracker.uri), "unsent": losses})
-    else:
-        (folder / UNSENT).unlink(missing_ok=True)
-    if mirror is not None:
-        mirror.push(*MIRRORED)
     out = StudyOutcome(folder.path, parent, counts, total, tracker.uri, losses)
     if error is not None:
         out.error, out.exit_status = _describe(error), 1
