@@ -17,6 +17,8 @@ def sequential_design(spec: StudySpec, budget: str, opts: RunOptions,
                       state: dict[str, Any]) -> Design | None:
     """The seeds-until-decided design of this run: from the flags, or the one a resumed study
     started with (``study.json``); None for a study of fixed seeds."""
+    if not opts.until_decided and not (opts.resume and state.get("sequential")):
+        return None  # a study of fixed seeds: no need for SciPy in the driver before Ray starts
     from .sequential import Design
 
     stored = Design.from_state(state.get("sequential")) if opts.resume else None
