@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from .folder import ROUNDS_DIR, StudyFolder
 from .results import read_trials
-from .sequential import Design, Round, next_round
 from .spec import StudySpec
 
 if TYPE_CHECKING:
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     from .launch import RunOptions
     from .outbox import MlflowOutbox
     from .recorder import StudyRecorder
+    from .sequential import Design, Round
     from .storage import Mirror
 
 
@@ -29,7 +29,11 @@ class Rounds:
                  design: Design | None, resumed: dict[str, Any]) -> None:
         self.spec, self.budget, self.opts, self.folder, self.design = \
             spec, budget, opts, folder, design
-        self.planned = [Round(**r) for r in resumed.get("rounds") or []] if design else []
+        self.planned: list[Round] = []
+        if design is not None:  # SciPy (study.stats) only for a sequential study
+            from .sequential import Round
+
+            self.planned = [Round(**r) for r in resumed.get("rounds") or []]
         self.total = spec.num_trials(budget) + sum(len(r.cells) for r in self.planned)
         self.recorders: list[StudyRecorder] = []
         self.handed_out = 0  # trials of the rounds handed out so far
@@ -58,6 +62,8 @@ class Rounds:
             restore = self.opts.resume and tune.Tuner.can_restore(
                 f"{root}/{ROUNDS_DIR}/round_{k}")
         else:
+            from .sequential import next_round
+
             round_ = next_round(self.spec.claims, self.spec.grid_cells(),
                                 read_trials(self.folder.path), self.design, done=k,
                                 gates=self.spec.gates)
