@@ -11,8 +11,10 @@ checkpoint I/O and result reporting (``study.records`` defines the results):
 - a final result whose checkpoint folder also holds the trial's files (``study.trial_files.FILES``),
   which the driver reads through Ray's checkpoint API, on one machine or a cluster alike.
 
-A checkpoint that cannot be read falls back to the one before (Tune keeps two) and then to
-epoch 0 (``study.trial.restore_newest``). Datasets are cached per worker process (actors are
+A trial resumes from the newest readable checkpoint in its folder, which may be newer than the one
+Ray recorded (a killed driver's record lags; ``study.tuner.stand_in_for_deleted_checkpoints``);
+one that cannot be read falls back to the one before (Tune keeps two) and then to epoch 0
+(``study.trial.restore_newest``). Datasets are cached per worker process (actors are
 reused between trials), so a trial pays only for its own training.
 """
 
@@ -59,11 +61,11 @@ class TuneIO:
 
     # ------------------------------------------------------------------ resuming
     def checkpoints(self) -> Iterable[Candidate]:
-        newest = tune.get_checkpoint()
-        if newest is None:
+        recorded = tune.get_checkpoint()
+        if recorded is None:
             return []
         return [(Path(c.path).name, functools.partial(_trainer_file, c))
-                for c in [newest, *_older_checkpoints(newest)]]
+                for c in _trial_checkpoints(recorded)]
 
     def begin(self, trainer: Trainer, restored: Restored) -> None:
         self.restored = restored
@@ -112,19 +114,22 @@ def _trainer_file(checkpoint: tune.Checkpoint):
         yield Path(folder) / CHECKPOINT
 
 
-def _older_checkpoints(newest: tune.Checkpoint) -> list[tune.Checkpoint]:
-    """The trial's other checkpoints (``checkpoint_NNNNNN`` beside ``newest``), newest first."""
+def _trial_checkpoints(recorded: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """Every checkpoint in the trial's folder (``checkpoint_NNNNNN`` beside the one Ray
+    ``recorded``), newest first: a driver killed just after a checkpoint leaves Ray's record
+    behind the folder (``study.tuner.stand_in_for_deleted_checkpoints``), and any checkpoint of
+    the trial's own folder is a state of this trial, its history every epoch before it."""
     import pyarrow.fs as pafs
 
-    fs, path = newest.filesystem, newest.path.rstrip("/")
-    parent, name = path.rsplit("/", 1)
+    fs, path = recorded.filesystem, recorded.path.rstrip("/")
+    parent = path.rsplit("/", 1)[0]
     try:
         infos = fs.get_file_info(pafs.FileSelector(parent))
     except OSError:
-        return []
-    older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
-                    and i.base_name.startswith("checkpoint_") and i.base_name < name), reverse=True)
-    return [tune.Checkpoint(p, filesystem=fs) for p in older]
+        return [recorded]
+    found = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_")), reverse=True)
+    return [tune.Checkpoint(p, filesystem=fs) for p in found] or [recorded]
 
 
 def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metric: str,

@@ -50,6 +50,7 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     if restore:
         tuner = tune.Tuner.restore(f"{ray_root}/{name}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
+        stand_in_for_deleted_checkpoints(tuner)
         # Tune restores its callbacks from the pickle it made when the study started, and has
         # no public way to pass live ones (ray-project/ray#41364): give it this recorder.
         tuner._local_tuner.get_run_config().callbacks = [recorder]
@@ -75,6 +76,36 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
     return tuner, recorder
+
+
+def stand_in_for_deleted_checkpoints(tuner: tune.Tuner) -> list[str]:
+    """An empty folder for each trial checkpoint that a restored experiment names and storage no
+    longer has; returns their paths.
+
+    Ray deletes all but a trial's last ``num_to_keep`` checkpoints as soon as it registers a new
+    one, but saves the experiment state (its record of each trial's latest checkpoint) only every
+    ~10 s: a driver killed in between leaves a record naming a deleted checkpoint, and Ray then
+    fails the trial at every restore ("does not exist on storage anymore"). Only older ones are
+    ever deleted, so the trial's folder holds newer ones: the trainable restores from the newest
+    readable checkpoint in its folder (``study.trainable.TuneIO.checkpoints``), not only the one
+    Ray names, and the stand-in lets Ray get that far. Ray deletes the stand-in like any other
+    checkpoint once the trial has made ``num_to_keep`` new ones."""
+    import pyarrow.fs as pafs
+
+    try:
+        results = tuner.get_results()  # the restored experiment state, as Ray's public API
+    except RuntimeError:  # no readable experiment state: Tune.restore will say so itself
+        return []
+    made = []
+    for result in results:
+        checkpoint = result.checkpoint
+        if checkpoint is None:
+            continue
+        fs = checkpoint.filesystem
+        if fs.get_file_info(checkpoint.path).type == pafs.FileType.NotFound:
+            fs.create_dir(checkpoint.path)
+            made.append(checkpoint.path)
+    return made
 
 
 def round_search(spec: StudySpec, round_: Round, max_concurrent: int | None):

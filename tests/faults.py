@@ -82,6 +82,16 @@ def checkpoints_made(folder: Path) -> int:
     return 1 + max((int(p.name.rsplit("_", 1)[1]) for p in folder.glob("checkpoint_*")), default=-1)
 
 
+def recorded_checkpoints(experiment: Path, trial_ids: set[str]) -> list[Path]:
+    """The checkpoint folders that Ray's saved experiment state names as the latest of each of
+    ``trial_ids`` (read through Ray's public ``ExperimentAnalysis``)."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(experiment))
+    return [Path(t.checkpoint.path) for t in analysis.trials
+            if t.trial_id in trial_ids and t.checkpoint is not None]
+
+
 def trial_id(folder: Path) -> str:
     """The Ray trial id in a trial folder's name (``run_study_trial_<id>_<n>_...``)."""
     parts = folder.name.split("_")
