@@ -12,6 +12,9 @@ Metric names (``Evaluation.members`` keys; ``L`` a layer name such as z1, ``S`` 
 - ``frac_low_iw1``: fraction of test points whose IW=1 estimate is below -100 while the K=100
   one is not; ``iw_gap``: mean (K=100 estimate - IW=1 estimate).
 - ``exact_ll``, ``ll_gap`` (= test_ll - exact_ll, same points): 2-D data with noise > 0.
+- ``ll_over_bernoulli`` (images): test_ll minus the mean test log-likelihood of the
+  pixel-independent Bernoulli model of the training set (the OOD baseline ``neg_ll_bernoulli``)
+  on the same points, nats: > 0 when the model learned more than each pixel's frequency.
 - Latent usage, in information: ``active_units_L`` (units whose data-averaged KL exceeds
   ``metrics.ACTIVE_UNIT_KL`` nats), ``kl_from_L`` (KL of L and every layer above it: all the
   information a sample of L can carry), ``class_acc_L`` (held-out k-NN accuracy of the label
@@ -125,6 +128,9 @@ def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
         exact_test = np.stack([exact(_member(x_np, e, 2)) for e in range(E)])
         m["exact_ll"] = exact_test.mean(1)
         m["ll_gap"] = m["test_ll"] - m["exact_ll"]
+    if not data.per_member and data.curve is None:  # images: against the pixel frequencies
+        baseline = metrics.bernoulli_neg_ll(x_np, metrics.bernoulli_fit(data.x_train)).mean()
+        m["ll_over_bernoulli"] = m["test_ll"] + baseline
     _latents(model, x[..., :EMBED_POINTS, :], y_np[..., :EMBED_POINTS], names, out=m, units=units)
     if data.curve is not None:
         gen = model.sample(N_GENERATED).x_mean.cpu().numpy()

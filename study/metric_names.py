@@ -78,7 +78,9 @@ def final_metrics(cfg: TrialConfig) -> set[str]:
         out |= {f"kl_{name}", f"active_units_{name}", f"kl_from_{name}", f"class_acc_{name}"}
     if kind.hierarchical:
         out |= {f"kl_above_{k}" for k in range(1, len(layers))}
-    if not cfg.is_image:
+    if cfg.is_image:
+        out.add("ll_over_bernoulli")
+    else:
         out.add("wrong_sample_frac")
         if cfg.noise > 0:
             out |= {"exact_ll", "ll_gap"}

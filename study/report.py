@@ -54,6 +54,15 @@ SEQUENTIAL_EXPLAINED = (
     "Looks: {looks}.\n")
 
 
+COMPUTE_MATCHED = (
+    "**Compute matched.** Every configuration trained for the same training compute: the "
+    "matmul FLOPs of the forward and backward passes over its training points with its "
+    "importance samples (`models.size.forward_flops`), those of the costliest configuration "
+    "at the budget's epochs; the cheaper ones train for more epochs (the `epochs` column of the "
+    "fit table). The claims compare configurations at this compute, not at convergence, and "
+    "say nothing about which would be better trained longer.\n")
+
+
 def _responses(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     return [r for r in spec.responses if r in trials.columns and trials[r].notna().any()]
 
@@ -79,6 +88,8 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
              f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
              "completed seeds ± the 95% t-interval half-width.\n"]
+    if spec.match_compute is not None:
+        parts.append(COMPUTE_MATCHED)
     if smoke:
         parts.append("> **Smoke test.** The `smoke` budget checks that the study runs end to end; "
                      "its models are not trained, and nothing below is a finding.\n")

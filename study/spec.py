@@ -126,6 +126,19 @@ class StudySpec(Strict):
     claims: list[Claim] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list)
     curves: list[Curve] = Field(default_factory=list)
+    #: ``training_flops``: every configuration trains for the training compute of the costliest
+    #: one at the budget's epochs (``StudySpec.matched_epochs``); claims then compare
+    #: configurations at equal compute, not at equal epochs
+    match_compute: Literal["training_flops"] | None = None
+    _matched: dict[str, dict[str, float]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _compute_can_be_matched(self) -> StudySpec:
+        if self.match_compute is not None and self.sampled_factors:
+            raise ValueError(f"match_compute needs every factor on a grid (the compute of a "
+                             f"sampled value is not known before it is drawn): "
+                             f"{', '.join(self.sampled_factors)} is sampled")
+        return self
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -192,7 +205,43 @@ class StudySpec(Strict):
                 values |= f.levels[str(value)]
             else:
                 values[name] = f.decode(value) if f is not None else value
-        return resolve_shorthands(values)
+        values = resolve_shorthands(values)
+        if self.match_compute is not None:
+            values["epochs"] = self.matched_epochs(budget)[self._cell_key(factors)]
+        return values
+
+    def _cell_key(self, factors: dict[str, Any]) -> str:
+        return repr(sorted((n, str(factors[n])) for n in self.grid_factors if n in factors))
+
+    def matched_epochs(self, budget: str) -> dict[str, int]:
+        """With ``match_compute``: the epochs of each grid cell (keyed by ``_cell_key``) that
+        give it the training compute of the costliest cell at the budget's epochs (rounded to the
+        nearest epoch, at least 1).
+
+        Training compute of a cell = its epochs x training points x the matmul FLOPs of one
+        training step per point (forward and backward, 3x ``models.size.forward_flops`` with the
+        cell's ``iw_samples``); the number of seeds is the same for every cell. On this 2-core
+        CPU the seconds per FLOP of the MNIST MLPs differ by at most ~12% between
+        configurations (docs/benchmarks.md), so equal FLOPs are about equal time."""
+        if budget not in self._matched:
+            from models.size import forward_flops
+
+            from .config import trial_config
+
+            plain = self.model_copy(update={"match_compute": None})
+            cells = self.grid_cells()
+            cfgs = [trial_config(plain.trial_values(c, budget), f"study {self.name}")
+                    for c in cells]
+            if len({c.n_train for c in cfgs}) > 1 and any(c.n_train == 0 for c in cfgs):
+                raise SpecError(f"{self.source}: match_compute: budget {budget!r} trains some "
+                                "configurations on all points (n_train 0) and others on fewer; "
+                                "give every configuration a number of points")
+            per_epoch = [3 * forward_flops(c.architecture(), 1, c.iw_samples) * max(c.n_train, 1)
+                         for c in cfgs]
+            most = max(f * c.epochs for f, c in zip(per_epoch, cfgs))
+            self._matched[budget] = {self._cell_key(cell): max(1, round(most / f))
+                                     for cell, f in zip(cells, per_epoch)}
+        return self._matched[budget]
 
     def trial_config(self, factors: dict[str, Any], budget: str, where: str = "") -> TrialConfig:
         from .config import trial_config

@@ -53,5 +53,12 @@ def test_study_runs_at_smoke_budget_and_reports(local_ray, tmp_path, name):
         assert sum(report.count(f"**{w}** (smoke test)") for w in words) == len(spec.claims)
     if spec.references:
         assert "## Compared with reference numbers" in report
+    if spec.match_compute:  # each configuration trained the epochs that match its compute
+        assert "**Compute matched.**" in report
+        per_trial = trials.drop_duplicates("trial_id")
+        assert per_trial["epochs"].nunique() > 1
+        for _, row in per_trial.iterrows():
+            cell = {f: row[f"factor.{f}"] for f in spec.grid_factors}
+            assert row["epochs"] == spec.trial_config(cell, "smoke").epochs
     for i in range(len(spec.curves)):
         assert (out.results / "report" / f"curve_{i}.png").exists()

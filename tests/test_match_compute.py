@@ -1,0 +1,58 @@
+"""``match_compute: training_flops``: every configuration of a study trains for the training
+compute of the costliest one; the epochs are checked against FLOPs counted by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studies import write_spec
+from study.errors import SpecError
+from study.spec_file import load_spec
+
+
+def mlp_macs(widths: list[int]) -> int:
+    """Multiply-accumulates of one pass of a point through dense layers of these widths."""
+    return sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+def training_macs(hidden: list[int], iw: int, x: int = 784, z: int = 64) -> int:
+    """A VAE's encoder once per point (x -> hidden -> mean and std of z), its decoder once per
+    importance sample (z -> reversed hidden -> x); forward and backward scale both alike."""
+    return mlp_macs([x, *hidden, 2 * z]) + iw * mlp_macs([z, *hidden[::-1], x])
+
+
+def test_every_configuration_gets_the_costliest_ones_compute():
+    spec = load_spec("kl_iw_mnist_matched")
+    budget_epochs = spec.base_values("default")["epochs"]
+    most = max(training_macs(json.loads(str(c["hidden"])), c["iw_samples"])
+               for c in spec.grid_cells())
+    seen = set()
+    for cell in spec.grid_cells():
+        cfg = spec.trial_config(cell, "default")
+        macs = training_macs(json.loads(str(cell["hidden"])), cfg.iw_samples)
+        assert cfg.epochs == round(budget_epochs * most / macs)
+        # equal compute to within half an epoch of the configuration
+        assert abs(cfg.epochs * macs - budget_epochs * most) <= macs / 2
+        seen.add(cfg.epochs)
+    # IW=10 [512, 512, 256, 256] is the costliest: it keeps the budget's epochs; IW=1 [512, 512]
+    # costs 6.8 times less per epoch
+    assert min(seen) == budget_epochs and max(seen) == round(budget_epochs * 6.776)
+    # the fingerprint and the dry run read trial_config: both see the matched epochs
+    assert spec.model_copy(update={"match_compute": None}).trial_config(
+        spec.grid_cells()[0], "default").epochs == budget_epochs
+
+
+def test_a_sampled_factor_cannot_be_matched(tmp_path):
+    path = write_spec(tmp_path, "m", match_compute="training_flops",
+                      factors={"width": {"int": [16, 64]}})
+    with pytest.raises(SpecError, match="match_compute needs every factor on a grid.*width"):
+        load_spec(str(path))
+
+
+def test_all_points_beside_fewer_points_cannot_be_matched(tmp_path):
+    path = write_spec(tmp_path, "m", match_compute="training_flops",
+                      factors={"n_train": {"grid": [0, 500]}})
+    with pytest.raises(SpecError, match="n_train 0"):
+        load_spec(str(path)).trial_config({"n_train": 500}, "smoke")
