@@ -37,7 +37,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from .claims import Claim, Curve, Gate, Reference
 from .config import TrialConfig
@@ -132,13 +132,15 @@ class StudySpec(Strict):
     match_compute: Literal["training_flops"] | None = None
     _matched: dict[str, dict[str, float]] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _compute_can_be_matched(self) -> StudySpec:
-        if self.match_compute is not None and self.sampled_factors:
+    @field_validator("match_compute")
+    @classmethod
+    def _compute_can_be_matched(cls, v: str | None, info: ValidationInfo) -> str | None:
+        sampled = [n for n, f in (info.data.get("factors") or {}).items() if not f.is_grid]
+        if v is not None and sampled:
             raise ValueError(f"match_compute needs every factor on a grid (the compute of a "
                              f"sampled value is not known before it is drawn): "
-                             f"{', '.join(self.sampled_factors)} is sampled")
-        return self
+                             f"{', '.join(sampled)} is sampled")
+        return v
 
     @field_validator("seeds", mode="before")
     @classmethod

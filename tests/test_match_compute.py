@@ -1,14 +1,11 @@
 """``match_compute: training_flops``: every configuration of a study trains for the training
-compute of the costliest one; the epochs are checked against FLOPs counted by hand."""
+compute of the costliest one; the epochs are checked against FLOPs counted by hand. (A study
+file that cannot be matched is refused: ``test_study_cli.py``.)"""
 
 from __future__ import annotations
 
 import json
 
-import pytest
-
-from studies import write_spec
-from study.errors import SpecError
 from study.spec_file import load_spec
 
 
@@ -42,17 +39,3 @@ def test_every_configuration_gets_the_costliest_ones_compute():
     # the fingerprint and the dry run read trial_config: both see the matched epochs
     assert spec.model_copy(update={"match_compute": None}).trial_config(
         spec.grid_cells()[0], "default").epochs == budget_epochs
-
-
-def test_a_sampled_factor_cannot_be_matched(tmp_path):
-    path = write_spec(tmp_path, "m", match_compute="training_flops",
-                      factors={"width": {"int": [16, 64]}})
-    with pytest.raises(SpecError, match="match_compute needs every factor on a grid.*width"):
-        load_spec(str(path))
-
-
-def test_all_points_beside_fewer_points_cannot_be_matched(tmp_path):
-    path = write_spec(tmp_path, "m", match_compute="training_flops",
-                      factors={"n_train": {"grid": [0, 500]}})
-    with pytest.raises(SpecError, match="n_train 0"):
-        load_spec(str(path)).trial_config({"n_train": 500}, "smoke")

@@ -63,6 +63,13 @@ def test_malformed_yaml(tmp_path, edit, expected):
     ({"factors": {"kind": {"grid": ["vae", "gan"]}}}, "field 'kind' = 'gan'"),
     ({"search": {"metric": "test_ll"}}, "not reported every epoch"),
     ({"pruner": {"name": "magic"}}, "field 'pruner.name' = 'magic'"),
+    ({"match_compute": "training_flops", "factors": {"width": {"int": [16, 64]}}},
+     "field 'match_compute' = 'training_flops': Value error, match_compute needs every factor "
+     "on a grid (the compute of a sampled value is not known before it is drawn): width is "
+     "sampled"),
+    ({"match_compute": "training_flops", "factors": {"n_train": {"grid": [0, 500]}}},
+     "match_compute: budget 'smoke' trains some configurations on all points (n_train 0) and "
+     "others on fewer"),
 ])
 def test_malformed_spec_names_file_field_and_value(tmp_path, fields, expected):
     path = write_spec(tmp_path, "bad", **fields)
