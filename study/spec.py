@@ -223,8 +223,9 @@ class StudySpec(Strict):
         Training compute of a cell = its epochs x training points x the matmul FLOPs of one
         training step per point (forward and backward, 3x ``models.size.forward_flops`` with the
         cell's ``iw_samples``); the number of seeds is the same for every cell. On this 2-core
-        CPU the seconds per FLOP of the MNIST MLPs differ by at most ~12% between
-        configurations (docs/benchmarks.md), so equal FLOPs are about equal time."""
+        CPU the matched trainings of ``kl_iw_mnist_matched`` take 1.0-1.2x the costliest one's
+        time (``benchmarks/matched_compute.py``, docs/benchmarks.md): equal FLOPs are about
+        equal time."""
         if budget not in self._matched:
             from models.size import forward_flops
 
