@@ -49,7 +49,7 @@ def config(data_dir: str, steps: int, **extra):
 
 def train_rate(data_dir: str, device: str, steps: int, threads: int | None = None) -> dict:
     """Samples/s and TFLOP/s of ``steps`` training steps (after a warm-up) on ``device``."""
-    from models.size import forward_flops
+    from models.size import training_flops
     from study.data import load_data
     from study.trainer import Trainer
 
@@ -65,7 +65,7 @@ def train_rate(data_dir: str, device: str, steps: int, threads: int | None = Non
     _sync(device)
     seconds = time.perf_counter() - start
     samples = len(cfg.seeds) * steps * cfg.batch_size
-    flops = 3 * forward_flops(cfg.architecture(), 1, cfg.iw_samples) * samples
+    flops = training_flops(cfg.architecture(), 1, cfg.iw_samples) * samples
     return {"device": device, "steps": steps, "seconds": seconds, "samples_per_s": samples / seconds,
             "tflops": flops / seconds / 1e12, "trainer": trainer}
 

@@ -40,13 +40,13 @@ IMAGE_TEST = 10_000
 
 def trial_cost(cfg) -> tuple[float, float]:
     """(FLOPs of training + evaluation, training steps) of one trial (all seeds)."""
-    from models.size import forward_flops
+    from models.size import forward_flops, training_flops
 
     arch = cfg.architecture()
     seeds = len(cfg.seeds)
     n_train = cfg.n_train or IMAGE_POINTS.get(cfg.dataset, cfg.n_train)
     n_test = cfg.n_test or IMAGE_TEST
-    per_point_train = 3 * forward_flops(arch, 1, cfg.iw_samples)
+    per_point_train = training_flops(arch, 1, cfg.iw_samples)
     train = per_point_train * n_train * cfg.epochs * seeds
     n_ood = (1 if cfg.exclude_label is not None else 0) + (1 if cfg.ood_dataset else 0) if \
         cfg.is_image else len(cfg.ood_shifts) + len(cfg.ood_offsets) + 2

@@ -30,7 +30,7 @@ def main() -> None:
 
     import torch
 
-    from models.size import forward_flops
+    from models.size import training_flops
     from study.data import load_data
     from study.spec_file import load_spec
     from study.trainer import Trainer
@@ -42,7 +42,7 @@ def main() -> None:
     rows = []
     for cell in spec.grid_cells():
         cfg = spec.trial_config(cell, args.budget)
-        gflop = 3 * forward_flops(cfg.architecture(), 1, cfg.iw_samples) * cfg.n_train \
+        gflop = training_flops(cfg.architecture(), 1, cfg.iw_samples) * cfg.n_train \
             * cfg.epochs / 1e9
         trainer = Trainer(cfg, load_data(cfg.data_config()), device="cpu")
         trainer.train_epoch()  # warm-up: allocations, first-call costs

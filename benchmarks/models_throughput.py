@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import build_model, estimate_log_likelihood, forward_flops, training_objective  # noqa: E402
+from models import build_model, estimate_log_likelihood, training_flops, training_objective  # noqa: E402
 from study.config import trial_config  # noqa: E402
 from study.data import load_data  # noqa: E402
 from study.trainer import Trainer  # noqa: E402
@@ -70,7 +70,7 @@ def train_rate(settings: dict, seeds: int, steps: int, k: int, data_dir: str | N
     trainer.train_epoch()
     seconds = time.perf_counter() - start
     samples = seeds * steps * 128
-    flops = 3 * forward_flops(cfg.architecture(), 1, k) * samples
+    flops = training_flops(cfg.architecture(), 1, k) * samples
     return {"per_seed": samples / seconds / seeds, "gflops": flops / seconds / 1e9}
 
 

@@ -23,7 +23,7 @@ _WHERE = {
     "likelihood_ratio": "objectives", "training_objective": "objectives",
     "ModelKind": "registry", "build_model": "registry", "check_config": "registry",
     "model_class": "registry", "model_kind": "registry", "model_kinds": "registry",
-    "forward_flops": "size", "parameter_count": "size",
+    "forward_flops": "size", "training_flops": "size", "parameter_count": "size",
 }
 __all__ = sorted(_WHERE)
 

@@ -36,3 +36,9 @@ def forward_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int
     for h in hooks:
         h.remove()
     return flops
+
+
+def training_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int:
+    """FLOPs of training one member on ``n_points`` points with ``n_samples`` importance samples
+    each: the forward pass and a backward pass of twice its cost (3x ``forward_flops``)."""
+    return 3 * forward_flops(config, n_points, n_samples)

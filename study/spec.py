@@ -130,7 +130,7 @@ class StudySpec(Strict):
     #: one at the budget's epochs (``StudySpec.matched_epochs``); claims then compare
     #: configurations at equal compute, not at equal epochs
     match_compute: Literal["training_flops"] | None = None
-    _matched: dict[str, dict[str, float]] = PrivateAttr(default_factory=dict)
+    _matched: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
 
     @field_validator("match_compute")
     @classmethod
@@ -221,13 +221,13 @@ class StudySpec(Strict):
         nearest epoch, at least 1).
 
         Training compute of a cell = its epochs x training points x the matmul FLOPs of one
-        training step per point (forward and backward, 3x ``models.size.forward_flops`` with the
+        training step per point (``models.size.training_flops``: forward and backward, with the
         cell's ``iw_samples``); the number of seeds is the same for every cell. On this 2-core
         CPU the matched trainings of ``kl_iw_mnist_matched`` take 1.0-1.2x the costliest one's
         time (``benchmarks/matched_compute.py``, docs/benchmarks.md): equal FLOPs are about
         equal time."""
         if budget not in self._matched:
-            from models.size import forward_flops
+            from models.size import training_flops
 
             from .config import trial_config
 
@@ -239,7 +239,7 @@ class StudySpec(Strict):
                 raise SpecError(f"{self.source}: match_compute: budget {budget!r} trains some "
                                 "configurations on all points (n_train 0) and others on fewer; "
                                 "give every configuration a number of points")
-            per_epoch = [3 * forward_flops(c.architecture(), 1, c.iw_samples) * max(c.n_train, 1)
+            per_epoch = [training_flops(c.architecture(), 1, c.iw_samples) * max(c.n_train, 1)
                          for c in cfgs]
             most = max(f * c.epochs for f, c in zip(per_epoch, cfgs))
             self._matched[budget] = {self._cell_key(cell): max(1, round(most / f))
