@@ -129,7 +129,8 @@ def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
         m["exact_ll"] = exact_test.mean(1)
         m["ll_gap"] = m["test_ll"] - m["exact_ll"]
     if not data.per_member and data.curve is None:  # images: against the pixel frequencies
-        baseline = metrics.bernoulli_neg_ll(x_np, metrics.bernoulli_fit(data.x_train)).mean()
+        probs = metrics.bernoulli_fit(data.x_train, data.binarize)
+        baseline = metrics.bernoulli_neg_ll(x_np, probs).mean()
         m["ll_over_bernoulli"] = m["test_ll"] + baseline
     _latents(model, x[..., :EMBED_POINTS, :], y_np[..., :EMBED_POINTS], names, out=m, units=units)
     if data.curve is not None:
@@ -201,7 +202,7 @@ def _ood(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig, x_np: n
     scores = {name: ood_scores(model, torch.from_numpy(v).to(dev), cfg.ood_importance)
               for name, v in sets.items()}
     if not data.per_member and data.curve is None:  # images: complexity baselines
-        probs = metrics.bernoulli_fit(data.x_train)
+        probs = metrics.bernoulli_fit(data.x_train, data.binarize)
         for name, v in sets.items():
             scores[name]["lit_pixels"] = np.tile(metrics.lit_pixels(v), (E, 1))
             scores[name]["neg_ll_bernoulli"] = np.tile(metrics.bernoulli_neg_ll(v, probs), (E, 1))

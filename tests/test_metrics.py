@@ -80,13 +80,31 @@ def test_complexity_baselines_on_constructed_images():
     x_train = np.zeros((98, 4))
     x_train[:49, 0] = 1  # pixel 0 lit in half the images, pixel 1 always, others never
     x_train[:, 1] = 1
-    probs = metrics.bernoulli_fit(x_train)
-    assert np.allclose(probs, [50 / 100, 99 / 100, 1 / 100, 1 / 100])
+    for binarize in ("static", "none", "dynamic"):  # binary images: every mode agrees
+        probs = metrics.bernoulli_fit(x_train, binarize)
+        assert np.allclose(probs, [50 / 100, 99 / 100, 1 / 100, 1 / 100])
     x = np.array([[0, 1, 0, 0], [1, 1, 1, 1.0]])
     assert list(metrics.lit_pixels(x)) == [1.0, 4.0]
     expected = [-(np.log(0.5) + np.log(0.99) + 2 * np.log(0.99)),
                 -(np.log(0.5) + np.log(0.99) + 2 * np.log(0.01))]
     assert np.allclose(metrics.bernoulli_neg_ll(x, probs), expected)
+
+
+def test_the_pixel_frequencies_of_dynamic_binarisation_are_the_mean_grey_levels():
+    """Grey level 0.3 everywhere: a dynamic draw lights the pixel 30% of the time, so the
+    maximum-likelihood probability is 0.3 (with pseudo-counts), not the ~0 of x > 0.5; on many
+    draws it scores the images better than the thresholded fit and than any other probability."""
+    rng = np.random.default_rng(0)
+    x_train = np.full((998, 2), 0.3)
+    x_train[:, 1] = rng.choice([0.2, 0.9], size=998)
+    probs = metrics.bernoulli_fit(x_train, "dynamic")
+    assert np.allclose(probs, (x_train.sum(0) + 1) / 1000)
+    assert np.isclose(probs[0], (0.3 * 998 + 1) / 1000)
+    draws = (rng.random((20, *x_train.shape)) < x_train).reshape(-1, 2).astype(float)
+    nll = lambda p: metrics.bernoulli_neg_ll(draws, p).mean()  # noqa: E731
+    assert nll(probs) < nll(metrics.bernoulli_fit(x_train, "static")) - 0.5
+    for nudge in (-0.02, 0.02):
+        assert nll(probs) < nll(probs + nudge)
 
 
 def test_the_neyman_pearson_score_is_the_best_detector_of_two_known_gaussians():
