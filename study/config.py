@@ -96,6 +96,12 @@ class TrialConfig(BaseModel):
         "improved by min_improvement for this many epochs (0: train every epoch)", ge=0)
     min_improvement: float = _setting(
         0.01, "early stopping: the improvement of the validation bound that counts, nats", ge=0)
+    restarts: int = _setting(
+        1, "initialisations tried per seed: all train side by side for restart_epochs epochs, "
+        "then each seed goes on with its one of the best validation bound (1: no restarts)", ge=1)
+    restart_epochs: int = _setting(
+        30, "restarts: epochs before each seed keeps its best initialisation (at most epochs)",
+        ge=1)
 
     # evaluation
     eval_importance: int = _setting(1000, "importance samples K of the test log-likelihood",
@@ -141,6 +147,16 @@ class TrialConfig(BaseModel):
     @property
     def is_image(self) -> bool:
         return self.dataset in IMAGE_DATASETS
+
+    @property
+    def choice_epoch(self) -> int:
+        """The epoch after which each seed keeps its best initialisation (0: no restarts)."""
+        return min(self.restart_epochs, self.epochs) if self.restarts > 1 else 0
+
+    @property
+    def member_epochs(self) -> int:
+        """Epochs trained per seed, the restarts' candidates counted (what training costs)."""
+        return self.epochs + (self.restarts - 1) * self.choice_epoch
 
     def architecture(self) -> ModelConfig:
         """The model's configuration, derived from these settings."""

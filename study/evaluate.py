@@ -250,6 +250,8 @@ def _stability(state: TrainState, E: int, m: dict[str, np.ndarray]) -> None:
     diverged = np.array([d is not None for d in state.diverged_epoch])
     m["diverged"] = diverged.astype(float)
     m["diverged_epoch"] = np.array([np.nan if d is None else d for d in state.diverged_epoch], float)
+    if state.restart:
+        m["restart"] = np.array(state.restart, float)
 
 
 def _long_scores(scores: dict[str, dict[str, np.ndarray]], seeds: list[int]) -> dict[str, np.ndarray]:

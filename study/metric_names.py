@@ -91,6 +91,8 @@ def final_metrics(cfg: TrialConfig) -> set[str]:
             out |= {f"np_auroc_{s}", f"exact_ll_auroc_{s}"}
     if learned_std(cfg):
         out.add("min_output_std")
+    if cfg.restarts > 1:
+        out.add("restart")
     return out
 
 

@@ -31,14 +31,14 @@ class PlannedTrial:
     @property
     def train_samples(self) -> int:
         n_train = self.cfg.n_train or 60_000
-        return n_train * self.cfg.epochs * len(self.cfg.seeds) * self.cfg.iw_samples
+        return n_train * self.cfg.member_epochs * len(self.cfg.seeds) * self.cfg.iw_samples
 
     @property
     def eval_passes(self) -> int:
         """Forward sample-passes of the validation and the final evaluation."""
         cfg = self.cfg
         n_test = cfg.eval_points or cfg.n_test or 10_000
-        val = cfg.n_val * cfg.epochs * (1 + (cfg.iw_samples if cfg.iw_samples > 1 else 0))
+        val = cfg.n_val * cfg.member_epochs * (1 + (cfg.iw_samples if cfg.iw_samples > 1 else 0))
         final = n_test * (max(cfg.eval_importance, 100) + 6 * cfg.ood_importance + 20)
         return (val + final) * len(cfg.seeds)
 

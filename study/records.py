@@ -19,6 +19,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 _KIND = "report"  # result key: "epoch" or "final"
 _EPOCH, _FINAL = "epoch", "final"
 
@@ -51,6 +53,26 @@ class TrainState:
     epoch: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
     diverged_epoch: list[int | None] = field(default_factory=list)
+    #: per seed, the initialisation training went on with (``TrialConfig.restarts``): 0 is the
+    #: seed's own; empty without restarts
+    restart: list[int] = field(default_factory=list)
+
+    def keep_members(self, idx: list[int]) -> TrainState:
+        """This state for the members ``idx`` alone, in that order: every epoch's per-member
+        values and their means (over the kept members that had not diverged)."""
+        history = []
+        for h in self.history:
+            members = {k: [v[i] for i in idx] for k, v in h.members.items()}
+            diverged = np.asarray(members.get("diverged", [0.0] * len(idx))) > 0
+            mean = dict(h.mean)
+            for k, v in members.items():
+                if k != "diverged":
+                    live = np.asarray(v, float)[~diverged]
+                    live = live[np.isfinite(live)]
+                    mean[k] = float(live.mean()) if live.size else float("nan")
+            history.append(EpochMetrics(h.epoch, members, mean, int(diverged.sum())))
+        return TrainState(self.epoch, history, [self.diverged_epoch[i] for i in idx],
+                          [self.restart[i] for i in idx] if self.restart else [])
 
 
 @dataclass(frozen=True)

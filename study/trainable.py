@@ -91,7 +91,10 @@ class TuneIO:
 
     def on_epoch(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
         self.pending.append(metrics)
-        due = metrics.epoch % self.spec.checkpoint_every == 0 and metrics.epoch < trainer.cfg.epochs
+        # a checkpoint holds the trainer as it is: only at the epoch it has reached (the epochs
+        # before a choice of restarts are reported after it, all at once)
+        due = (metrics.epoch % self.spec.checkpoint_every == 0 and metrics.epoch < trainer.cfg.epochs
+               and metrics.epoch == trainer.state.epoch)
         if due or time.monotonic() - self.last_report >= self.spec.report_every_s:
             self._flush(trainer if due else None)
         return False  # Tune itself stops a trial the scheduler prunes

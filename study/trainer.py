@@ -202,7 +202,15 @@ class Trainer:
         """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
         ``callback(metrics)``; a True return stops training (returns True: stopped early).
         Training also ends, to be evaluated as usual, when every member has diverged or the
-        validation bound has reached a plateau (``cfg.patience``, ``records.plateaued``)."""
+        validation bound has reached a plateau (``cfg.patience``, ``records.plateaued``).
+        With restarts (``cfg.restarts`` > 1) a fresh start first runs ``choose_restarts`` and
+        then calls ``callback`` for each of its epochs, as if they had just been trained."""
+        if self.cfg.choice_epoch and self.state.epoch == 0:
+            self.choose_restarts()
+            for metrics in self.state.history:
+                stop = bool(callback(metrics)) if callback else False
+                if stop or not self.alive.any():
+                    return stop
         while self.state.epoch < self.cfg.epochs and not plateaued(
                 self.state.history, self.cfg.patience, self.cfg.min_improvement):
             start = time.perf_counter()
@@ -228,6 +236,36 @@ class Trainer:
                 return stop
         return False
 
+    # ------------------------------------------------------------------ restarts
+    def choose_restarts(self) -> None:
+        """Train ``cfg.restarts`` initialisations of every seed side by side for
+        ``cfg.choice_epoch`` epochs, then go on with each seed's one of the best validation bound
+        (the data, schedules and evaluation are the seed's; only the initialisation and the
+        data order differ). Candidate r of seed s is initialised from s itself for r = 0 and
+        from a seed derived from (s, r) otherwise. Afterwards this trainer holds the chosen
+        members' weights, Adam moments, data-order generators and epoch history, and
+        ``state.restart`` says which candidate each seed kept. No candidate state is saved: a
+        run interrupted before the choice starts again from epoch 0."""
+        cfg, E, R = self.cfg, self.n_members, self.cfg.restarts
+        ccfg, seed_of = restart_candidates(cfg)
+        cand = Trainer(ccfg, self.data.members(seed_of), self.device.type)
+        cand.fit(lambda m: m.epoch >= cfg.choice_epoch)
+        bound = np.array(cand.state.history[-1].members["val_bound"], float).reshape(R, E)
+        r_best = np.where(np.isfinite(bound), bound, -np.inf).argmax(0)
+        keep = [int(r * E + e) for e, r in enumerate(r_best)]
+        with torch.no_grad():
+            self.model.load_state_dict({k: v[keep] for k, v in cand.model.state_dict().items()})
+        opt = cand.optimizer.state_dict()
+        opt["state"] = {i: {k: v[keep] if v.dim() else v for k, v in st.items()}
+                        for i, st in opt["state"].items()}
+        self.optimizer.load_state_dict(opt)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(cand.scheduler.state_dict())
+        self.order_rngs = [cand.order_rngs[m] for m in keep]
+        cand.state.restart = [m // E for m in range(R * E)]
+        self.state = cand.state.keep_members(keep)
+        self._frozen = {e: cand._frozen[m] for e, m in enumerate(keep) if m in cand._frozen}
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {
@@ -237,6 +275,7 @@ class Trainer:
             "epoch": self.state.epoch,
             "history": [vars(m) for m in self.state.history],
             "diverged_epoch": [-1 if d is None else d for d in self.state.diverged_epoch],
+            "restart": list(self.state.restart),
             "frozen": {str(e): p for e, p in self._frozen.items()},
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -256,6 +295,7 @@ class Trainer:
             epoch=int(state["epoch"]),
             history=[EpochMetrics(**m) for m in state["history"]],
             diverged_epoch=[None if d < 0 else int(d) for d in state["diverged_epoch"]],
+            restart=[int(r) for r in state.get("restart", [])],
         )
         self._frozen = {int(e): p for e, p in state["frozen"].items()}
         torch.set_rng_state(state["rng_torch"])
@@ -275,6 +315,19 @@ class Trainer:
     def load(self, path: str | os.PathLike) -> None:
         """Restore from ``save``'s file; tensors and plain data only (``weights_only=True``)."""
         self.load_state_dict(read_checkpoint(path, self.device))
+
+
+def restart_candidates(cfg: TrialConfig) -> tuple[TrialConfig, np.ndarray]:
+    """The ensemble of every restart candidate of ``cfg`` and, per candidate, the index of the
+    seed whose data it trains (``[R * E]``): candidate m = r * E + e is seed e's r-th
+    initialisation, from seed e itself for r = 0 and from a seed derived from (seed e, r)
+    otherwise; the candidates train without early stopping."""
+    E, R = len(cfg.seeds), cfg.restarts
+    seed_of = np.tile(np.arange(E), R)
+    inits = tuple(int(cfg.seeds[e]) if m < E else
+                  int(np.random.SeedSequence([int(cfg.seeds[e]), m // E]).generate_state(1)[0])
+                  for m, e in enumerate(seed_of))
+    return cfg.model_copy(update={"seeds": inits, "restarts": 1, "patience": 0}), seed_of
 
 
 class ConfigMismatch(UserError, ValueError):

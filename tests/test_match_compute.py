@@ -39,3 +39,17 @@ def test_every_configuration_gets_the_costliest_ones_compute():
     # the fingerprint and the dry run read trial_config: both see the matched epochs
     assert spec.model_copy(update={"match_compute": None}).trial_config(
         spec.grid_cells()[0], "default").epochs == budget_epochs
+
+
+def test_restart_candidates_count_as_compute(tmp_path):
+    """Three initialisations per seed for the first 2 of 5 epochs cost 5 + 2 x 2 = 9 epochs of
+    one member: the configuration without restarts trains 9 epochs."""
+    from studies import write_spec
+
+    spec = load_spec(str(write_spec(
+        tmp_path, "matched_restarts", match_compute="training_flops",
+        fixed={"restart_epochs": 2}, factors={"restarts": {"grid": [1, 3]}},
+        budgets={"smoke": {"epochs": 5}})))
+    cfgs = {c["restarts"]: spec.trial_config(c, "smoke") for c in spec.grid_cells()}
+    assert cfgs[3].epochs == 5 and cfgs[3].member_epochs == 9
+    assert cfgs[1].epochs == 9 and cfgs[1].member_epochs == 9

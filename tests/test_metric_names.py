@@ -18,10 +18,11 @@ SMALL = {"n_train": 64, "n_val": 32, "n_test": 48, "epochs": 1, "seeds": [0, 1],
      "ood_shifts": [0.5], "ood_offsets": [0.1]},
     {"dataset": "moons", "kind": "vae", "latents": [2], "hidden": [8], "noise": 0.0,
      "variance": "fixed", "output_std": 0.01, "ood_shifts": [1.0]},
-    {"dataset": "moons", "kind": "avae", "latents": [2], "hidden": [8], "ood_shifts": []},
+    {"dataset": "moons", "kind": "avae", "latents": [2], "hidden": [8], "ood_shifts": [],
+     "restarts": 2, "restart_epochs": 1},
     {"dataset": "mnist", "kind": "hvae", "latents": [4, 2], "hidden": [[16], [8]],
      "exclude_label": 3, "ood_dataset": "fashion_mnist"},
-], ids=["hvae-3-layers", "vae-noise-free-fixed-std", "avae", "mnist-hvae"])
+], ids=["hvae-3-layers", "vae-noise-free-fixed-std", "avae-restarts", "mnist-hvae"])
 def test_the_catalogue_names_exactly_what_a_trial_produces(settings, shared_data):
     cfg = trial_config(SMALL | settings | {"data_dir": str(shared_data)})
     result = run_trial(cfg, NoCheckpoints(), plots=False, threads=1)

@@ -138,3 +138,24 @@ def test_sampled_factors_go_to_optuna_tpe_and_grid_cells_are_covered(local_ray, 
     assert trials["factor.lr"].between(1e-3, 1e-2).all()
     assert set(trials["factor.width"]) <= {4, 8, 12, 16}
     assert (trials["config.hidden"] == trials["factor.width"].map(lambda w: f"[[{w}, {w}]]")).all()
+
+
+def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray, tmp_path):
+    """Two initialisations per seed, the choice after epoch 2 of 4 (checkpoints every epoch):
+    Parquet, MLflow and Optuna see each seed's kept candidate, every epoch exactly once."""
+    spec = load_spec(str(write_spec(
+        tmp_path, "tiny_restarts", fixed={"restarts": 2, "restart_epochs": 2, "iw_samples": 2},
+        factors={"lr": {"grid": [0.003]}}, budgets={"smoke": {"epochs": 4}},
+        checkpoint_every=1)))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, quiet=True)
+    assert out.counts == {"finished": 1, "diverged": 0, "pruned": 0, "failed": 0}
+    trials = read_trials(out.results)
+    assert set(trials["restart"]) <= {0.0, 1.0} and len(trials) == 2
+    epochs = read_epochs(out.results)
+    assert sorted(zip(epochs["epoch"], epochs["seed"])) == [(e, s) for e in (1, 2, 3, 4) for s in (0, 1)]
+    _, _, children = _runs(uri, "tiny_restarts")
+    history = MlflowClient(uri).get_metric_history(children[0].info.run_id, "val_bound")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]
+    study = optuna.load_study(study_name="tiny_restarts", storage=f"sqlite:///{out.results}/optuna.db")
+    assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4]

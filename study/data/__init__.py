@@ -100,6 +100,16 @@ class DataBundle:
                           {k: v[e] for k, v in self.ood.items()}, self.binarize, self.curve,
                           self.noise, None if self.boxes is None else self.boxes[e : e + 1])
 
+    def members(self, idx: np.ndarray) -> DataBundle:
+        """The data of an ensemble whose member m has seed ``idx[m]``'s data (2-D: every
+        per-seed array indexed; images: the shared arrays)."""
+        if not self.per_member:
+            return self
+        return DataBundle(self.name, self.x_train[idx], self.y_train[idx], self.x_val[idx],
+                          self.y_val[idx], self.x_test[idx], self.y_test[idx],
+                          {k: v[idx] for k, v in self.ood.items()}, self.binarize, self.curve,
+                          self.noise, None if self.boxes is None else self.boxes[idx])
+
     @property
     def exact_log_density(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """x ``[N, 2]`` -> log p(x) ``[N]`` (nats) of the training distribution."""
