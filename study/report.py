@@ -67,6 +67,16 @@ def _responses(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     return [r for r in spec.responses if r in trials.columns and trials[r].notna().any()]
 
 
+def _shared_settings(spec: StudySpec, budget: str) -> str:
+    """One line: the settings every configuration shares (the study file's ``fixed`` with the
+    budget's overrides), so the page says how its models were trained."""
+    values = {k: v for k, v in spec.base_values(budget).items() if k != "seeds"}
+    if spec.match_compute is not None and "epochs" in values:
+        values["epochs"] = f"matched to the costliest configuration's {values['epochs']}"
+    listed = ", ".join(f"{k} {v}" for k, v in values.items())
+    return f"Every configuration: {listed}; the rest at the defaults of `study/config.py`.\n"
+
+
 def build_report(spec: StudySpec, results: Path) -> Path:
     """Write the report folder; returns the markdown file's path."""
     trials, epochs = read_trials(results), read_epochs(results)
@@ -87,7 +97,8 @@ def build_report(spec: StudySpec, results: Path) -> Path:
 
     parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
              f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
-             "completed seeds ± the 95% t-interval half-width.\n"]
+             "completed seeds ± the 95% t-interval half-width.\n",
+             _shared_settings(spec, budget)]
     if spec.match_compute is not None:
         parts.append(COMPUTE_MATCHED)
     if smoke:

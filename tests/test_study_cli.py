@@ -56,6 +56,7 @@ def test_malformed_yaml(tmp_path, edit, expected):
 @pytest.mark.parametrize("fields,expected", [
     ({"seeds": "three"}, "field 'seeds' = 'three'"),
     ({"fixed": {"noise": -1}}, "field 'noise' = -1"),
+    ({"fixed": {"restarts": 0}}, "field 'restarts' = 0: Input should be greater than or equal to 1"),
     ({"fixed": {"epochs": "many"}}, "field 'epochs' = 'many'"),
     ({"factors": {"lr": {"grid": []}}}, "grid must list at least one value"),
     ({"factors": {"colour": {"grid": [1, 2]}}}, "unknown setting 'colour'"),

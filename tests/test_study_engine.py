@@ -159,3 +159,5 @@ def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray,
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
     study = optuna.load_study(study_name="tiny_restarts", storage=f"sqlite:///{out.results}/optuna.db")
     assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4]
+    report = build_report(spec, out.results).read_text()
+    assert "restarts 2, restart_epochs 2" in report and "epochs 4" in report
