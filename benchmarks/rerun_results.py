@@ -93,6 +93,10 @@ def publish(results: Path, record: dict) -> None:
 def _change(v) -> str:
     """One line on what would change a verdict."""
     if v.verdict == "untestable":
+        if v.layer_inactive:
+            return ("models in which the layer carries information: it is inactive here (KL "
+                    "under the gate), so the claim is about something these models do not have; "
+                    "more seeds cannot help")
         return ("models that reach the gate: longer training (the `full` budget, on a GPU "
                 "cluster); more seeds cannot help")
     if v.verdict == "inconclusive":

@@ -119,7 +119,14 @@ def build_report(spec: StudySpec, results: Path) -> Path:
                   markdown(verdict_table(verdicts, smoke, evidence.name if evidence else None))]
         if evidence is not None:
             parts.append(f"![claims]({evidence.name})\n")
-        if any(v.verdict == "untestable" for v in verdicts) and budget != "full":
+        if any(v.layer_inactive for v in verdicts):
+            parts.append(
+                "**Untestable: a layer is inactive.** A claim about a layer (its class "
+                "separation, the likelihood ratio above it) means something only if the layer "
+                "carries information; in these models it does not (KL under the claim's gate), "
+                "which longer training need not change and more seeds cannot.\n")
+        if any(v.verdict == "untestable" and not v.layer_inactive for v in verdicts) \
+                and budget != "full":
             full = ", ".join(f"{k} {'all' if k.startswith('n_') and v == 0 else v}"
                              for k, v in spec.budget("full").items()) or "as the study file says"
             parts.append(

@@ -60,6 +60,13 @@ class Verdict:
     def effect(self) -> float:
         return self.result.effect if self.result is not None else math.nan
 
+    @property
+    def layer_inactive(self) -> bool:
+        """Untestable only because a layer the claim relies on carries too little information
+        (every missed bound is a ``min_kl`` one): longer training need not change that."""
+        return self.verdict == "untestable" and bool(self.gate_failures) and all(
+            f.startswith("kl_") for f in self.gate_failures)
+
     def row(self) -> dict[str, Any]:
         c = self.claim
         r = self.result

@@ -126,7 +126,11 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
     assert "ll_gap -0.8 < -0.3 (depth=2)" in v.row()["why"]
     kl_gate = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher",
                      gate=Gate(min_kl={"z2": 0.01}))
-    assert judge_all([kl_gate], rows)[0].verdict == "untestable"
+    inactive = judge_all([kl_gate], rows)[0]
+    assert inactive.verdict == "untestable" and inactive.layer_inactive  # only the KL bound missed
+    assert not v.layer_inactive  # a missed fit gate: longer training could change it
+    both = judge_all([kl_gate], rows, gates=gate)[0]
+    assert both.verdict == "untestable" and not both.layer_inactive
     assert judge_all([claim], rows, gates=Gate(max_ll_gap=1.0))[0].verdict == "supported"
     passed = gate_checks(claim, Gate(max_ll_gap=1.0, min_kl={"z2": 0.001}), rows)
     assert [str(c) for c in passed] == ["ll_gap -0.8 >= -1 (worst: depth=2)",
