@@ -47,7 +47,7 @@ def trial_cost(cfg) -> tuple[float, float]:
     n_train = cfg.n_train or IMAGE_POINTS.get(cfg.dataset, cfg.n_train)
     n_test = cfg.n_test or IMAGE_TEST
     per_point_train = training_flops(arch, 1, cfg.iw_samples)
-    train = per_point_train * n_train * cfg.epochs * seeds
+    train = per_point_train * n_train * cfg.member_epochs * seeds  # restart candidates too
     n_ood = (1 if cfg.exclude_label is not None else 0) + (1 if cfg.ood_dataset else 0) if \
         cfg.is_image else len(cfg.ood_shifts) + len(cfg.ood_offsets) + 2
     evaluate = seeds * (forward_flops(arch, 1, cfg.eval_importance) * n_test
