@@ -248,7 +248,7 @@ class Trainer:
         run interrupted before the choice starts again from epoch 0."""
         cfg, E, R = self.cfg, self.n_members, self.cfg.restarts
         ccfg, seed_of = restart_candidates(cfg)
-        cand = Trainer(ccfg, self.data.members(seed_of), self.device.type)
+        cand = Trainer(ccfg, self.data.members(seed_of), str(self.device))
         cand.fit(lambda m: m.epoch >= cfg.choice_epoch)
         bound = np.array(cand.state.history[-1].members["val_bound"], float).reshape(R, E)
         r_best = np.where(np.isfinite(bound), bound, -np.inf).argmax(0)
