@@ -25,6 +25,13 @@ _KIND = "report"  # result key: "epoch" or "final"
 _EPOCH, _FINAL = "epoch", "final"
 
 
+def mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
+    """The mean of ``values`` ``[E]`` over the members that are ``alive`` and finite (NaN if
+    none): how an epoch's ``mean`` summarises its ``members``."""
+    live = values[alive & np.isfinite(values)]
+    return float(live.mean()) if live.size else float("nan")
+
+
 @dataclass
 class EpochMetrics:
     """Metrics after one epoch. ``members[name]`` has one value per ensemble member, in the
@@ -64,12 +71,8 @@ class TrainState:
         for h in self.history:
             members = {k: [v[i] for i in idx] for k, v in h.members.items()}
             diverged = np.asarray(members.get("diverged", [0.0] * len(idx))) > 0
-            mean = dict(h.mean)
-            for k, v in members.items():
-                if k != "diverged":
-                    live = np.asarray(v, float)[~diverged]
-                    live = live[np.isfinite(live)]
-                    mean[k] = float(live.mean()) if live.size else float("nan")
+            mean = dict(h.mean) | {k: mean_alive(np.asarray(v, float), ~diverged)
+                                   for k, v in members.items() if k != "diverged"}
             history.append(EpochMetrics(h.epoch, members, mean, int(diverged.sum())))
         return TrainState(self.epoch, history, [self.diverged_epoch[i] for i in idx],
                           [self.restart[i] for i in idx] if self.restart else [])

@@ -34,12 +34,7 @@ from .config import TrialConfig
 from .data import DataBundle
 from .device import matmul_precision, resolve_device
 from .errors import UserError
-from .records import EpochMetrics, TrainState, plateaued
-
-
-def _mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
-    live = values[alive & np.isfinite(values)]
-    return float(live.mean()) if live.size else float("nan")
+from .records import EpochMetrics, TrainState, mean_alive, plateaued
 
 
 class Trainer:
@@ -226,7 +221,7 @@ class Trainer:
             values["diverged"] = (~alive).astype(float)
             members = {k: [float(x) if alive[i] or k == "diverged" else float("nan")
                            for i, x in enumerate(v)] for k, v in values.items()}
-            mean = {k: _mean_alive(np.asarray(v), alive) for k, v in values.items() if k != "diverged"}
+            mean = {k: mean_alive(np.asarray(v), alive) for k, v in values.items() if k != "diverged"}
             mean["beta"] = beta_schedule(self.state.epoch, self.cfg.warmup_epochs)
             mean["seconds"] = time.perf_counter() - start
             metrics = EpochMetrics(self.state.epoch, members, mean, int((~alive).sum()))

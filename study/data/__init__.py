@@ -93,22 +93,22 @@ class DataBundle:
 
     def member(self, e: int) -> DataBundle:
         """Seed ``e``'s data (2-D arrays); images: the shared arrays."""
-        if not self.per_member:
-            return self
-        return DataBundle(self.name, self.x_train[e], self.y_train[e], self.x_val[e],
-                          self.y_val[e], self.x_test[e], self.y_test[e],
-                          {k: v[e] for k, v in self.ood.items()}, self.binarize, self.curve,
-                          self.noise, None if self.boxes is None else self.boxes[e : e + 1])
+        return self._indexed(e, slice(e, e + 1))
 
     def members(self, idx: np.ndarray) -> DataBundle:
         """The data of an ensemble whose member m has seed ``idx[m]``'s data (2-D: every
         per-seed array indexed; images: the shared arrays)."""
+        return self._indexed(idx, idx)
+
+    def _indexed(self, idx: int | np.ndarray, box_idx: slice | np.ndarray) -> DataBundle:
+        """Every per-seed array indexed by ``idx`` (the OOD boxes by ``box_idx``, which keeps
+        their seed dimension); images: ``self``."""
         if not self.per_member:
             return self
         return DataBundle(self.name, self.x_train[idx], self.y_train[idx], self.x_val[idx],
                           self.y_val[idx], self.x_test[idx], self.y_test[idx],
                           {k: v[idx] for k, v in self.ood.items()}, self.binarize, self.curve,
-                          self.noise, None if self.boxes is None else self.boxes[idx])
+                          self.noise, None if self.boxes is None else self.boxes[box_idx])
 
     @property
     def exact_log_density(self) -> Callable[[np.ndarray], np.ndarray] | None:
