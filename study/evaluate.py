@@ -22,8 +22,9 @@ Metric names (``Evaluation.members`` keys; ``L`` a layer name such as z1, ``S`` 
   layer only). ``Evaluation.units[L]``: the KL of each unit (``[E, d_L]``, nats).
 - ``pocket_mass`` (top layer), ``wrong_sample_frac`` (2-D); see ``study.metrics``.
 - ``divergence_jumps``, ``min_output_std`` (learned variance), ``diverged``, ``diverged_epoch``.
-- ``val_gain_tail``: how much the validation bound rose over the last tenth of the epochs
-  (nats; about 0 once training has converged, large while the model is still learning).
+- ``val_gain_tail``: how much the validation bound rose over the last tenth of the epochs, from
+  its least-squares trend over the last fifth (nats; about 0 once training has converged, large
+  while the model is still learning; ``metrics.tail_gain``).
 - OOD, per set S, scores F (higher = more anomalous): ``neg_elbo`` (IW=1), ``neg_ll`` (-log p(x)
   with ``ood_importance`` samples: a K-sample estimate, not "the" likelihood), ``llr_k`` (LLR>k
   of a hierarchical model, k = 1..L-1, with ``kl_above_k``, the KL of the layers above k it

@@ -57,7 +57,7 @@ SEQUENTIAL_EXPLAINED = (
 COMPUTE_MATCHED = (
     "**Compute matched.** Every configuration trained for the same training compute: the "
     "matmul FLOPs of the forward and backward passes over its training points with its "
-    "importance samples (`models.size.forward_flops`), those of the costliest configuration "
+    "importance samples (`models.size.training_flops`), those of the costliest configuration "
     "at the budget's epochs; the cheaper ones train for more epochs (the `epochs` column of the "
     "fit table). The claims compare configurations at this compute, not at convergence, and "
     "say nothing about which would be better trained longer.\n")

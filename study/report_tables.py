@@ -112,8 +112,8 @@ FIT_COLUMNS = {
     "test_ll": "the test log-likelihood",
     "ll_gap": "test_ll - exact_ll (0 is a perfect fit)",
     "wrong_sample_frac": "decoded prior samples off the curve",
-    "val_gain_tail": "nats the validation bound gained over the last tenth of training (near 0: "
-                     "converged)",
+    "val_gain_tail": "nats the validation bound gained over the last tenth of training, read off "
+                     "its trend over the last fifth (near 0: converged)",
     "epochs": "epochs trained (early stopping may end a trial before its budget)",
 }
 
