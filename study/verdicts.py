@@ -153,7 +153,8 @@ class GateCheck:
 def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateCheck]:
     """Each bound of ``gate`` against the configurations the claim selects (mean over their
     seeds): its worst configuration, or every configuration that misses it. Bounds on metrics
-    a configuration does not have (e.g. ``ll_gap`` of noise-free data) do not apply to it, and
+    a configuration does not have (e.g. ``ll_gap`` of noise-free data) do not apply to it, nor
+    does ``max_wrong_samples`` where ``max_ll_gap`` judges the fit (data with a density), and
     a claim about a model-free number (a complexity baseline, an exact-density reference:
     ``metric_names.model_free``) has no gate."""
     if model_free(claim.metric) and (claim.versus_metric is None or
@@ -170,7 +171,8 @@ def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateChec
     for metric, op, bound in gate.bounds():
         checks = []
         for key, g in groups:
-            if metric not in g.columns:
+            if metric not in g.columns or (metric == "wrong_sample_frac"
+                                           and gate.max_ll_gap is not None and _has_density(g)):
                 continue
             value = pd.to_numeric(g[metric], errors="coerce").mean()
             if not math.isfinite(value):
@@ -184,6 +186,12 @@ def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateChec
         elif checks:
             out.append(min(checks, key=lambda c: c.worst if op == ">=" else -c.worst))
     return out
+
+
+def _has_density(g: pd.DataFrame) -> bool:
+    """Whether a configuration's data have an exact density (its ``ll_gap`` is defined)."""
+    return "ll_gap" in g.columns and bool(np.isfinite(pd.to_numeric(g["ll_gap"],
+                                                                      errors="coerce")).any())
 
 
 def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:

@@ -138,6 +138,24 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
     assert [c.passed for c in passed] == [True, False]
 
 
+def test_wrong_samples_gate_only_the_data_without_a_density_when_the_gap_gate_is_set():
+    """Noise 0 (depth 1 here: no exact density, ll_gap undefined) is judged by its samples;
+    noisy data (depth 2: ll_gap defined) by its gap to the exact density, not by both."""
+    rows = _rows({1: [1.0, 1.1, 0.9], 2: [2.0, 2.15, 1.95]}, ll_gap={1: np.nan, 2: -0.1},
+                 wrong_sample_frac={1: 0.3, 2: 0.2})
+    both = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
+    noisy = _claim(where={"depth": 2}, expect="above", threshold=1.0)
+    gate = Gate(max_ll_gap=0.3, max_wrong_samples=0.05)
+    assert gate_failures(both, gate, rows) == ["wrong_sample_frac 0.3 > 0.05 (depth=1)"]
+    assert gate_failures(noisy, gate, rows) == []
+    assert judge_all([noisy], rows, gates=gate)[0].verdict == "supported"
+    rows.loc[rows["factor.depth"] == 2, "ll_gap"] = -0.5  # the gap still judges noisy data
+    assert gate_failures(noisy, gate, rows) == ["ll_gap -0.5 < -0.3 (depth=2)"]
+    # without a gap bound the sample bound is the only fit gate, for any noise
+    assert gate_failures(noisy, Gate(max_wrong_samples=0.05), rows) == [
+        "wrong_sample_frac 0.2 > 0.05 (depth=2)"]
+
+
 def test_a_claim_about_a_model_free_number_is_not_gated_by_the_models_fit():
     """The lit-pixel AUROC is the same whatever the VAE learned: an unconverged VAE does not
     make a claim about it untestable, while a claim about the VAE's own score is."""
