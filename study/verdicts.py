@@ -51,7 +51,7 @@ class Verdict:
     p_holm: float = math.nan
     p_equivalence_holm: float = math.nan
     seeds: tuple[int, int] = (0, 0)
-    gate_failures: list[str] = field(default_factory=list)
+    gate_failures: list[GateCheck] = field(default_factory=list)  # the bounds missed
     needed: int | None = None
     note: str = ""
     values: np.ndarray = field(default_factory=lambda: np.array([]))
@@ -65,7 +65,7 @@ class Verdict:
         """Untestable only because a layer the claim relies on carries too little information
         (every missed bound is a ``min_kl`` one): longer training need not change that."""
         return self.verdict == "untestable" and bool(self.gate_failures) and all(
-            f.startswith("kl_") for f in self.gate_failures)
+            c.metric.startswith("kl_") for c in self.gate_failures)
 
     def row(self) -> dict[str, Any]:
         c = self.claim
@@ -81,7 +81,7 @@ class Verdict:
         holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
         if math.isfinite(self.p_equivalence_holm):
             holm += f"; TOST ±{c.margin:g}: {self.p_equivalence_holm:.3g}"
-        why = "; ".join(self.gate_failures) or self.note
+        why = "; ".join(map(str, self.gate_failures)) or self.note
         if self.verdict == "inconclusive" and self.needed:
             why = (why + "; " if why else "") + f"about {self.needed} seeds would decide it"
         return {"statement": c.statement, "test": describe(c), "effect [95% CI]": effect,
@@ -194,10 +194,15 @@ def _has_density(g: pd.DataFrame) -> bool:
                                                                       errors="coerce")).any())
 
 
-def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:
+def missed_gates(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateCheck]:
     """Each bound of ``gate`` that a configuration the claim selects misses (mean over its
-    seeds), as ``metric value < bound (configuration)``."""
-    return [str(c) for c in gate_checks(claim, gate, trials) if not c.passed]
+    seeds)."""
+    return [c for c in gate_checks(claim, gate, trials) if not c.passed]
+
+
+def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:
+    """``missed_gates`` as ``metric value < bound (configuration)``."""
+    return [str(c) for c in missed_gates(claim, gate, trials)]
 
 
 # ---------------------------------------------------------------------- verdicts
@@ -242,7 +247,7 @@ def judge_all(claims: list[Claim], trials: pd.DataFrame, gates: Gate | None = No
     gates = gates or Gate()
     verdicts: list[Verdict] = []
     for claim in claims:
-        failures = gate_failures(claim, gates.merged(claim.gate), trials)
+        failures = missed_gates(claim, gates.merged(claim.gate), trials)
         if failures:
             verdicts.append(Verdict(claim, "untestable", gate_failures=failures))
             continue
