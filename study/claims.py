@@ -10,22 +10,32 @@ from pydantic import Field, model_validator
 from .strict import Strict
 
 
+#: the gates on decoded samples, for 2-D data without a density (``Gate.min_coverage``,
+#: ``Gate.max_wrong_samples``): where ``max_ll_gap`` applies, it judges the fit instead
+SAMPLE_GATES = ("curve_coverage", "wrong_sample_frac")
+
+
 class Gate(Strict):
     """What a claim's configurations must have reached before the claim can be judged; each
     bound is checked on the mean over seeds of every configuration the claim selects, and a
     claim whose configurations miss it is *untestable* (never supported or not supported).
 
     max_ll_gap: nats; exact_ll - test_ll at most this (2-D data with noise > 0).
-    max_wrong_samples: fraction; wrong_sample_frac at most this: the gate of noise-free data,
-        which has no density. Where the exact density is known (``ll_gap`` defined) and
-        ``max_ll_gap`` is set, the gap judges the fit instead (issue 14's targets), so a
-        configuration is not held to both; without ``max_ll_gap`` it applies to any noise.
+    min_coverage: fraction; curve_coverage at least this: the gate of noise-free data, which has
+        no density: the decoded prior samples cover the test points (recall). Samples off the
+        curve (latent pockets) do not lower it, so claims about pockets and wrong samples are
+        not judged by the quantity they are about (docs/ARCHITECTURE.md).
+    max_wrong_samples: fraction; wrong_sample_frac at most this (the precision of the samples).
+    Where the exact density is known (``ll_gap`` defined) and ``max_ll_gap`` is set, the gap
+    judges the fit instead of these two sample bounds (issue 14's targets), so a configuration
+    is not held to both; without ``max_ll_gap`` they apply to any noise.
     min_kl: layer -> nats; the KL of each named layer (``kl_L``) at least this.
     min_epochs: epochs trained at least this.
     at_least / at_most: metric -> bound, for any other metric.
     """
 
     max_ll_gap: float | None = Field(None, gt=0)
+    min_coverage: float | None = Field(None, ge=0, le=1)
     max_wrong_samples: float | None = Field(None, ge=0, le=1)
     min_kl: dict[str, float] = Field(default_factory=dict)
     min_epochs: int | None = Field(None, ge=1)
@@ -43,6 +53,8 @@ class Gate(Strict):
         out: list[tuple[str, str, float]] = []
         if self.max_ll_gap is not None:
             out.append(("ll_gap", ">=", -self.max_ll_gap))
+        if self.min_coverage is not None:
+            out.append(("curve_coverage", ">=", self.min_coverage))
         if self.max_wrong_samples is not None:
             out.append(("wrong_sample_frac", "<=", self.max_wrong_samples))
         out += [(f"kl_{layer}", ">=", v) for layer, v in self.min_kl.items()]

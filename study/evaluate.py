@@ -20,7 +20,8 @@ Metric names (``Evaluation.members`` keys; ``L`` a layer name such as z1, ``S`` 
   information a sample of L can carry), ``class_acc_L`` (held-out k-NN accuracy of the label
   from posterior *samples* of L), ``active_units_burda`` (Burda et al.'s variance criterion, top
   layer only). ``Evaluation.units[L]``: the KL of each unit (``[E, d_L]``, nats).
-- ``pocket_mass`` (top layer), ``wrong_sample_frac`` (2-D); see ``study.metrics``.
+- ``pocket_mass`` (top layer), ``wrong_sample_frac`` and ``curve_coverage`` (2-D: the
+  precision and the recall of ``N_GENERATED`` decoded prior samples); see ``study.metrics``.
 - ``divergence_jumps``, ``min_output_std`` (learned variance), ``diverged``, ``diverged_epoch``.
 - ``val_gain_tail``: how much the validation bound rose over the last tenth of the epochs, from
   its least-squares trend over the last fifth (nats; about 0 once training has converged, large
@@ -136,8 +137,11 @@ def _evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
     _latents(model, x[..., :EMBED_POINTS, :], y_np[..., :EMBED_POINTS], names, out=m, units=units)
     if data.curve is not None:
         gen = model.sample(N_GENERATED).x_mean.cpu().numpy()
+        sigma = data.noise or 0.0
         m["wrong_sample_frac"] = np.array(
-            [metrics.wrong_sample_fraction(gen[e], data.curve, data.noise or 0.0) for e in range(E)])
+            [metrics.wrong_sample_fraction(gen[e], data.curve, sigma) for e in range(E)])
+        m["curve_coverage"] = np.array(
+            [metrics.curve_coverage(gen[e], _member(x_np, e, 2), sigma) for e in range(E)])
     scores = _ood(model, data, cfg, x_np, m)
     _stability(state, E, m)
 

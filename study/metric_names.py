@@ -81,7 +81,7 @@ def final_metrics(cfg: TrialConfig) -> set[str]:
     if cfg.is_image:
         out.add("ll_over_bernoulli")
     else:
-        out.add("wrong_sample_frac")
+        out |= {"wrong_sample_frac", "curve_coverage"}
         if cfg.noise > 0:
             out |= {"exact_ll", "ll_gap"}
     for s in ood_sets(cfg):

@@ -123,10 +123,28 @@ def pocket_mass(q_mean: np.ndarray, q_std: np.ndarray, n_prior: int = 4000,
     return float(np.mean(log_q < np.log(ratio) + log_p))
 
 
+def sample_tolerance(sigma: float) -> float:
+    """How far (data units) a point may lie from another and still count as on it: 3 sigma, with
+    sigma floored at 0.01 so that noise-free data get a finite tolerance (0.03)."""
+    return WRONG_SAMPLE_SIGMAS * max(sigma, WRONG_SAMPLE_MIN_SIGMA)
+
+
 def wrong_sample_fraction(x: np.ndarray, curve: CurveDataset, sigma: float) -> float:
-    """Fraction of points ``[N, 2]`` farther than 3 sigma (sigma floored at 0.01) from the curve."""
-    tol = WRONG_SAMPLE_SIGMAS * max(sigma, WRONG_SAMPLE_MIN_SIGMA)
-    return float(np.mean(distance_to_curve(x, curve) > tol))
+    """Fraction of points ``[N, 2]`` farther than ``sample_tolerance(sigma)`` from the curve: the
+    precision of a model's samples (1 - this)."""
+    return float(np.mean(distance_to_curve(x, curve) > sample_tolerance(sigma)))
+
+
+def curve_coverage(samples: np.ndarray, x_test: np.ndarray, sigma: float) -> float:
+    """Fraction of test points ``[N, 2]`` with a sample (``[M, 2]``) within
+    ``sample_tolerance(sigma)``: the recall of a model's samples. Near 1 when the samples cover
+    every part of the data; low for a model that dropped part of the curve or never
+    concentrated on it (a blob spread over the data's box covers ~0.7 of a Spirals test set
+    with M = 2000 samples). Wrong samples elsewhere do not lower it."""
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(samples).query(x_test)
+    return float(np.mean(dist <= sample_tolerance(sigma)))
 
 
 def tail_gain(curve: np.ndarray, fraction: float = TAIL_FRACTION,

@@ -111,6 +111,8 @@ FIT_COLUMNS = {
     "exact_ll": "the exact log-density of the test points (2-D data with noise)",
     "test_ll": "the test log-likelihood",
     "ll_gap": "test_ll - exact_ll (0 is a perfect fit)",
+    "curve_coverage": "test points with a decoded prior sample within 3 noise std (at least "
+                      "0.03): the gate of noise-free data",
     "wrong_sample_frac": "decoded prior samples off the curve",
     "val_gain_tail": "nats the validation bound gained over the last tenth of training, read off "
                      "its trend over the last fifth (near 0: converged)",

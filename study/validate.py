@@ -16,7 +16,7 @@ from .columns import same_value
 from .config import TrialConfig
 from .errors import SpecError
 from .metric_names import epoch_metrics, row_metrics
-from .claims import Claim, Gate
+from .claims import SAMPLE_GATES, Claim, Gate
 from .factors import SHORTHANDS
 from .spec import BUDGETS, StudySpec
 
@@ -83,7 +83,7 @@ def _check_gate(spec: StudySpec, chosen: list, gate: Gate | None, field: str) ->
     if gate is None:
         return
     for metric, _, _ in gate.bounds():
-        if metric in ("ll_gap", "wrong_sample_frac"):  # named by the gate: only where defined
+        if metric in ("ll_gap", *SAMPLE_GATES):  # named by the gate: only where defined
             continue
         _check_metric(spec, chosen, metric, field)
 

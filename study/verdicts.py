@@ -38,7 +38,7 @@ import pandas as pd
 
 from . import stats
 from .columns import completed_seeds, factor_columns, factor_name, select
-from .claims import Claim, Gate
+from .claims import SAMPLE_GATES, Claim, Gate
 from .metric_names import model_free
 
 
@@ -154,7 +154,8 @@ def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateChec
     """Each bound of ``gate`` against the configurations the claim selects (mean over their
     seeds): its worst configuration, or every configuration that misses it. Bounds on metrics
     a configuration does not have (e.g. ``ll_gap`` of noise-free data) do not apply to it, nor
-    does ``max_wrong_samples`` where ``max_ll_gap`` judges the fit (data with a density), and
+    do the sample bounds (``SAMPLE_GATES``) where ``max_ll_gap`` judges the fit (data with a
+    density), and
     a claim about a model-free number (a complexity baseline, an exact-density reference:
     ``metric_names.model_free``) has no gate."""
     if model_free(claim.metric) and (claim.versus_metric is None or
@@ -171,7 +172,7 @@ def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateChec
     for metric, op, bound in gate.bounds():
         checks = []
         for key, g in groups:
-            if metric not in g.columns or (metric == "wrong_sample_frac"
+            if metric not in g.columns or (metric in SAMPLE_GATES
                                            and gate.max_ll_gap is not None and _has_density(g)):
                 continue
             value = pd.to_numeric(g[metric], errors="coerce").mean()
