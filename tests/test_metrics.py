@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from study import metrics
-from study.data.synthetic import MOONS
+from study.data.synthetic import MOONS, SPIRALS
 
 
 def test_ood_metrics_of_separable_and_identical_scores():
@@ -144,6 +144,25 @@ def test_wrong_sample_fraction_counts_points_off_the_curve():
     far = on[:250] + np.array([0.0, 3.0])  # 3 above the outer moon: far from both arms
     assert metrics.wrong_sample_fraction(on, MOONS, 0.05) == 0.0
     assert metrics.wrong_sample_fraction(np.r_[on[:750], far], MOONS, 0.05) == 0.25
+
+
+def test_curve_coverage_is_the_recall_of_the_samples_and_ignores_wrong_ones():
+    rng = np.random.default_rng(0)
+    test, label = SPIRALS.sample(2000, 0.0, rng)
+    samples, arm = SPIRALS.sample(2000, 0.0, rng)
+    assert metrics.curve_coverage(samples, test, 0.0) > 0.99
+    # one arm dropped: only that arm's half of the test points is covered
+    one_arm = metrics.curve_coverage(samples[arm == 0], test, 0.0)
+    assert abs(one_arm - np.mean(label == 0)) < 0.01
+    # samples between the arms (pockets) lower the precision, not the recall
+    between = rng.uniform(-0.05, 0.05, (1000, 2)) + samples[:1000] * 0.5
+    assert metrics.curve_coverage(np.r_[samples, between], test, 0.0) > 0.99
+    assert metrics.wrong_sample_fraction(np.r_[samples, between], SPIRALS, 0.0) > 0.25
+    # a blob over the data's box never concentrated on the curve: 0.7 of it covered, the gate 0.95
+    box = rng.uniform(test.min(0), test.max(0), (2000, 2))
+    assert metrics.curve_coverage(box, test, 0.0) < 0.8
+    # the tolerance is 3 noise std: the same blob covers noisy data with sigma 0.05
+    assert metrics.curve_coverage(box, test, 0.05) > 0.99
 
 
 def test_divergence_jumps_count_spikes_above_the_running_median():
