@@ -75,6 +75,12 @@ class Claim(Strict):
     claims "no difference" (of the comparison, or from the threshold) within ``margin``, an
     equivalence test; a directional claim with a ``margin`` is also tested for equivalence when
     it is not decided. ``gate`` adds to (or overrides) the study's ``gates``.
+
+    ``test``: ``auto`` tests the mean of the per-seed values (Student's t, the exact sign test
+    where t cannot be used); ``sign`` always the exact sign test, whose effect is the median:
+    "in most seeds" instead of "on average", for outcomes that split the seeds into two groups
+    (a layer that switches on in some seeds and stays off in the others), where a t interval
+    of three or five values means little. Not with a margin (no equivalence by signs).
     """
 
     statement: str
@@ -86,10 +92,14 @@ class Claim(Strict):
     threshold: float | None = None
     margin: float | None = Field(None, gt=0)
     gate: Gate | None = None
+    test: Literal["auto", "sign"] = "auto"
 
     @model_validator(mode="after")
     def _shape(self) -> Claim:
         compares = self.versus is not None or self.versus_metric is not None
+        if self.test == "sign" and self.margin is not None:
+            raise ValueError("a claim tested by signs (test: sign) cannot have a margin: "
+                             "equivalence within a margin is a statement about the mean")
         if self.versus is not None and self.versus_metric is not None:
             raise ValueError("a claim compares with another selection or another metric, not both")
         if self.expect == "equivalent":

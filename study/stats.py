@@ -5,15 +5,17 @@ difference between configurations that share the seed, a metric minus a threshol
 the tests below run on those per-seed values ``d`` (``[n]``, NaN-free):
 
 - ``location_test``: is the mean of ``d`` zero? Student's t (``scipy.stats.ttest_1samp``, with
-  its 95% interval) when n >= 3 and the values vary; otherwise the exact sign test
-  (``scipy.stats.binomtest`` on the signs; no interval, never a zero-width one): three equal
-  differences give p = 0.25 two-sided, and n identical signs need n >= 6 for p < 0.05.
+  its 95% interval) when n >= 3 and the values vary; otherwise, or when asked (``sign=True``:
+  is the median zero?), the exact sign test (``scipy.stats.binomtest`` on the signs; its
+  effect is the median; no interval, never a zero-width one): three equal differences give
+  p = 0.25 two-sided, and n identical signs need n >= 6 for p < 0.05.
 - ``equivalence_test``: is |mean| below a declared margin? Two one-sided t tests
   (``statsmodels`` ``ttost_mean``, its 90% interval) or, without variation, the exact sign
   version (p = 2^-n when every value lies inside the margin).
 - ``holm``: Holm's step-down adjustment across the claims of one study (``statsmodels``).
 - ``seeds_needed``: seeds that would give 80% power at the observed effect and spread
-  (``statsmodels`` ``TTestPower``; the sign test's count when the values do not vary).
+  (``statsmodels`` ``TTestPower``; the sign test's count when the values do not vary or the
+  claim is tested by signs: the binomial power at the observed fraction of positive signs).
 - ``auroc_interval``: a bootstrap interval over test points of one model's AUROC
   (``scipy.stats.bootstrap``), for claims about a single trained model.
 """
@@ -29,6 +31,7 @@ from scipy import stats
 
 ALPHA = 0.05
 POWER = 0.8
+SIGN_TEST = "sign test (exact)"
 
 
 @dataclass(frozen=True)
@@ -70,23 +73,24 @@ def varies(d: np.ndarray) -> bool:
     return len(d) >= 2 and float(np.std(d, ddof=1)) > 1e-12 * max(1.0, float(np.abs(d).max()))
 
 
-def location_test(d: np.ndarray, alpha: float = ALPHA) -> TestResult:
-    """Two-sided test of mean(d) = 0 (see the module docstring), with the 1 - ``alpha``
-    interval (a look of a sequential design passes its own level)."""
+def location_test(d: np.ndarray, alpha: float = ALPHA, sign: bool = False) -> TestResult:
+    """Two-sided test of mean(d) = 0, or of median(d) = 0 by the exact sign test (``sign``, or
+    where t cannot be used; see the module docstring), with the 1 - ``alpha`` interval of t
+    (a look of a sequential design passes its own level)."""
     d = _clean(d)
     n = len(d)
     if n == 0:
         return TestResult(math.nan, math.nan, math.nan, math.nan, "no data", 0)
-    mean = float(d.mean())
-    if n >= 3 and varies(d):
+    if not sign and n >= 3 and varies(d):
         res = stats.ttest_1samp(d, 0.0)
         ci = res.confidence_interval(1 - alpha)
-        return TestResult(mean, float(ci.low), float(ci.high), float(res.pvalue), "t", n)
+        return TestResult(float(d.mean()), float(ci.low), float(ci.high), float(res.pvalue), "t", n)
+    median = float(np.median(d))  # the mean, wherever t cannot be used (n < 3 or no variation)
     nonzero = d[d != 0]
     if len(nonzero) == 0:
-        return TestResult(mean, math.nan, math.nan, 1.0, "sign test (exact)", n)
+        return TestResult(median, math.nan, math.nan, 1.0, SIGN_TEST, n)
     res = stats.binomtest(int((nonzero > 0).sum()), len(nonzero), 0.5)
-    return TestResult(mean, math.nan, math.nan, float(res.pvalue), "sign test (exact)", n)
+    return TestResult(median, math.nan, math.nan, float(res.pvalue), SIGN_TEST, n)
 
 
 def equivalence_test(d: np.ndarray, margin: float) -> TestResult:
@@ -120,14 +124,18 @@ def holm(p_values: list[float]) -> list[float]:
     return out.tolist()
 
 
-def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """Seeds that would decide a two-sided test at the observed mean and spread of ``d``
-    (None when the observed mean is zero: no number of seeds would)."""
+def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER,
+                 sign: bool = False) -> int | None:
+    """Seeds that would decide a two-sided test at the observed mean and spread of ``d``, or
+    (``sign``) the exact sign test at the observed fraction of positive signs (None when the
+    observed effect is zero: no number of seeds would)."""
     d = _clean(d)
     if len(d) == 0 or float(np.abs(d.mean())) == 0.0:
         return None
     if not varies(d):
         return max(2, math.ceil(1 + math.log2(1 / alpha)))  # all signs equal: 2^(1-n) < alpha
+    if sign:
+        return _sign_test_seeds(d, alpha, power)
     from statsmodels.stats.power import TTestPower
 
     effect = abs(float(d.mean())) / float(np.std(d, ddof=1))
@@ -136,6 +144,24 @@ def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER) -> i
         n = TTestPower().solve_power(effect_size=effect, alpha=alpha, power=power,
                                      alternative="two-sided")
     return max(3, math.ceil(float(n))) if np.isfinite(n) else None
+
+
+def _sign_test_seeds(d: np.ndarray, alpha: float, power: float,
+                     most: int = 10_000) -> int | None:
+    """The fewest seeds n at which the exact two-sided sign test rejects with probability
+    ``power`` when each seed's sign is the majority sign of ``d`` with the observed frequency q:
+    P(Binom(n, q) >= k_n) >= power, k_n the smallest count with binomtest p < alpha."""
+    nonzero = d[d != 0]
+    q = max(float(np.mean(nonzero > 0)), float(np.mean(nonzero < 0))) if len(nonzero) else 0.5
+    if q <= 0.5:
+        return None
+    for n in range(2, most + 1):
+        # the two-sided p of k of n equal signs: 2 P(X >= k) under Binom(n, 1/2)
+        k = np.arange(n // 2 + 1, n + 1)
+        rejects = k[np.minimum(1.0, 2 * stats.binom.sf(k - 1, n, 0.5)) < alpha]
+        if len(rejects) and stats.binom.sf(rejects[0] - 1, n, q) >= power:
+            return n
+    return None
 
 
 def auroc_interval(score_in: np.ndarray, score_out: np.ndarray, n_resamples: int = 999,

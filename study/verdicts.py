@@ -75,7 +75,9 @@ class Verdict:
         elif r.has_interval:
             effect = f"{r.effect:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
         else:
-            effect = f"{r.effect:+.3g} (no interval: {r.test})"
+            effect = f"{r.effect:+.3g} (median; no interval: {r.test})" \
+                if r.test == stats.SIGN_TEST and c.test == "sign" else \
+                f"{r.effect:+.3g} (no interval: {r.test})"
         seeds = f"{self.seeds[0]} vs {self.seeds[1]}" if c.versus is not None else f"{self.seeds[0]}"
         p = "-" if r is None or not math.isfinite(r.p) else f"{r.p:.3g} ({r.test})"
         holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
@@ -257,7 +259,7 @@ def judge_all(claims: list[Claim], trials: pd.DataFrame, gates: Gate | None = No
             verdicts.append(single)
             continue
         d, seeds = claim_values(claim, trials)
-        result = stats.location_test(d, alpha)
+        result = stats.location_test(d, alpha, sign=claim.test == "sign")
         eq = stats.equivalence_test(d, claim.margin) if claim.margin is not None else None
         v = Verdict(claim, "inconclusive", result, eq, seeds=seeds, values=d)
         if result.n == 0:
@@ -291,4 +293,4 @@ def _decide(v: Verdict, alpha: float, m: int) -> None:
     if v.verdict == "inconclusive":
         # the seeds that would decide it at the observed effect and spread, at the level a
         # claim of this family needs in the worst case of Holm's procedure
-        v.needed = stats.seeds_needed(v.values, alpha / m)
+        v.needed = stats.seeds_needed(v.values, alpha / m, sign=c.test == "sign")

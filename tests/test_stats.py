@@ -61,6 +61,46 @@ def test_a_real_effect_is_detected_with_the_power_seeds_needed_promises():
     assert stats.seeds_needed(np.zeros(3)) is None
 
 
+def _split_seeds(rng: np.random.Generator, n: int, p_on: float) -> np.ndarray:
+    """A layer's KL minus the 0.01 threshold per seed: on (about 0.05 nats) with probability
+    ``p_on``, else off (about 1e-4): two groups, no bell curve."""
+    on = rng.random(n) < p_on
+    return np.where(on, rng.uniform(0.02, 0.1, n), rng.uniform(0, 2e-4, n)) - 0.01
+
+
+def test_the_sign_test_asks_whether_most_seeds_lie_on_one_side():
+    """One seed of three activates the layer: the mean lies above the threshold, the median
+    (what "in most seeds" means) below it, and the sign test says so with its exact p."""
+    d = np.array([1e-4, 0.037, 3e-4]) - 0.01
+    auto, signs = stats.location_test(d), stats.location_test(d, sign=True)
+    assert auto.test == "t" and auto.effect > 0
+    assert signs.test == "sign test (exact)" and not signs.has_interval
+    assert math.isclose(signs.effect, 3e-4 - 0.01) and math.isclose(signs.p, 1.0)
+    assert math.isclose(stats.location_test(np.r_[np.full(9, -0.0099), 0.19], sign=True).p,
+                        sps.binomtest(1, 10).pvalue)
+
+
+def test_the_sign_test_on_split_seeds_keeps_its_level_and_the_seeds_it_promises():
+    rng = np.random.default_rng(4)
+    sims = 2000
+    # no effect: the layer switches on in half the seeds; the median is on neither side
+    hits = sum(stats.location_test(_split_seeds(rng, 10, 0.5), sign=True).p < 0.05
+               for _ in range(sims))
+    rate, se = _rate(hits, sims)
+    assert rate <= 0.05 + 3 * se  # exact, so conservative: 0.021 at n = 10
+    # on in one seed of four: the seeds that would decide it, and the power they give
+    n = stats.seeds_needed(np.array([-0.0099, -0.0098, 0.03, -0.0099]), sign=True)
+    assert n is not None and 15 <= n <= 40
+    hits = sum(stats.location_test(_split_seeds(rng, n, 0.25), sign=True).p < 0.05
+               for _ in range(sims))
+    rate, se = _rate(hits, sims)
+    assert rate > 0.8 - 4 * se
+    hits = sum(stats.location_test(_split_seeds(rng, n - 5, 0.25), sign=True).p < 0.05
+               for _ in range(sims))
+    assert hits / sims < 0.8  # fewer seeds than promised do not reach the power
+    assert stats.seeds_needed(np.array([-0.01, 0.03]), sign=True) is None  # one seed each way
+
+
 def test_equivalence_inside_and_outside_the_margin():
     rng = np.random.default_rng(2)
     inside = stats.equivalence_test(rng.normal(0.0, 0.1, 10), margin=0.5)

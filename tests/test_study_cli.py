@@ -71,6 +71,11 @@ def test_malformed_yaml(tmp_path, edit, expected):
     ({"match_compute": "training_flops", "factors": {"n_train": {"grid": [0, 500]}}},
      "match_compute: budget 'smoke' trains some configurations on all points (n_train 0) and "
      "others on fewer"),
+    ({"claims": [{"statement": "s", "metric": "test_ll", "expect": "above", "threshold": 0.0,
+                  "margin": 0.1, "test": "sign"}]},
+     "a claim tested by signs (test: sign) cannot have a margin"),
+    ({"claims": [{"statement": "s", "metric": "test_ll", "expect": "above", "threshold": 0.0,
+                  "test": "wilcoxon"}]}, "Input should be 'auto' or 'sign'"),
 ])
 def test_malformed_spec_names_file_field_and_value(tmp_path, fields, expected):
     path = write_spec(tmp_path, "bad", **fields)

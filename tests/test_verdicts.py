@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from study.claims import Claim, Gate
+from study import stats
 from study.stats import mean_interval
 from study.verdicts import claim_values, gate_checks, gate_failures, judge_all
 
@@ -138,22 +139,61 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
     assert [c.passed for c in passed] == [True, False]
 
 
-def test_wrong_samples_gate_only_the_data_without_a_density_when_the_gap_gate_is_set():
+@pytest.mark.parametrize("sample_gate, missed", [
+    (dict(max_wrong_samples=0.05), ["wrong_sample_frac 0.3 > 0.05 (depth=1)",
+                                    "wrong_sample_frac 0.2 > 0.05 (depth=2)"]),
+    (dict(min_coverage=0.95), ["curve_coverage 0.9 < 0.95 (depth=1)",
+                               "curve_coverage 0.8 < 0.95 (depth=2)"]),
+])
+def test_sample_gates_judge_only_the_data_without_a_density_when_the_gap_gate_is_set(
+        sample_gate, missed):
     """Noise 0 (depth 1 here: no exact density, ll_gap undefined) is judged by its samples;
     noisy data (depth 2: ll_gap defined) by its gap to the exact density, not by both."""
     rows = _rows({1: [1.0, 1.1, 0.9], 2: [2.0, 2.15, 1.95]}, ll_gap={1: np.nan, 2: -0.1},
-                 wrong_sample_frac={1: 0.3, 2: 0.2})
+                 wrong_sample_frac={1: 0.3, 2: 0.2}, curve_coverage={1: 0.9, 2: 0.8})
     both = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
     noisy = _claim(where={"depth": 2}, expect="above", threshold=1.0)
-    gate = Gate(max_ll_gap=0.3, max_wrong_samples=0.05)
-    assert gate_failures(both, gate, rows) == ["wrong_sample_frac 0.3 > 0.05 (depth=1)"]
+    gate = Gate(max_ll_gap=0.3, **sample_gate)
+    assert gate_failures(both, gate, rows) == missed[:1]
     assert gate_failures(noisy, gate, rows) == []
     assert judge_all([noisy], rows, gates=gate)[0].verdict == "supported"
+    assert judge_all([both], rows, gates=gate)[0].verdict == "untestable"
     rows.loc[rows["factor.depth"] == 2, "ll_gap"] = -0.5  # the gap still judges noisy data
     assert gate_failures(noisy, gate, rows) == ["ll_gap -0.5 < -0.3 (depth=2)"]
     # without a gap bound the sample bound is the only fit gate, for any noise
-    assert gate_failures(noisy, Gate(max_wrong_samples=0.05), rows) == [
-        "wrong_sample_frac 0.2 > 0.05 (depth=2)"]
+    assert gate_failures(noisy, Gate(**sample_gate), rows) == missed[1:]
+
+
+def test_the_coverage_gate_passes_models_whose_samples_cover_the_curve_whatever_their_pockets():
+    """The noise-free gate asks whether the samples cover the data (recall), so a claim about
+    pockets or wrong samples is not decided by the gate: high wrong-sample fractions pass."""
+    rows = _rows({1: [0.30, 0.35, 0.40], 2: [0.10, 0.12, 0.08]}, ll_gap={1: np.nan, 2: np.nan},
+                 curve_coverage={1: 0.99, 2: 0.98})
+    rows["wrong_sample_frac"] = rows["m"]  # the claim's metric is the wrong samples
+    fewer = _claim(metric="wrong_sample_frac", where={"depth": 2}, versus={"depth": 1},
+                   expect="lower")
+    v = judge_all([fewer], rows, gates=Gate(max_ll_gap=0.3, min_coverage=0.95))[0]
+    assert v.verdict == "supported" and v.effect == pytest.approx(-0.25)
+
+
+def test_a_claim_tested_by_signs_is_judged_on_the_median_seed():
+    """z3 on in one seed of ten: on average above the 0.01 threshold (t: not decided), but off
+    in most seeds, which is what "has trouble activating" says: supported by the sign test."""
+    kl = [1e-4] * 9 + [0.2]
+    rows = _rows({4: kl})
+    mean = _claim(expect="below", threshold=0.01)
+    median = _claim(expect="below", threshold=0.01, test="sign")
+    by_mean, by_median = judge_all([mean], rows)[0], judge_all([median], rows)[0]
+    assert by_mean.verdict == "inconclusive" and by_mean.effect > 0
+    assert by_median.verdict == "supported"
+    assert by_median.effect == pytest.approx(1e-4 - 0.01)
+    assert by_median.result.p == pytest.approx(sps.binomtest(1, 10).pvalue)
+    assert by_median.row()["effect [95% CI]"].endswith("(median; no interval: sign test (exact))")
+    few = judge_all([median], _rows({4: [1e-4, 0.037, 3e-4]}))[0]
+    assert few.verdict == "inconclusive" and few.needed == stats.seeds_needed(
+        few.values, sign=True)
+    with pytest.raises(ValueError, match="cannot have a margin"):
+        _claim(expect="below", threshold=0.01, test="sign", margin=0.1)
 
 
 def test_a_claim_about_a_model_free_number_is_not_gated_by_the_models_fit():
