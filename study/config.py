@@ -19,7 +19,7 @@ from models import ModelConfig, check_config, model_kinds
 from models.config import normalize_hidden
 
 from .data import IMAGE_DATASETS, DataConfig, x_dim
-from .errors import SpecError
+from .errors import SpecError, field_path
 
 ACTIVATIONS = ("relu", "silu", "tanh", "elu", "gelu", "leaky_relu")
 
@@ -208,7 +208,7 @@ def trial_config(values: dict[str, Any], where: str = "trial config") -> TrialCo
         return TrialConfig(**values)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(config)"
+        field = field_path(first["loc"]) or "(config)"
         value = first.get("input")
         if first["loc"] == ():  # a whole-model check: name the fields it is about
             value = {k: values.get(k) for k in ("kind", "latents", "hidden") if k in values}

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .config import TrialConfig
-from .errors import SpecError
+from .errors import SpecError, field_path
 from .folder import NAME_PATTERN
 from .spec import BUDGETS, MAX_GRID, SHORTHANDS, StudySpec
 from .yaml_file import read_yaml
@@ -25,7 +25,7 @@ SEARCH_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
 def _format(err: ValidationError, where: str) -> SpecError:
     first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    field = field_path(first["loc"]) or "(top level)"
     return SpecError(f"{where}: field {field!r} = {first.get('input')!r}: {first['msg']}")
 
 

@@ -58,7 +58,7 @@ def test_a_grid_above_the_cap_is_refused_with_its_size(tmp_path):
 
 @pytest.mark.parametrize("fields,expected", [
     ({"seeds": [0, -1]}, "seeds must be a count >= 1 or a non-empty list of integers >= 0"),
-    ({"fixed": {"ood_shifts": [0.5, -0.25]}}, "field 'ood_shifts.1' = -0.25"),
+    ({"fixed": {"ood_shifts": [0.5, -0.25]}}, "field 'ood_shifts[1]' = -0.25"),
     ({"fixed": {"noise": float("nan")}}, "field 'noise' = nan: Input should be a finite number"),
     ({"fixed": {"output_std": float("inf")}}, "field 'output_std' = inf"),
     ({"fixed": {"free_bits": -0.5}}, "field 'free_bits' = -0.5"),
