@@ -25,8 +25,9 @@ POCKET_DENSITY_RATIO = 0.1
 #: Divergence jump: an epoch's training loss above the median of the previous
 #: ``JUMP_WINDOW`` epochs by more than max(JUMP_MADS robust stds, JUMP_MIN_NATS).
 JUMP_WINDOW, JUMP_MADS, JUMP_MIN_NATS = 10, 5.0, 1.0
-#: Wrong samples: decoder means farther than this many noise stds from the curve
-#: (the std is floored at WRONG_SAMPLE_MIN_SIGMA so noise-free data get a finite tolerance).
+#: Wrong samples and curve coverage (``sample_tolerance``): decoder means farther than this many
+#: noise stds from the curve, and test points that far from every decoder mean (the std is
+#: floored at WRONG_SAMPLE_MIN_SIGMA so noise-free data get a finite tolerance).
 WRONG_SAMPLE_SIGMAS, WRONG_SAMPLE_MIN_SIGMA = 3.0, 0.01
 #: Convergence (``val_gain_tail``): the gain over the last TAIL_FRACTION of the epochs, read off
 #: the least-squares trend of the last TAIL_TREND_FRACTION. A difference of two epochs would be

@@ -75,9 +75,8 @@ class Verdict:
         elif r.has_interval:
             effect = f"{r.effect:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
         else:
-            effect = f"{r.effect:+.3g} (median; no interval: {r.test})" \
-                if r.test == stats.SIGN_TEST and c.test == "sign" else \
-                f"{r.effect:+.3g} (no interval: {r.test})"
+            what = "median; " if c.test == "sign" else ""  # a sign test's effect is the median
+            effect = f"{r.effect:+.3g} ({what}no interval: {r.test})"
         seeds = f"{self.seeds[0]} vs {self.seeds[1]}" if c.versus is not None else f"{self.seeds[0]}"
         p = "-" if r is None or not math.isfinite(r.p) else f"{r.p:.3g} ({r.test})"
         holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
