@@ -1,5 +1,6 @@
-"""The size of a model without building it for real: parameters and matmul FLOPs, counted on
-PyTorch's ``meta`` device (shapes only: nothing is allocated, initialised or computed)."""
+"""The size of a model without building it for real: parameters, matmul FLOPs and training
+memory, counted on PyTorch's ``meta`` device (shapes only: nothing is allocated, initialised
+or computed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from .config import ModelConfig
 from .ensemble import EnsembleLinear
 from .registry import build_model
 
+#: bytes of a float32
+FLOAT_BYTES = 4
+
 
 def parameter_count(config: ModelConfig) -> int:
     """Parameters of one ensemble member."""
@@ -17,28 +21,46 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def forward_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int:
-    """Multiply-add FLOPs (2 per multiply-accumulate) of the ensemble layers in one forward
-    pass of one member over ``n_points`` points with ``n_samples`` importance samples each.
-    A training step (forward and backward) costs about three times this."""
-    flops = 0
+def _linear_shapes(config: ModelConfig, n_points: int, n_samples: int) -> list[tuple[int, int, int]]:
+    """(rows, in, out) of every ensemble layer applied in one forward pass of one member over
+    ``n_points`` points with ``n_samples`` importance samples each."""
+    shapes: list[tuple[int, int, int]] = []
 
-    def count(layer: EnsembleLinear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal flops
-        rows = inputs[0].numel() // layer.in_features
-        flops += 2 * rows * layer.in_features * layer.out_features
+    def note(layer: EnsembleLinear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        shapes.append((inputs[0].numel() // layer.in_features, layer.in_features,
+                       layer.out_features))
 
     with torch.device("meta"):
         model = build_model(config, [0])
-        hooks = [m.register_forward_hook(count) for m in model.modules()
+        hooks = [m.register_forward_hook(note) for m in model.modules()
                  if isinstance(m, EnsembleLinear)]
         model(torch.empty(n_points, config.x_dim), n_samples=n_samples, kl="sampled")
     for h in hooks:
         h.remove()
-    return flops
+    return shapes
+
+
+def forward_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int:
+    """Multiply-add FLOPs (2 per multiply-accumulate) of the ensemble layers in one forward
+    pass of one member over ``n_points`` points with ``n_samples`` importance samples each.
+    A training step (forward and backward) costs about three times this."""
+    return sum(2 * rows * n_in * n_out for rows, n_in, n_out in
+               _linear_shapes(config, n_points, n_samples))
 
 
 def training_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int:
     """FLOPs of training one member on ``n_points`` points with ``n_samples`` importance samples
     each: the forward pass and a backward pass of twice its cost (3x ``forward_flops``)."""
     return 3 * forward_flops(config, n_points, n_samples)
+
+
+def training_memory(config: ModelConfig, n_members: int, batch_size: int,
+                    n_samples: int = 1) -> int:
+    """Bytes a training step of an ensemble of ``n_members`` needs (float32): the weights,
+    their gradients and Adam's two moments (4 copies of the parameters), and the activations
+    autograd keeps for the backward pass, counted as twice every ensemble layer's input and
+    output (each nonlinearity keeps a copy of its own). An estimate for refusing sizes that
+    cannot fit, not an allocator's figure."""
+    activations = sum(rows * (n_in + n_out) for rows, n_in, n_out in
+                      _linear_shapes(config, batch_size, n_samples))
+    return FLOAT_BYTES * n_members * (4 * parameter_count(config) + 2 * activations)

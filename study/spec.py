@@ -47,8 +47,6 @@ from .folder import NAME_PATTERN
 from .strict import Strict
 
 BUDGETS = ("smoke", "default", "full")
-#: grids larger than this are refused unless ``--max-grid`` raises it
-MAX_GRID = 10_000
 PRUNERS = {
     "none": "NopPruner",
     "median": "MedianPruner",
@@ -182,8 +180,10 @@ class StudySpec(Strict):
         return dict(self.budgets.get(name, {}))
 
     def num_trials(self, budget: str) -> int:
+        """Trials of ``budget``: grid cells (counted, not listed) x ``num_samples`` when
+        factors are sampled."""
         per_cell = int(self.budget(budget).get("num_samples", self.search.num_samples))
-        return len(self.grid_cells()) * (per_cell if self.sampled_factors else 1)
+        return self.grid_size() * (per_cell if self.sampled_factors else 1)
 
     def base_values(self, budget: str) -> dict[str, Any]:
         """Fixed settings with the budget's overrides and the seeds (factors not applied)."""

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from .config import TrialConfig
 from .errors import SpecError, field_path
 from .folder import NAME_PATTERN
-from .spec import BUDGETS, MAX_GRID, SHORTHANDS, StudySpec
+from .limits import Limits, check_counts, check_widths
+from .spec import BUDGETS, SHORTHANDS, StudySpec
 from .yaml_file import read_yaml
 
 SEARCH_SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -55,10 +56,11 @@ def spec_path(name_or_path: str) -> Path:
     return path
 
 
-def load_spec(name_or_path: str, max_grid: int = MAX_GRID) -> StudySpec:
+def load_spec(name_or_path: str, limits: Limits = Limits()) -> StudySpec:
     """Load and fully validate a study: the file, every grid cell and the sampled ranges'
     ends as TrialConfigs, under every budget. Errors name the file, the field and the value.
-    A grid of more than ``max_grid`` configurations is refused before any cell is built."""
+    A grid, trials or seeds above ``limits`` are refused before any cell is built; widths
+    above them as each cell is checked."""
     path = spec_path(name_or_path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -71,11 +73,12 @@ def load_spec(name_or_path: str, max_grid: int = MAX_GRID) -> StudySpec:
     if spec.name != path.stem:
         raise SpecError(f"{path}: field 'name' = {spec.name!r} must equal the file name {path.stem!r}")
     cells = spec.grid_size()
-    if cells > max_grid:
+    if cells > limits.grid:
         sizes = " x ".join(str(len(f.values)) for f in spec.grid_factors.values())
         raise SpecError(f"{path}: field 'factors': the grid has {cells:,} configurations "
-                        f"({sizes}), above the limit of {max_grid:,}; raise it with "
+                        f"({sizes}), above the limit of {limits.grid:,}; raise it with "
                         f"--max-grid {cells} if you mean it")
+    check_counts(spec, limits)
     for name in spec.factors:
         if name not in TrialConfig.model_fields and name not in SHORTHANDS and \
                 spec.factors[name].levels is None:
@@ -86,7 +89,8 @@ def load_spec(name_or_path: str, max_grid: int = MAX_GRID) -> StudySpec:
         for cell in spec.grid_cells():
             for corner in itertools.product(*(f.corners() for f in spec.sampled_factors.values())):
                 factors = cell | dict(zip(spec.sampled_factors, corner))
-                spec.trial_config(factors, budget, f"{path} (budget {budget}, factors {factors})")
+                where = f"{path} (budget {budget}, factors {factors})"
+                check_widths(spec.trial_config(factors, budget, where), limits, where)
     from .validate import validate_study
 
     validate_study(spec)

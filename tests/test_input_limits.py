@@ -95,3 +95,55 @@ def test_a_password_in_a_tracking_uri_is_never_printed(tmp_path):
     line = one_error_line(r)
     assert "http://alice:***@127.0.0.1:9" in line
     assert "s3cr3t" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("fields,flags,expected,raise_with", [
+    ({"factors": {"lr": {"loguniform": [1e-4, 1e-2]}}, "search": {"num_samples": 10**9}}, [],
+     "field 'search.num_samples': budget 'smoke' has 1,000,000,000 trials, above the limit of "
+     "10,000; raise it with --max-trials 1000000000", "--max-trials"),
+    ({"seeds": 10**7}, [], "field 'seeds' = 10000000: 10,000,000 seeds per configuration, above "
+     "the limit of 1,000; raise it with --max-seeds 10000000", "--max-seeds"),
+    ({"budgets": {"smoke": {"epochs": 2}, "full": {"seeds": 5000}}}, [],
+     "field 'budgets.full.seeds' = 5000: 5,000 seeds", "--max-seeds"),
+    ({"fixed": {"hidden": [100000, 100000]}}, [],
+     "field 'hidden' = [[100000, 100000]]: a layer of 100,000 units, above the limit of 16,384; "
+     "raise it with --max-width 100000", "--max-width"),
+    ({"fixed": {"hidden": [100000, 100000]}}, ["--max-width", "100000"],
+     "a trial needs about", "--max-memory"),
+])
+def test_sizes_above_their_caps_are_refused_in_seconds_with_the_flag_to_raise(
+        tmp_path, fields, flags, expected, raise_with):
+    """Issue 22: no cap let 10^9 trials, 10^7 seeds or a [100000, 100000] network through (the
+    dry run promised 19 million minutes, ran 300 s at 2.4 GB, or crashed allocating 80 GB)."""
+    path = write_spec(tmp_path, "big", **fields)
+    for extra in ([], ["--dry-run"]):
+        start = time.monotonic()
+        line = _refused(tmp_path, str(path), *flags, *extra)
+        assert str(path) in line and expected in line and raise_with in line, line
+        assert time.monotonic() - start < 60  # the interpreter's start and imports included
+
+
+def test_a_memory_estimate_counts_parameters_members_and_activations():
+    from models.size import parameter_count, training_memory
+    from study.config import trial_config
+    from study.limits import GIB, estimated_memory
+
+    small = trial_config({"dataset": "moons", "latents": [2], "hidden": [64, 64], "seeds": 3})
+    wide = trial_config({"dataset": "moons", "latents": [2], "hidden": [100000, 100000],
+                         "seeds": 1})
+    arch = wide.architecture()
+    # the weights, gradients and Adam's moments of 10^10 parameters are 160 GB by themselves
+    assert parameter_count(arch) > 10**10
+    assert training_memory(arch, 1, 128) > 4 * 4 * 10**10
+    assert estimated_memory(wide) / GIB > 150 > 1 > estimated_memory(small) / GIB
+    # linear in the members (seeds x restarts) for the training state
+    assert training_memory(small.architecture(), 6, 128) == \
+        2 * training_memory(small.architecture(), 3, 128)
+
+
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_tracking_store_is_refused(tmp_path, uri):
+    path = write_spec(tmp_path, "ok")
+    line = _refused(tmp_path, str(path), "--tracking-uri", uri)
+    assert f"MLflow tracking URI '{uri}' is in memory: nothing would be kept" in line
+    assert not (tmp_path / "results").exists()
