@@ -36,3 +36,54 @@ def test_the_handlers_found_are_restored():
             pass
         assert signal.getsignal(signal.SIGINT) != before[0]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_c_level_handler_installed_while_ray_starts_is_put_back():
+    """ray.init's core worker installs a C++ SIGTERM handler that aborts the process (exit -6,
+    a stack dump) before Python's handler is back; ``kept_dispositions`` restores the C-level
+    disposition within a millisecond, so SIGTERM reaches Python's handler."""
+    import ctypes
+
+    from study.interrupt import kept_dispositions
+
+    libc = ctypes.CDLL(None)
+
+    def current() -> bytes:
+        buf = ctypes.create_string_buffer(512)
+        libc.sigaction(signal.SIGTERM, None, buf)
+        return buf.raw[:ctypes.sizeof(ctypes.c_void_p)]
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
+    try:
+        python_handler = current()
+        with kept_dispositions():
+            libc.signal(signal.SIGTERM, ctypes.c_void_p(1))  # SIG_IGN, behind Python's back
+            time.sleep(0.05)
+            assert current() == python_handler  # put back
+            _deliver(signal.SIGTERM)
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_swallowed_by_a_finaliser_is_noted_and_raised_at_the_next_phase():
+    import gc
+    import sys
+
+    class Victim:
+        def __del__(self):
+            _deliver(signal.SIGINT)  # the handler's KeyboardInterrupt is raised in here
+
+    printed = []
+    with Interruption() as interruption:
+        assert sys.unraisablehook == interruption._unraisable
+        original, interruption._hook = interruption._hook, printed.append  # what would print
+        try:
+            Victim()
+            gc.collect()
+            assert interruption.signal == signal.SIGINT and printed == []  # noted, not printed
+            with pytest.raises(KeyboardInterrupt):
+                interruption.raise_if_signalled()
+        finally:
+            interruption._hook = original
