@@ -112,7 +112,7 @@ def _change(v) -> str:
 def index(work: Path) -> str:
     """docs/results/README.md: per study of the kept results, its question, run, every claim's
     verdict with effect, gate values and what would change it, and how well its models fit."""
-    from study.folder import STATE
+    from study.folder import STATE, read_state
     from study.report_tables import fit_legend, fit_table, markdown
     from study.results import read_scores, read_trials
     from study.sequential import judge_study
@@ -139,8 +139,9 @@ def index(work: Path) -> str:
             continue
         spec = load_spec(name)
         trials, scores = read_trials(results), read_scores(results)
-        state = json.loads((results / STATE).read_text())
-        verdicts, _, _ = judge_study(spec.claims, trials, state, spec.gates, spec.alpha, scores)
+        state = read_state(results / STATE)
+        verdicts, _, _ = judge_study(spec.claims, trials, state.sequential if state else None,
+                                     spec.gates, spec.alpha, scores)
         minutes, seconds = divmod(int(record["wall_s"]), 60)
         lines += [f"## [{name}]({name}/README.md)", "",
                   f"**Question.** {' '.join(spec.question.split())}", "",

@@ -7,10 +7,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from .io import atomic_path
+
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
-    """Lay out, write as PNG and close ``fig``; returns ``path``."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    """Lay out, write as PNG (atomically: a full disk leaves the previous file whole, never an
+    empty one) and close ``fig``; returns ``path``."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -15,6 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+#: the marker in the name of a temporary file of an atomic write, ``.NAME.hvae-tmp-XXXX.tmp``:
+#: what ``--overwrite`` recognises as its own (``study.folder``), so that a user's look-alike
+#: hidden files (``.trials.parquet.bak``) are never taken for one
+TMP_MARK = "hvae-tmp-"
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
@@ -23,7 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     the process and of the machine, or does not exist."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TMP_MARK}", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a file the study writes follows the umask
     os.close(fd)
     try:

@@ -11,6 +11,7 @@ WAITING, and a study that ``--resume`` continues.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -22,18 +23,21 @@ from typing import Any
 
 from .errors import UserError
 from .fingerprint import changes, fingerprint, resolved_study
-from .folder import MIRRORED, RAY_DIR, STATE, UNSENT, StudyFolder
+from .folder import (MIRRORED, RAY_DIR, STATE, UNSENT, StudyFolder, StudyState,
+                     new_study_id)
 from .interrupt import Interruption
-from .outcome import STATUSES
 from .io import write_json
-from .until_decided import sequential_design
+from .limits import Limits, check_memory
+from .outcome import STATUSES
 from .preflight import (check_datasets, check_local_resources, check_resources,
                         check_resumable)
-from .redact import redact
+from .redact import MASK, redact
 from .results import default_folder, read_trials
 from .spec import StudySpec
-from .storage import Mirror, open_storage, study_uri
-from .tracking import Tracker, check_reachable, git_commit
+from .storage import Mirror, find_study, open_storage, study_uri
+from .tracking import (FOLDER_TAG, GENERATION_TAG, STUDY_ID_TAG, Tracker, absolute_uri,
+                       check_usable, git_commit, recorded_uri)
+from .until_decided import sequential_design
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class RunOptions:
     until_decided: bool = False
     max_seeds: int | None = None
     seed_step: int | None = None
+    new_parent: bool = False
+    #: refuse a trial estimated to need more (``study.limits``); None: this machine's memory
+    max_memory_gib: float | None = None
 
 
 @dataclass
@@ -90,8 +97,21 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     import ray
 
-    ray.init(address=address or "local", num_cpus=None if address else num_cpus,
-             include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    import ray._private.utils as ray_utils
+
+    from .interrupt import kept_dispositions
+
+    # Ctrl-C and SIGTERM keep reaching this process's own handlers while Ray starts: ray.init
+    # sets a Python SIGTERM handler that calls sys.exit(15) wherever the main thread is, and
+    # its core worker a C++ one that aborts the process (kept_dispositions)
+    own = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        with kept_dispositions():
+            ray.init(address=address or "local", num_cpus=None if address else num_cpus,
+                     include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    finally:
+        ray_utils.set_sigterm_handler = own
 
 
 def run_study(spec: StudySpec, budget: str = "default", results: str | Path | None = None, *,
@@ -101,122 +121,164 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
     ``interruption``: the caller's active signal handlers (else installed around the trials)."""
     opts = RunOptions(**options)
     folder = StudyFolder(Path(results) if results else default_folder(spec.name), spec.name)
+    resolved = resolved_study(spec, budget)
     storage = opts.storage or os.environ.get("HVAE_STORAGE") or None
-    if opts.resume and not storage and (folder / STATE).exists():
-        storage = folder.state().get("storage")  # resumed where it was started
     if storage:
         open_storage(storage)  # an unusable URI fails here, named as given
-    mirror = Mirror(study_uri(storage, spec.name), folder.path) if storage else None
-    resolved = resolved_study(spec, budget)
     # a resume on a machine without the folder (a lost head node): it comes from the storage
-    pull = opts.resume and mirror is not None and not (folder / STATE).exists() \
-        and mirror.exists(STATE)
-    state: dict[str, Any] = {}
-    if not pull:
-        state = folder.check(opts.resume, opts.overwrite)
-        _check_continuation(folder, state, resolved, budget=budget, spec=spec,
-                            resume=opts.resume, mirror=mirror, overwrite=opts.overwrite)
-    design = sequential_design(spec, budget, opts, state)  # bad flags fail before Ray starts
+    pull = opts.resume and storage is not None and not os.path.lexists(folder / STATE)
+    if pull:
+        prefix, prior = find_study(storage, spec.name, folder.path)
+        folder.check(resume=False, overwrite=False)  # the local folder: new or empty
+    else:
+        prior = folder.check(opts.resume, opts.overwrite)
+        if opts.resume and not storage:
+            storage = prior.storage  # resumed where it was started
+    study_id = prior.study_id if prior is not None else new_study_id()
+    mirror = Mirror(study_uri(storage, spec.name, study_id), folder.path) if storage else None
+    if opts.resume:
+        _check_continuation(folder, prior, resolved, budget=budget, spec=spec, mirror=mirror,
+                            pulled=pull)
+    elif mirror is not None:
+        mirror.check_writable()
+    design = sequential_design(spec, budget, opts, prior)  # bad flags fail before Ray starts
     gpus = spec.resources.gpus if opts.gpus_per_trial is None else opts.gpus_per_trial
     if opts.address is None:
         check_local_resources(spec, gpus, opts.num_cpus)
     check_datasets(spec, budget)
-    check_reachable(opts.tracking_uri)
+    tracking_uri = opts.tracking_uri or (recorded_uri(prior.tracking_uri) if prior else None)
+    check_usable(tracking_uri, resuming=bool(prior and prior.parent_run_id and not opts.new_parent))
 
     import ray
 
     started_ray = not ray.is_initialized()
     # Ray starts in this thread (its processes die with the thread that started them), while
-    # helper threads open MLflow's store (seconds when new) and import Ray Tune, Optuna and,
-    # for a grid's cost order (study.search.estimated_cost), PyTorch
-    modules = [".tuner"] + (["models.size"] if not spec.sampled_factors else [])
-    with ThreadPoolExecutor(2) as pool:
-        pending = pool.submit(Tracker, opts.tracking_uri, spec.name, spec.question.strip())
-        imported = pool.submit(lambda: [importlib.import_module(m, __package__) for m in modules])
+    # helper threads check the memory a trial needs (importing PyTorch, which a grid's cost
+    # order needs too: study.search.estimated_cost), import Ray Tune and Optuna, and open
+    # MLflow's store (seconds when new) once the memory is known to fit (a refusal writes
+    # nothing), finding a resumed study's parent run
+    def tracking() -> tuple[Tracker, str | None]:
+        import mlflow.tracking  # noqa: F401 - the slow part, before anything is known
+
+        fits.result()
+        tracker = Tracker(tracking_uri, spec.name, spec.question.strip())
+        return tracker, (tracker.find_parent(prior, opts.new_parent) if prior else None)
+
+    # a signal is held while threads start (an exception in the main thread while another
+    # imports can leave Python's import lock held), and acted on once they are done
+    held = interruption.deferred() if interruption is not None else contextlib.nullcontext()
+    with held, ThreadPoolExecutor(3) as pool:
+        fits = pool.submit(check_memory, spec, budget, Limits(memory_gib=opts.max_memory_gib))
+        pending = pool.submit(tracking)
+        imported = pool.submit(importlib.import_module, ".tuner", __package__)
         try:
             if started_ray:
                 start_ray(opts.address, opts.num_cpus)
-                if interruption is not None:
-                    interruption.reinstall()
+            fits.result()
             imported.result()
-            tracker = pending.result()
+            tracker, parent = pending.result()
         except BaseException:
             if started_ray:
                 ray.shutdown()
             raise
     try:
+        if interruption is not None:
+            interruption.raise_if_signalled()  # a signal whose exception was swallowed
         check_resources(spec.resources.cpus, gpus, local=opts.address is None)
         if pull:
             folder.take(resume=False, overwrite=False)
             mirror.pull()
-            state = folder.state()
-            _check_continuation(folder, state, resolved, budget=budget, spec=spec, resume=True,
-                                mirror=mirror)
+            prior = folder.check(resume=True, overwrite=False)
+            _check_continuation(folder, prior, resolved, budget=budget, spec=spec, mirror=mirror)
         else:
-            state = folder.take(opts.resume, opts.overwrite)
-            if opts.overwrite and not opts.resume and mirror is not None:
-                mirror.clear()
+            folder.take(opts.resume, opts.overwrite)
+            if opts.overwrite and not opts.resume:
+                _clear_replaced_storage(folder)
     except BaseException:
         folder.give_up()
         if started_ray:
             ray.shutdown()
         raise
+    if folder.moved_from is not None:
+        print(f"note: this study's folder moved from {folder.moved_from} to {folder.path}; "
+              "resumed where it is now", flush=True)
     try:
-        return _run(spec, budget, opts, folder, state=state, resolved=resolved, tracker=tracker,
-                    mirror=mirror, gpus=gpus, storage=storage, interruption=interruption,
-                    design=design or sequential_design(spec, budget, opts, state))
+        return _run(spec, budget, opts, folder, prior=prior, parent=parent, resolved=resolved,
+                    tracker=tracker, mirror=mirror, gpus=gpus, storage=storage,
+                    interruption=interruption, study_id=study_id,
+                    design=design or sequential_design(spec, budget, opts, prior))
     finally:
         folder.release()
 
 
-def _check_continuation(folder: StudyFolder, state: dict[str, Any], resolved: dict[str, Any], *,
-                        budget: str, spec: StudySpec, resume: bool, mirror: Mirror | None,
-                        overwrite: bool = False) -> None:
-    """A resumed study runs exactly what it started with, from files that can be read."""
-    if not resume:
-        if mirror is not None:
-            if mirror.exists(STATE) and not overwrite:
-                raise UserError(f"{mirror.uri} already holds this study's results; add --resume "
-                                "to continue it, --overwrite to replace it, or another --storage")
-            mirror.check_writable()
+def _clear_replaced_storage(folder: StudyFolder) -> None:
+    """``--overwrite``: the replaced study's prefix on shared storage goes too, if this folder
+    was that study's home (a copy's original keeps its prefix) and its URI can be opened."""
+    old = folder.replaced
+    if old is None or not folder.replaced_home or not old.storage or not old.study_id \
+            or MASK in old.storage:
         return
-    if budget != state.get("budget", budget):
-        raise UserError(f"--resume: {folder.path} was started with --budget {state['budget']}, "
+    try:
+        Mirror(study_uri(old.storage, old.study, old.study_id), folder.path).clear()
+    except Exception as err:  # noqa: BLE001 - the old prefix is not this run's business
+        import logging
+
+        logging.getLogger(__name__).warning("could not clear the replaced study's copy at %s: %s",
+                                            redact(old.storage), redact(str(err))[:200])
+
+
+def _check_continuation(folder: StudyFolder, state: StudyState, resolved: dict[str, Any], *,
+                        budget: str, spec: StudySpec, mirror: Mirror | None,
+                        pulled: bool = False) -> None:
+    """A resumed study runs exactly what it started with, from files that can be read."""
+    if budget != (state.budget or budget):
+        raise UserError(f"--resume: {folder.path} was started with --budget {state.budget}, "
                         f"not {budget}")
-    before = state.get("resolved")
-    if before is not None and before != resolved:
-        diff = changes(before, resolved)
+    if state.resolved != resolved:
+        diff = changes(state.resolved or {}, resolved)
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
         raise UserError(f"--resume: the study {spec.name!r} changed since it started ({shown}); "
                         "a resumed study runs the settings it started with: restore the study "
                         "file, or start a new study with --results DIR (or --overwrite)")
+    if pulled:
+        return  # its files are checked once they are here
     ray_dir = f"{mirror.uri}/{RAY_DIR}" if mirror is not None else str(folder / RAY_DIR)
-    check_resumable(folder, ray_dir, spec.name)
+    check_resumable(folder, ray_dir, spec.name, state.study_id)
 
 
 def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
-         state: dict[str, Any], resolved: dict[str, Any], tracker: Tracker,
-         mirror: Mirror | None, gpus: float, storage: str | None,
-         interruption: Interruption | None, design: Any) -> StudyOutcome:
+         prior: StudyState | None, parent: str | None, resolved: dict[str, Any],
+         tracker: Tracker, mirror: Mirror | None, gpus: float, storage: str | None,
+         interruption: Interruption | None, study_id: str, design: Any) -> StudyOutcome:
     from .outbox import MlflowOutbox
     from .rounds import Rounds
     from .tuner import finish_optuna
 
     commit = git_commit()
+    fields = dict(budget=budget, tracking_uri=redact(absolute_uri(tracker.uri)),
+                  storage=redact(storage) if storage else None)
+    if prior is not None:
+        state = folder.resume_as(prior, **fields)
+    else:
+        state = folder.begin(study_id, resolved=resolved, fingerprint=fingerprint(resolved),
+                             sequential=design.to_state() if design else None, **fields)
     source = {"mlflow.source.name": f"python -m study.run {spec.name} --budget {budget}",
               "mlflow.source.type": "LOCAL", "mlflow.source.git.commit": commit}
     parent = tracker.start_parent(
-        state.get("parent_run_id"),
+        parent,
         tags={"study": spec.name, "question": spec.question.strip()[:5000], "budget": budget,
-              "git_commit": commit, "results": str(folder.path), **source},
+              "git_commit": commit, FOLDER_TAG: str(folder.path), STUDY_ID_TAG: study_id,
+              GENERATION_TAG: str(state.generation), **source},
         run_name=f"{spec.name} {budget} {time.strftime('%Y-%m-%d %H:%M')}",
     )
-    folder.write_state(budget=budget, parent_run_id=parent, tracking_uri=redact(tracker.uri),
-                       storage=redact(storage) if storage else None, resolved=resolved,
-                       fingerprint=fingerprint(resolved),
-                       sequential=design.to_state() if design else None)
     outbox = MlflowOutbox(tracker.uri, tracker.experiment_id, spec.search.metric, run_tags=source)
-    rounds = Rounds(spec, budget, opts, folder, design, state if opts.resume else {})
+    if parent != state.parent_run_id:
+        if state.parent_run_id is not None:  # --new-parent: the recorded trials go there too
+            from .replay import replay_trials
+
+            replay_trials(folder.path, spec, budget, outbox, parent)
+        folder.update(parent_run_id=parent)
+    rounds = Rounds(spec, budget, opts, folder, design, prior)
     error, stopped, recorder = None, False, None
     own = interruption is None
     interruption = interruption or Interruption()
@@ -226,6 +288,7 @@ def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
         try:
             while (next_round := rounds.next_tuner(parent, outbox, mirror, gpus)) is not None:
                 tuner, recorder = next_round
+                interruption.raise_if_signalled()
                 tuner.fit()
                 stopped = interruption.after_tune()
                 if stopped or sum(_counts(folder).values()) < rounds.handed_out:

@@ -85,6 +85,7 @@ class MlflowOutbox:
         self._busy = False
         self._closing = False
         self._run_ids: dict[str, str] = {}
+        self._had: dict[str, dict[str, float]] = {}  # trial id -> metrics its run already has
         self._last_step: dict[str, int] = {}  # trial id -> last epoch the run has
         self._pending: dict[str, list[tuple[int, dict[str, float]]]] = {}
         self._last_flush: dict[str, float] = {}
@@ -215,6 +216,9 @@ class MlflowOutbox:
                     f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{p['parent']}'"))
             if found:  # a resumed study: the run and its params are there
                 run_id = found[0].info.run_id
+                # what the run already holds (latest values): a trial recorded again (its
+                # Parquet row was lost) must not log its final metrics a second time
+                p["had"] = dict(found[0].data.metrics)
                 history = self.client.get_metric_history(run_id, metric_key(self.step_metric))
                 p["last_step"] = max((m.step for m in history), default=0)
                 if found[0].info.status != "RUNNING":
@@ -232,6 +236,7 @@ class MlflowOutbox:
             items = items[100:]
         p["params"] = {}
         self._run_ids[trial_id] = p["run_id"]
+        self._had[trial_id] = p.get("had", {})
         self._last_step.setdefault(trial_id, p["last_step"])
 
     def _send_epochs(self, trial_id: str, p: dict[str, Any]) -> None:
@@ -263,8 +268,10 @@ class MlflowOutbox:
         run_id = self._run_ids[trial_id]
         if "final_left" not in p:
             now = int(time.time() * 1000)
+            had = self._had.get(trial_id, {})
             p["final_left"] = [Metric(metric_key(k), float(v), now, p["step"])
-                               for k, v in p["final"].items() if math.isfinite(v)]
+                               for k, v in p["final"].items() if math.isfinite(v)
+                               and not _same(had.get(metric_key(k)), float(v))]
         while p["final_left"]:
             self.client.log_batch(run_id, metrics=p["final_left"][:1000])
             p["final_left"] = p["final_left"][1000:]
@@ -283,6 +290,10 @@ class MlflowOutbox:
                 self.client.log_artifact(run_id, str(path))  # same path: overwritten
             p["per_seed"] = None
         self.client.set_terminated(run_id, p["status"])
+
+
+def _same(a: float | None, b: float) -> bool:
+    return a is not None and math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
 
 
 class _NoRun(Exception):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from .config import TrialConfig
 from .records import is_final_result
 from .trial_files import EPOCHS, METRICS
@@ -24,6 +26,23 @@ if TYPE_CHECKING:  # the driver imports this before Ray Tune (study.launch)
     from ray.tune.experiment import Trial
 
 STATUSES = ("finished", "diverged", "pruned", "failed")
+#: the last epoch's values of these curves, per seed (``last_<name>``)
+LAST_EPOCH = ("val_bound", "val_elbo", "train_bound")
+
+
+def final_metric_columns(rows: pd.DataFrame) -> list[str]:
+    """The columns of ``trials.parquet`` rows that hold a seed's final metrics (numbers; not
+    the bookkeeping, factors, settings, last epochs or per-unit lists)."""
+    from .columns import CONFIG, FACTOR
+    from .metric_names import ROW_COLUMNS
+
+    out = []
+    for c in rows.columns:
+        if c in ROW_COLUMNS or c.startswith((FACTOR, CONFIG, "kl_units_")):
+            continue
+        if pd.api.types.is_numeric_dtype(rows[c]) or pd.api.types.is_bool_dtype(rows[c]):
+            out.append(c)
+    return out
 
 
 @dataclass
@@ -75,8 +94,6 @@ def _number(v: Any) -> float:
 def _timestamp(seconds: float | None):
     """A timestamp in UTC (Parquet's timestamp type, stored without a zone) from epoch
     seconds; NaT when unknown."""
-    import pandas as pd
-
     return pd.Timestamp(seconds, unit="s") if seconds is not None else pd.NaT
 
 
@@ -96,7 +113,7 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], *, statu
 
     last_epoch: dict[tuple[str, int], float] = {}
     for row in epoch_rows:  # the last epoch's values, whatever the status
-        for key in ("val_bound", "val_elbo", "train_bound"):
+        for key in LAST_EPOCH:
             last_epoch[(key, row["seed"])] = row.get(key, math.nan)
     epochs = max((int(r["epoch"]) for r in epoch_rows), default=int(last.get("epoch", 0)))
     rows = []
@@ -110,7 +127,7 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], *, statu
             "started_at": _timestamp(started_at), "ended_at": _timestamp(time.time())}
         row |= {f"factor.{k}": v for k, v in factors.items()}
         row |= {f"config.{k}": v for k, v in cfg.flat().items() if k != "seeds"}
-        for key in ("val_bound", "val_elbo", "train_bound"):
+        for key in LAST_EPOCH:
             row[f"last_{key}"] = last_epoch.get((key, seed), math.nan)
         if final is not None:
             row |= {k: vals[e] for k, vals in final.members.items()}

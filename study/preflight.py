@@ -34,24 +34,16 @@ def check_datasets(spec: StudySpec, budget: str) -> None:
                     ensure_file(name, file, root, d.allow_download)
 
 
-def check_resumable(folder: StudyFolder, ray_dir: str, study_name: str) -> None:
-    """The files a ``--resume`` reads are readable: the Optuna database, the Parquet tables and
-    Ray Tune's experiment state (``ray_dir``, local or on shared storage). Each failure is one
-    line naming the file and what to do."""
+def check_resumable(folder: StudyFolder, ray_dir: str, study_name: str,
+                    study_id: str | None = None) -> None:
+    """The files a ``--resume`` reads are readable and this study's: the Optuna database (its
+    study's ``study_id``), the Parquet tables and Ray Tune's experiment state (``ray_dir``,
+    local or on shared storage; a study stopped before Ray saved anything has none, and starts
+    its trials anew). Each failure is one line naming the file and what to do."""
     db = folder / OPTUNA_DB
     if db.exists():
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-                names = [r[0] for r in con.execute("SELECT study_name FROM studies")]
-        except sqlite3.DatabaseError as err:
-            ok, names = False, [str(err)]
-        if not ok or study_name not in names:
-            raise UserError(f"{db}: not a readable Optuna database of study {study_name!r} "
-                            f"({'; '.join(map(str, names))[:200] or 'no study'}); restore it from a "
-                            "copy (e.g. the --storage mirror) or start the study anew with "
-                            "--overwrite")
-    read_trials(folder.path)  # a clear error if unreadable
+        _check_optuna(db, study_name, study_id)
+    recorded = read_trials(folder.path)  # a clear error if unreadable
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -63,14 +55,38 @@ def check_resumable(folder: StudyFolder, ray_dir: str, study_name: str) -> None:
                 raise UserError(f"{path}: not a readable Parquet file ({str(err)[:120]}); delete "
                                 "it and its trial's row is written again when the trial is "
                                 "re-recorded, or start the study anew with --overwrite") from None
-    _check_ray_state(ray_dir)
+    _check_ray_state(ray_dir, started=len(recorded) > 0)
 
 
-def _check_ray_state(ray_dir: str) -> None:
+def _check_optuna(db: Path, study_name: str, study_id: str | None) -> None:
+    way_out = ("restore it from a copy (e.g. the --storage mirror) or start the study anew with "
+               "--overwrite")
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            names = [r[0] for r in con.execute("SELECT study_name FROM studies")]
+            owner = con.execute(
+                "SELECT a.value_json FROM study_user_attributes a JOIN studies s "
+                "ON a.study_id = s.study_id WHERE s.study_name = ? AND a.key = 'study_id'",
+                (study_name,)).fetchone() if ok and study_name in names else None
+    except sqlite3.DatabaseError as err:
+        ok, names, owner = False, [str(err)], None
+    if not ok or study_name not in names:
+        raise UserError(f"{db}: not a readable Optuna database of study {study_name!r} "
+                        f"({'; '.join(map(str, names))[:200] or 'no study'}); {way_out}")
+    owner = json.loads(owner[0]) if owner else None
+    if study_id is not None and owner not in (None, study_id):
+        raise UserError(f"{db}: the Optuna study belongs to another study (id {owner}, not "
+                        f"{study_id}); {way_out}")
+
+
+def _check_ray_state(ray_dir: str, started: bool = True) -> None:
     import pyarrow.fs as pafs
 
     fs, root = pafs.FileSystem.from_uri(ray_dir) if "://" in ray_dir else \
         (pafs.LocalFileSystem(), ray_dir)
+    if not started and fs.get_file_info(root).type == pafs.FileType.NotFound:
+        return  # stopped before Ray Tune saved anything: the trials start anew
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     names = {Path(i.path).name: i for i in infos if i.type == pafs.FileType.File}
     states = sorted(n for n in names if n.startswith("experiment_state") and n.endswith(".json"))

@@ -12,7 +12,9 @@ FAIL too); a diverged trial carries the user attributes ``diverged_seeds`` and
 ``diverged_epoch`` (the first).
 
 The Optuna database, not the scheduler, is the record: Tune restores its scheduler from the
-pickle it made when the study started, so on ``--resume`` the scheduler finds each trial's
+pickle it made when the study started (with the database's path of then: ``rebind`` points a
+restored scheduler at the results folder where it is now, after checking that the pickle is
+this study's by its ``study_id``), so on ``--resume`` the scheduler finds each trial's
 Optuna trial by ``ray_trial_id`` instead of creating a second one. An interrupted study leaves
 its unfinished Optuna trials WAITING (``suspend``), and its resume makes them RUNNING again;
 an Optuna trial whose Ray trial was lost with a killed driver is adopted by the same
@@ -40,6 +42,8 @@ RAY_ID = "ray_trial_id"
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 #: user attribute of a trial that a round of --until-decided gave its own seeds ("5-9")
 SEEDS = "seeds"
+#: user attribute of the Optuna study: the identity of the study it belongs to
+STUDY_ID = "study_id"
 
 
 def _seeds_attr(trial: Trial) -> str | None:
@@ -47,11 +51,15 @@ def _seeds_attr(trial: Trial) -> str | None:
 
 
 def open_study(storage: str, study_name: str, metric: str, mode: str,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """The study's Optuna study (created if missing), its objective named after ``metric``."""
+               pruner: optuna.pruners.BasePruner | None = None,
+               study_id: str | None = None) -> optuna.Study:
+    """The study's Optuna study (created if missing, with the user attribute ``study_id``), its
+    objective named after ``metric``."""
     study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
                                 direction="maximize" if mode == "max" else "minimize",
                                 pruner=pruner)
+    if study_id is not None and STUDY_ID not in study.user_attrs:
+        study.set_user_attr(STUDY_ID, study_id)
     if study.metric_names != [metric]:
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the
             warnings.simplefilter("ignore")  # dashboard reads to name the objective
@@ -65,12 +73,15 @@ class OptunaPruningScheduler(FIFOScheduler):
     storage: Optuna storage URL. study_name: the study in it (created if missing).
     pruner: any ``optuna.pruners.BasePruner``. metric/mode: the per-epoch result key to report
     and its direction. distributions: factor name -> Optuna distribution (recorded as params).
+    study_id: the identity of the study (``study.folder``), saved with the scheduler.
     """
 
     def __init__(self, storage: str, study_name: str, pruner: optuna.pruners.BasePruner,
-                 metric: str, mode: str, distributions: dict[str, Any]) -> None:
+                 metric: str, mode: str, distributions: dict[str, Any],
+                 study_id: str | None = None) -> None:
         super().__init__()
         self.storage = storage
+        self.study_id = study_id
         self.study_name = study_name
         self.pruner = pruner
         self._metric_name = metric
@@ -88,11 +99,24 @@ class OptunaPruningScheduler(FIFOScheduler):
         state["_ids"], state["_claimed"], state["_told"] = {}, set(), set()
         return state
 
+    def rebind(self, storage: str, study_id: str) -> None:
+        """Point a scheduler restored from Ray's saved state at the Optuna database of the
+        results folder where it is now (the saved path may be a moved or copied folder's
+        origin); a scheduler saved by another study is refused."""
+        saved = getattr(self, "study_id", None)
+        if saved is not None and saved != study_id:
+            from .errors import UserError
+
+            raise UserError(f"Ray Tune's saved experiment belongs to another study (id {saved}, "
+                            f"not {study_id}); restore the folder's own ray/ folder or start the "
+                            "study anew with --overwrite")
+        self.storage, self.study_id, self._study = storage, study_id, None
+
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
             self._study = open_study(self.storage, self.study_name, self._metric_name,
-                                     self.mode, self.pruner)
+                                     self.mode, self.pruner, getattr(self, "study_id", None))
             # a resumed study: its suspended (WAITING) trials run again. Optuna has no public
             # API for these state changes or for creating a RUNNING trial with its attributes
             # in one write; its storage's is the one ``tell`` and ``add_trial`` use.

@@ -77,6 +77,20 @@ def disk_full_detail(err: BaseException) -> str:
     return "No space left on device"
 
 
+def run_name(factors: dict[str, Any], round_seeds: list[int] | None = None) -> str:
+    """A trial's MLflow child run name: its factors, and the seeds of a round of
+    ``--until-decided``."""
+    name = "trial " + ", ".join(f"{k}={v}" for k, v in factors.items())
+    if round_seeds:
+        name += f", seeds {round_seeds[0]}-{round_seeds[-1]}"
+    return name[:200]
+
+
+def mlflow_status(status: str) -> str:
+    """The MLflow run status of a trial status."""
+    return {"failed": "FAILED", "pruned": "KILLED"}.get(status, "FINISHED")
+
+
 class StudyRecorder(Callback):
     """Writes Parquet rows and MLflow runs of every trial; see the module docstring.
 
@@ -117,21 +131,27 @@ class StudyRecorder(Callback):
             factors = self._factors(trial)
             cfg = self._config(trial)
             params = {f"factor.{k}": v for k, v in factors.items()} | cfg.flat()
-            name = "trial " + ", ".join(f"{k}={v}" for k, v in factors.items())
-            if ROUND_SEEDS in trial.config:  # a round of --until-decided
-                name += f", seeds {cfg.seeds[0]}-{cfg.seeds[-1]}"
-            self.outbox.child_run(trial.trial_id, self.parent_run_id, name[:200], params)
+            seeds = list(cfg.seeds) if ROUND_SEEDS in trial.config else None
+            self.outbox.child_run(trial.trial_id, self.parent_run_id, run_name(factors, seeds),
+                                  params)
             self.started.add(trial.trial_id)
         return trial.trial_id
 
     # ------------------------------------------------------------------ Ray hooks
+    def _reconcile(self, trials: list[Trial]) -> None:
+        """Once, at the first step or (a restored study with nothing left to run) at the end:
+        record the trials that finished under a previous driver but are not in Parquet (it
+        died, the disk filled, or their rows were lost since), from their final checkpoints."""
+        if self._reconciled:
+            return
+        self._reconciled = True
+        for trial in trials:
+            if trial.status == Trial.TERMINATED and trial.trial_id not in self.recorded:
+                self._finish(trial, failed=False)
+
     def on_step_begin(self, iteration: int, trials: list[Trial], **info) -> None:
         self.seen.update(t.trial_id for t in trials)
-        if not self._reconciled:
-            self._reconciled = True
-            for trial in trials:  # finished under a previous driver, never recorded
-                if trial.status == Trial.TERMINATED and trial.trial_id not in self.recorded:
-                    self._finish(trial, failed=False)
+        self._reconcile(trials)
         if self.progress is not None:
             epoch_of = {tid: int(r.get("epoch", 0)) for tid, r in self._last.items()}
             self.progress.maybe_print(trials, epoch_of)
@@ -222,11 +242,12 @@ class StudyRecorder(Callback):
             diverged = [v for v in final.members.get("diverged_epoch", []) if v == v]
             if diverged:
                 tags["diverged_epoch"] = str(int(min(diverged)))
-        mlflow_status = {"failed": "FAILED", "pruned": "KILLED"}.get(status, "FINISHED")
-        self.outbox.finish(run_id, mlflow_status, tags, metrics, int(last.get("epoch", 0)), plots,
-                           per_seed)
+        self.outbox.finish(run_id, mlflow_status(status), tags, metrics,
+                           int(last.get("epoch", 0)), plots, per_seed)
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
+        self.seen.update(t.trial_id for t in trials)
+        self._reconcile(trials)
         if self.progress is not None:
             self.progress.maybe_print(trials, {})
 

@@ -12,7 +12,6 @@ t-intervals; the results of a ``smoke`` budget are labelled as a smoke test, not
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,8 @@ import pandas as pd
 
 from .columns import factor_columns, factor_name
 from .errors import UserError
-from .folder import REPORT_DIR, STATE
+from .redact import MASK, redact
+from .folder import REPORT_DIR, STATE, StudyState, read_state, resolve_results
 from .io import write_text
 from .report_figures import (claims_figure, curve_figures, learning_curves_figure,
                              responses_figure)
@@ -81,13 +81,12 @@ def _shared_settings(spec: StudySpec, budget: str) -> str:
 
 def build_report(spec: StudySpec, results: Path) -> Path:
     """Write the report folder; returns the markdown file's path."""
+    state = study_state(spec, results)
     trials, epochs = read_trials(results), read_epochs(results)
     if not len(trials):
         raise UserError(f"{results}: no trials.parquet with rows; run the study first "
                         f"(python -m study.run {spec.name})")
-    state_file = results / STATE
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    budget = state.get("budget", "default")
+    budget = state.budget or "default"
     smoke = budget == "smoke"
     folder = results / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,7 +107,7 @@ def build_report(spec: StudySpec, results: Path) -> Path:
                      "its models are not trained, and nothing below is a finding.\n")
     figures = curve_figures(spec, trials, folder)
     if spec.claims:
-        verdicts, design, looks = judge_study(spec.claims, trials, state, spec.gates,
+        verdicts, design, looks = judge_study(spec.claims, trials, state.sequential, spec.gates,
                                               spec.alpha, read_scores(results))
         sequential_note = ""
         if design is not None:
@@ -164,33 +163,53 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     return path
 
 
-def copy_to_storage(results: Path) -> None:
+def study_state(spec: StudySpec, results: Path) -> StudyState:
+    """The state of the study whose results are in ``results``; a folder that holds no study,
+    or another study than ``spec``, is refused (a report belongs to its folder)."""
+    state = read_state(results / STATE)
+    if state is None:
+        if not results.is_dir():
+            raise UserError(f"{results}: no such results folder; run the study first "
+                            f"(python -m study.run {spec.name})")
+        raise UserError(f"{results} holds no study's results (no {STATE}); run the study first "
+                        f"(python -m study.run {spec.name}), or give its folder with --results")
+    if state.study != spec.name:
+        raise UserError(f"{results} holds the results of study {state.study!r}, not "
+                        f"{spec.name!r}: report it with python -m study.report {state.study}"
+                        f" --results {results}")
+    return state
+
+
+def copy_to_storage(results: Path, state: StudyState) -> None:
     """A study run with ``--storage`` gets its report copied there too."""
-    state_file = results / STATE
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    if state.get("storage"):
+    if state.storage and state.study_id and MASK not in state.storage:
         from .storage import Mirror, study_uri
 
-        Mirror(study_uri(state["storage"], state["study"]), results).push(REPORT_DIR)
+        Mirror(study_uri(state.storage, state.study, state.study_id), results).push(REPORT_DIR)
 
 
-def log_to_mlflow(results: Path, tracking_uri: str | None) -> str | None:
-    state_file = results / STATE
-    if not state_file.exists():
+def log_to_mlflow(results: Path, state: StudyState, tracking_uri: str | None) -> str | None:
+    """Log the report folder to the study's MLflow parent run; returns its id."""
+    from .tracking import STUDY_ID_TAG, Tracker, recorded_uri
+
+    if state.parent_run_id is None:
         return None
-    state = json.loads(state_file.read_text())
-    from .redact import MASK
-    from .tracking import Tracker
-
-    uri = tracking_uri or state.get("tracking_uri")
-    if uri and MASK in uri:  # saved with its password masked: it must come from the user
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if not uri:
-            raise UserError(f"{state_file}: the study's tracking URI is saved without its "
-                            "password; pass --tracking-uri (or set MLFLOW_TRACKING_URI)")
-    tracker = Tracker(uri, state["study"])
-    tracker.client.log_artifacts(state["parent_run_id"], str(results / REPORT_DIR), REPORT_DIR)
-    return state["parent_run_id"]
+    uri = tracking_uri or recorded_uri(state.tracking_uri) or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UserError(f"{results / STATE}: the study's tracking URI is saved without its "
+                        "password; pass --tracking-uri (or set MLFLOW_TRACKING_URI)")
+    tracker = Tracker(uri, state.study)
+    try:
+        run = tracker.client.get_run(state.parent_run_id)
+    except Exception:  # noqa: BLE001 - not in this store
+        run = None
+    owner = run.data.tags.get(STUDY_ID_TAG) if run is not None else None
+    if run is None or owner not in (None, state.study_id):
+        raise UserError(f"the MLflow parent run {state.parent_run_id} of {results} is not this "
+                        f"study's in {redact(tracker.uri)}; give its store with --tracking-uri, "
+                        "or add --no-mlflow")
+    tracker.client.log_artifacts(state.parent_run_id, str(results / REPORT_DIR), REPORT_DIR)
+    return state.parent_run_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,19 +220,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the study's own)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
     from .environment import configure_process
-    from .redact import redact
 
     configure_process()
     args = p.parse_args(argv)
     try:
         spec = load_spec(args.name)
-        results = Path(args.results).resolve() if args.results else default_folder(spec.name)
+        results = resolve_results(args.results or default_folder(spec.name))
+        state = study_state(spec, results)
         path = build_report(spec, results)
-        copy_to_storage(results)
-        run = None if args.no_mlflow else log_to_mlflow(results, args.tracking_uri)
+        copy_to_storage(results, state)
+        run = None if args.no_mlflow else log_to_mlflow(results, state, args.tracking_uri)
     except UserError as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a folder that became unwritable
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: the report could not be written{where}: {err.strerror or err}; the "
+              "previous report, if any, is as it was", file=sys.stderr)
+        return 1
     print(f"report: {path}" + (f"  (logged to MLflow parent run {run})" if run else ""))
     return 0
 

@@ -42,8 +42,8 @@ from .io import write_parquet
 
 def default_folder(study: str) -> Path:
     """Where a study's results go without ``--results``: ``$HVAE_RESULTS_DIR/NAME``, else
-    ``results/NAME`` (absolute)."""
-    return (Path(os.environ.get("HVAE_RESULTS_DIR", "results")) / study).resolve()
+    ``results/NAME`` (absolute; links are resolved by ``study.folder.resolve_results``)."""
+    return Path(os.path.abspath(Path(os.environ.get("HVAE_RESULTS_DIR", "results")) / study))
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -6,15 +6,16 @@ them like any other). The rounds planned so far are kept in ``study.json`` (``ro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .folder import ROUNDS_DIR, StudyFolder
+from .folder import RAY_DIR, ROUNDS_DIR, StudyFolder
 from .results import read_trials
 from .spec import StudySpec
 
 if TYPE_CHECKING:
     from ray import tune
 
+    from .folder import StudyState
     from .launch import RunOptions
     from .outbox import MlflowOutbox
     from .recorder import StudyRecorder
@@ -26,14 +27,14 @@ class Rounds:
     """Hands out the next round's ``Tuner`` until the study (and its design) is done."""
 
     def __init__(self, spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder,
-                 design: Design | None, resumed: dict[str, Any]) -> None:
+                 design: Design | None, resumed: StudyState | None) -> None:
         self.spec, self.budget, self.opts, self.folder, self.design = \
             spec, budget, opts, folder, design
         self.planned: list[Round] = []
         if design is not None:  # SciPy (study.stats) only for a sequential study
             from .sequential import Round
 
-            self.planned = [Round(**r) for r in resumed.get("rounds") or []]
+            self.planned = [Round(**r) for r in (resumed.rounds if resumed else None) or []]
         self.total = spec.num_trials(budget) + sum(len(r.cells) for r in self.planned)
         self.recorders: list[StudyRecorder] = []
         self.handed_out = 0  # trials of the rounds handed out so far
@@ -53,8 +54,8 @@ class Rounds:
         k = self._next
         root = mirror.uri if mirror is not None else str(self.folder.path)
         round_: Round | None = None
-        if k == 0:
-            restore = self.opts.resume
+        if k == 0:  # a study interrupted before its Tuner saved anything starts it anew
+            restore = self.opts.resume and tune.Tuner.can_restore(f"{root}/{RAY_DIR}")
         elif self.design is None:
             return None
         elif k <= len(self.planned):
@@ -71,7 +72,7 @@ class Rounds:
                 return None
             self.planned.append(round_)
             self.total += len(round_.cells)
-            self.folder.write_state(rounds=[r.to_state() for r in self.planned])
+            self.folder.update(rounds=[r.to_state() for r in self.planned])
             restore = False
         self._next += 1
         self.handed_out += self.spec.num_trials(self.budget) if round_ is None else len(round_.cells)

@@ -13,11 +13,9 @@ import os
 import signal
 import sys
 
-import pandas as pd
-
 from .errors import UserError
 from .interrupt import Interruption
-from .spec import MAX_GRID
+from .limits import MAX_GRID, MAX_SEEDS, MAX_TRIALS, MAX_WIDTH, Limits
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,12 +50,24 @@ def parser() -> argparse.ArgumentParser:
                    help="at the end, how long to wait for MLflow writes held back by an outage")
     p.add_argument("--max-grid", type=int, default=MAX_GRID, metavar="N",
                    help="refuse a grid of more than N configurations")
+    p.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N",
+                   help="refuse a budget of more than N trials")
+    p.add_argument("--max-width", type=int, default=MAX_WIDTH, metavar="N",
+                   help="refuse a hidden or latent layer of more than N units")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="refuse a trial estimated to need more than GIB GiB (default: this "
+                        "machine's memory)")
+    p.add_argument("--new-parent", action="store_true",
+                   help="with --resume: when the study's MLflow parent run cannot be found, "
+                        "continue under a new one (the recorded trials are logged to it again)")
     p.add_argument("--until-decided", action="store_true",
                    help="after the study, add seeds in rounds to the configurations of claims "
                         "still inconclusive until each is decided or --max-seeds is reached "
                         "(a group-sequential design: docs/ARCHITECTURE.md)")
     p.add_argument("--max-seeds", type=int, default=None, metavar="N",
-                   help="with --until-decided: the most seeds a configuration may get")
+                   help="the most seeds a configuration may get: a study file asking for more "
+                        f"is refused (default {MAX_SEEDS:,}); with --until-decided, required: "
+                        "where adding seeds stops")
     p.add_argument("--seed-step", type=int, default=None, metavar="N",
                    help="with --until-decided: seeds added per round (default: the study's seeds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -84,6 +94,8 @@ def list_studies(verbose: bool = False) -> str:
 def summary(results) -> str:
     """One line per trial, sorted by its factors: status, epochs and the mean over seeds of the
     test log-likelihood, its gap to the exact density and the last validation bound."""
+    import pandas as pd
+
     from .columns import factor_columns, factor_name
     from .report_tables import metric_label, show
     from .results import read_trials
@@ -120,10 +132,14 @@ def check_flags(args: argparse.Namespace) -> None:
     """Numeric flags out of range: one line naming the flag and its value."""
     limits = [("--max-concurrent", args.max_concurrent, 1), ("--num-cpus", args.num_cpus, 1),
               ("--gpus-per-trial", args.gpus_per_trial, 0), ("--mlflow-grace", args.mlflow_grace, 0),
-              ("--max-grid", args.max_grid, 1), ("--max-seeds", args.max_seeds, 2),
-              ("--seed-step", args.seed_step, 1)]
-    if (args.max_seeds is not None or args.seed_step is not None) and not args.until_decided:
-        raise UserError("--max-seeds / --seed-step: they go with --until-decided")
+              ("--max-grid", args.max_grid, 1), ("--max-seeds", args.max_seeds, 1),
+              ("--seed-step", args.seed_step, 1), ("--max-trials", args.max_trials, 1),
+              ("--max-width", args.max_width, 1), ("--max-memory", args.max_memory, 0.001)]
+    if args.seed_step is not None and not args.until_decided:
+        raise UserError("--seed-step: it goes with --until-decided")
+    if args.new_parent and not args.resume:
+        raise UserError("--new-parent: it goes with --resume (a new study always gets a new "
+                        "parent run)")
     for flag, value, low in limits:
         if value is None:
             continue
@@ -133,18 +149,51 @@ def check_flags(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} {value}: must be at least {low}")
 
 
-def _resume_command(args: argparse.Namespace) -> str:
-    name = args.name
-    return f"python -m study.run {name} --resume" + (
+def _command(args: argparse.Namespace) -> str:
+    """The command that continues this study (its ``study.json`` names the stores)."""
+    return f"python -m study.run {args.name} --resume" + (
         f" --results {args.results}" if args.results else "") + (
         f" --budget {args.budget}" if args.budget != "default" else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _again(argv: list[str] | None) -> str:
+    """The command as it was given (passwords masked), for a study interrupted before it
+    recorded anything: running it again starts the study."""
+    import shlex
+
+    from .redact import redact
+
+    return redact("python -m study.run " + shlex.join(sys.argv[1:] if argv is None else argv))
+
+
+def limits(args: argparse.Namespace) -> Limits:
+    """The size caps of this invocation (``study.limits``)."""
+    return Limits(grid=args.max_grid, trials=args.max_trials,
+                  seeds=args.max_seeds if args.max_seeds is not None else MAX_SEEDS,
+                  width=args.max_width, memory_gib=args.max_memory)
+
+
+def _started(args: argparse.Namespace, spec) -> bool:
+    """Whether the study recorded its state (so that ``--resume`` can continue it)."""
+    from .folder import StudyFolder
+    from .results import default_folder
+
     try:
-        return _main(argv)
-    finally:
-        _stop_ray_quietly()
+        folder = StudyFolder(args.results or default_folder(spec.name), spec.name)
+        state = folder.read_state()
+    except UserError:
+        return False
+    return state is not None and state.resolved is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C and SIGTERM are handled from the first moment (an interrupted start-up exits 130
+    # or 143 with one line, like an interrupted study)
+    with Interruption() as interruption:
+        try:
+            return _main(argv, interruption)
+        finally:
+            _stop_ray_quietly()
 
 
 def _stop_ray_quietly() -> None:
@@ -160,16 +209,17 @@ def _stop_ray_quietly() -> None:
         ray.shutdown()
 
 
-def _main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None, interruption: Interruption) -> int:
     """Exit status: 0 every trial of the study is recorded (finished, pruned or diverged);
     1 a trial failed, trials are missing, or the study stopped on an error (a full disk);
     2 bad input (nothing was run or written); 130 / 143 interrupted by SIGINT / SIGTERM."""
-    from .environment import configure_process
     from .redact import redact
 
-    configure_process()
     args = parser().parse_args(argv)
     try:
+        from .environment import configure_process
+
+        configure_process()
         if args.list:
             print(list_studies(args.verbose))
             return 0
@@ -181,32 +231,43 @@ def _main(argv: list[str] | None = None) -> int:
         from .launch import run_study
         from .spec_file import load_spec
 
-        spec = load_spec(args.name, max_grid=args.max_grid)
+        caps = limits(args)
+        spec = load_spec(args.name, caps)
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
         from .plan import describe, dry_run
 
         if args.dry_run:
+            from .limits import check_memory
+
+            check_memory(spec, args.budget, caps)  # before any model is built to time it
             print(dry_run(spec, args.budget, args.num_cpus, args.max_concurrent))
             return 0
+        interruption.abort_line = ("interrupted while the study started (this run recorded "
+                                   f"nothing); run it again with: {_again(argv)}")
         print(describe(spec, args.budget, args.num_cpus, args.max_concurrent), flush=True)
         print(f"question: {' '.join(spec.question.split())}", flush=True)
-        with Interruption() as interruption:
-            out = run_study(spec, args.budget, args.results, interruption=interruption,
-                            address=args.address, tracking_uri=args.tracking_uri,
-                            resume=args.resume, overwrite=args.overwrite,
-                            max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
-                            num_cpus=args.num_cpus, quiet=args.quiet,
-                            mlflow_grace_s=args.mlflow_grace, storage=args.storage,
-                            until_decided=args.until_decided, max_seeds=args.max_seeds,
-                            seed_step=args.seed_step)
+        out = run_study(spec, args.budget, args.results, interruption=interruption,
+                        address=args.address, tracking_uri=args.tracking_uri,
+                        resume=args.resume, overwrite=args.overwrite,
+                        max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
+                        num_cpus=args.num_cpus, quiet=args.quiet,
+                        mlflow_grace_s=args.mlflow_grace, storage=args.storage,
+                        until_decided=args.until_decided, max_seeds=args.max_seeds,
+                        seed_step=args.seed_step, new_parent=args.new_parent,
+                        max_memory_gib=caps.memory)
     except UserError as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a signal outside the trials' loop (starting, or ending)
-        print(f"interrupted: continue with: {_resume_command(args)}", file=sys.stderr)
-        return 128 + (interruption.signal or signal.SIGINT) if "interruption" in locals() else 130
-    resume = _resume_command(args)
+        if "spec" in locals() and _started(args, spec):
+            print(f"interrupted: continue with: {_command(args)}", file=sys.stderr)
+        else:
+            print("interrupted before the study recorded anything; start it again with: "
+                  f"{_again(argv)}", file=sys.stderr)
+        return interruption.exit_status
+    interruption.settle()  # the study's records are closed: its summary is printed whole
+    resume = _command(args)
     if out.interrupted:
         print(f"interrupted: {out.recorded} of {out.total} trials finished; continue with: "
               f"{resume}", file=sys.stderr)
@@ -245,5 +306,18 @@ def _main(argv: list[str] | None = None) -> int:
     return out.exit_status
 
 
+def exit_now(status: int) -> None:
+    """End the process with ``status`` once its output is flushed, without the interpreter's
+    finalisation: Ray's C++ core worker, torn down at exit after an interrupted start,
+    sometimes crashed it (SIGSEGV, exit 139 instead of 130; found by tests/chaos.py). Ray has
+    been shut down and every record closed by then; its node processes die with this one."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

@@ -114,14 +114,15 @@ def judge(claims: list[Claim], trials: pd.DataFrame, design: Design, gates: Gate
     return [final[i] for i in range(len(claims)) if i in final], looks
 
 
-def judge_study(claims: list[Claim], trials: pd.DataFrame, state: dict, gates: Gate | None = None,
-                alpha: float = stats.ALPHA, scores: pd.DataFrame | None = None
+def judge_study(claims: list[Claim], trials: pd.DataFrame, sequential: dict | None,
+                gates: Gate | None = None, alpha: float = stats.ALPHA,
+                scores: pd.DataFrame | None = None
                 ) -> tuple[list[Verdict], Design | None, list[Look]]:
-    """The verdicts of a study whose ``study.json`` holds ``state``: under its sequential
-    design when it ran ``--until-decided`` (``judge``), else at level ``alpha`` (``judge_all``).
-    Returns (verdicts, design or None, looks)."""
+    """The verdicts of a study whose ``study.json`` records the design ``sequential``: under it
+    when the study ran ``--until-decided`` (``judge``), else (None) at level ``alpha``
+    (``judge_all``). Returns (verdicts, design or None, looks)."""
     scores = scores if scores is not None and len(scores) else None
-    design = Design.from_state(state.get("sequential"))
+    design = Design.from_state(sequential)
     if design is None:
         return judge_all(claims, trials, gates, alpha, scores), None, []
     verdicts, looks = judge(claims, trials, design, gates, scores)

@@ -1,11 +1,14 @@
 """Shared storage for a study on a cluster: any URI pyarrow's filesystems open (``s3://``,
 ``gs://``, ``file://``, ...).
 
-With ``--storage URI`` (or ``$HVAE_STORAGE``), Ray Tune keeps the experiment state and every
-checkpoint under ``URI/NAME/ray`` (its ``storage_path``: what lets a trial restart on another
-node), and :class:`Mirror` copies the driver's results folder (Parquet tables, plots, Optuna
-database, ``study.json``) to ``URI/NAME/`` as trials end. A study whose head node is lost can be
-resumed from any machine: ``--resume`` pulls the folder back when it is not there.
+With ``--storage URI`` (or ``$HVAE_STORAGE``), a study's prefix is ``URI/NAME/ID``, ``ID`` the
+study's identity (``study.folder.StudyState.study_id``), so two results folders of one study
+name never share a prefix and ``--overwrite`` clears only its own. Ray Tune keeps the
+experiment state and every checkpoint under ``PREFIX/ray`` (its ``storage_path``: what lets a
+trial restart on another node), and :class:`Mirror` copies the driver's results folder (Parquet
+tables, plots, Optuna database, ``study.json``) to ``PREFIX/`` as trials end. A study whose head
+node is lost can be resumed from any machine: ``--resume`` pulls the folder back when it is not
+there (``find_study`` picks the prefix).
 
 Credentials never appear here: pyarrow's S3/GCS filesystems take them from the environment or
 the instance's role.
@@ -19,7 +22,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from .errors import UserError
-from .folder import EPOCHS, LAYOUT, PLOTS, SCORES, TRIALS
+from .folder import EPOCHS, LAYOUT, PLOTS, SCORES, STATE, TRIALS, StudyState
 from .io import atomic_path
 from .redact import redact
 
@@ -35,8 +38,41 @@ def open_storage(uri: str) -> tuple[pafs.FileSystem, str]:
                         f"{redact(str(err).splitlines()[0])}") from None
 
 
-def study_uri(storage: str, name: str) -> str:
-    return f"{storage.rstrip('/')}/{name}"
+def study_uri(storage: str, name: str, study_id: str) -> str:
+    """The prefix of study ``name`` with identity ``study_id`` under ``storage``."""
+    return f"{storage.rstrip('/')}/{name}/{study_id}"
+
+
+def find_study(storage: str, name: str, local: Path) -> tuple[str, StudyState]:
+    """(prefix, state) of the study ``name`` to resume from ``storage`` into ``local`` (its
+    results folder is not here, e.g. a lost head node): the only one under ``URI/NAME``, or the
+    one whose folder was ``local``; anything else is one error naming the candidates."""
+    import json
+
+    fs, root = open_storage(storage)
+    base = f"{root.rstrip('/')}/{name}"
+    found: list[tuple[str, StudyState]] = []
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory:
+            continue
+        try:
+            with fs.open_input_stream(f"{info.path}/{STATE}") as f:
+                state = StudyState(**json.loads(f.read()))
+        except Exception:  # noqa: BLE001 - not a study's prefix (or unreadable): not a candidate
+            continue
+        if state.study == name and state.study_id == info.base_name:
+            found.append((study_uri(storage, name, info.base_name), state))
+    here = [f for f in found if f[1].path == str(local)]
+    if len(found) == 1 or len(here) == 1:
+        return (found if len(found) == 1 else here)[0]
+    where = f"{redact(storage.rstrip('/'))}/{name}"
+    if not found:
+        raise UserError(f"--resume: {local} holds no study to resume (no {STATE}), and neither "
+                        f"does {where}; run it without --resume first")
+    listed = "; ".join(f"id {s.study_id} from {s.path} ({s.budget}, started {s.created or '?'})"
+                       for _, s in sorted(found, key=lambda f: (f[1].created or "", f[0])))
+    raise UserError(f"--resume: {where} holds {len(found)} studies named {name!r} ({listed}); "
+                    "give the --results folder of the one to resume")
 
 
 class Mirror:
@@ -106,8 +142,8 @@ class Mirror:
                          f"{PLOTS}/{trial_id}", TRIALS)
 
     def clear(self) -> None:
-        """Delete this study's entries under ``uri`` (``--overwrite``): the names of the
-        results folder's manifest, nothing else a user may keep there."""
+        """Delete this study's entries under its prefix (``--overwrite``): the names of the
+        results folder's manifest, then the prefix itself if nothing else is left in it."""
         for entry in LAYOUT:
             path = f"{self.root}/{entry}"
             info = self.fs.get_file_info(path)
@@ -115,6 +151,12 @@ class Mirror:
                 self.fs.delete_dir(path)
             elif info.type == pafs.FileType.File:
                 self.fs.delete_file(path)
+        try:
+            left = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+            if not left and self.fs.get_file_info(self.root).type == pafs.FileType.Directory:
+                self.fs.delete_dir(self.root)
+        except OSError:
+            pass  # an object store without folders: nothing to remove
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(f"{self.root}/{rel}").type != pafs.FileType.NotFound

@@ -9,7 +9,11 @@ trials' writes go through an :class:`~study.outbox.MlflowOutbox`, which survives
 URIs are printed and saved with their password masked (``study.redact``).
 
 Child runs carry the tag ``ray_trial_id``; a resumed study finds its child runs by that tag and
-its parent run by the id saved in the results folder, so nothing is duplicated.
+its parent run by the id saved in the results folder (``study.json``), in the store saved there,
+so nothing is duplicated. The parent run carries the study's identity (``study_id``) and the
+count of runs that continued it (``study_generation``): a parent run that is missing, belongs
+to another study, or was continued by another folder of the same study (a copy) is refused
+with one line instead of being replaced silently (``--new-parent`` starts a new one).
 """
 
 from __future__ import annotations
@@ -22,8 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import UserError
-from .redact import redact
+from .redact import MASK, redact
+
+if TYPE_CHECKING:
+    from .folder import StudyState
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 #: MLflow's tag for a description shown on an experiment's (or run's) page
@@ -31,6 +40,9 @@ DESCRIPTION_TAG = "mlflow.note.content"
 #: MLflow 3's UI opens an experiment by its kind: model training opens on the runs table (an
 #: experiment without a kind may open on the GenAI traces page, empty for a study)
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+#: tags of a study's parent run: its identity, the runs that continued it, its results folder
+STUDY_ID_TAG, GENERATION_TAG, FOLDER_TAG = "study_id", "study_generation", "results"
+PARENT_TAG = "mlflow.parentRunId"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -38,8 +50,42 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative sqlite path made absolute (what ``study.json`` records, so a
+    study resumed from another working directory finds the same store)."""
+    path = sqlite_file(uri)
+    if path is None or path.is_absolute():
+        return uri
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    return f"sqlite:///{path.resolve()}" + (f"?{query}" if query else "")
+
+
+def recorded_uri(saved: str | None) -> str | None:
+    """The tracking URI a resumed study uses when none is given: the one its ``study.json``
+    saved, unless it was saved with its password masked (then the environment's, or the
+    default)."""
+    return saved if saved and MASK not in saved else None
+
+
 class TrackingError(UserError):
     """The tracking store cannot be reached or used."""
+
+
+def check_usable(uri: str | None, resuming: bool = False) -> None:
+    """Before anything starts: a store that keeps nothing (in memory) is refused, a sqlite file
+    a resumed study's parent run lives in must exist (opening it would make a new, empty one),
+    and an http(s) server must answer."""
+    uri = resolve_uri(uri)
+    if uri.split("?", 1)[0] in ("sqlite://", "sqlite:///:memory:") or ":memory:" in uri:
+        raise TrackingError(f"MLflow tracking URI {redact(uri)!r} is in memory: nothing would be "
+                            "kept once the study ends; give a file (sqlite:///mlflow.db) or a "
+                            "server (http://host:5000)")
+    path = sqlite_file(uri)
+    if resuming and path is not None and not path.exists():
+        raise TrackingError(f"MLflow tracking URI {redact(uri)!r}: {path} does not exist, and "
+                            "this study's parent run is in it; give the store's new place with "
+                            "--tracking-uri, or continue under a new parent run with --new-parent")
+    check_reachable(uri)
 
 
 def git_commit() -> str:
@@ -148,12 +194,50 @@ class Tracker:
                                 f"{redact(first)[:300]}") from None
 
     # ------------------------------------------------------------------ runs
+    def find_parent(self, state: StudyState, new_parent: bool = False) -> str | None:
+        """The parent run a resumed study continues (None: it has none yet, or ``new_parent``
+        replaces a lost one). One that cannot be found in this store, belongs to another
+        study, or was continued by another folder of this study is a :class:`TrackingError`."""
+        run_id = state.parent_run_id
+        if run_id is None:  # the study stopped before its parent run was recorded
+            found = self.client.search_runs(
+                [self.experiment_id], max_results=1,
+                filter_string=f"tags.{STUDY_ID_TAG} = '{state.study_id}'")
+            return found[0].info.run_id if found and PARENT_TAG not in found[0].data.tags \
+                else None
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - any lookup failure: the run is not in this store
+            run = None
+        lost = run is None or run.info.lifecycle_stage != "active" or \
+            run.info.experiment_id != self.experiment_id
+        other = run.data.tags.get(STUDY_ID_TAG) if run is not None and not lost else None
+        if not lost and other not in (None, state.study_id):
+            lost = True
+        if lost:
+            if new_parent:
+                return None
+            why = "is not in" if other is None else f"belongs to another study (id {other}) in"
+            raise TrackingError(
+                f"the MLflow parent run {run_id} of this study {why} {redact(self.uri)} "
+                f"(experiment {state.study!r}); give the store it is in with --tracking-uri, or "
+                "continue under a new parent run with --new-parent")
+        ahead = int(run.data.tags.get(GENERATION_TAG, "0") or 0)
+        if ahead > state.generation:
+            raise TrackingError(
+                f"the MLflow parent run {run_id} was continued by another folder of this study "
+                f"({run.data.tags.get(FOLDER_TAG, 'elsewhere')}) after this one was last "
+                "written: this folder is a stale copy; resume that folder, or start this one "
+                "anew as a study of its own with --overwrite")
+        return run_id
+
     def start_parent(self, run_id: str | None, tags: dict[str, str], run_name: str) -> str:
-        """Reuse ``run_id`` (resume) or create a new parent run; returns its id."""
+        """Continue ``run_id`` (resume: RUNNING again, ``tags`` updated) or create a new parent
+        run; returns its id."""
         if run_id:
-            try:
-                self.client.update_run(run_id, status="RUNNING")
-                return run_id
-            except Exception:  # noqa: BLE001 - deleted or foreign run: start a new one
-                pass
+            self.client.update_run(run_id, status="RUNNING")
+            from mlflow.entities import RunTag
+
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            return run_id
         return self.client.create_run(self.experiment_id, tags=tags, run_name=run_name).info.run_id

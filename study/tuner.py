@@ -47,13 +47,19 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
         ray_root, name = f"{ray_root}/{ROUNDS_DIR}", f"round_{round_.index}"
     else:
         name = RAY_DIR
+    study_id = folder.state.study_id
     if restore:
         tuner = tune.Tuner.restore(f"{ray_root}/{name}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
         stand_in_for_deleted_checkpoints(tuner)
-        # Tune restores its callbacks from the pickle it made when the study started, and has
-        # no public way to pass live ones (ray-project/ray#41364): give it this recorder.
-        tuner._local_tuner.get_run_config().callbacks = [recorder]
+        # Tune restores its callbacks and scheduler from the pickle it made when the study
+        # started, and has no public way to pass live ones (ray-project/ray#41364): give it
+        # this recorder, and point the saved scheduler at this folder's Optuna database (the
+        # pickle holds the path the folder had then: a moved or copied folder's origin)
+        internal = tuner._local_tuner
+        internal.get_run_config().callbacks = [recorder]
+        internal._tune_config.scheduler.rebind(folder.optuna_url, study_id)
+        internal._tune_config.search_alg.relocate(f"{ray_root}/{name}")
         return tuner, recorder
     if round_ is None:
         param_space, searcher, num_samples = build_search(spec, budget, opts.max_concurrent)
@@ -62,7 +68,8 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     distributions = {n: f.optuna_distribution() for n, f in spec.factors.items()}
     scheduler = OptunaPruningScheduler(
         storage=folder.optuna_url, study_name=spec.name, pruner=spec.pruner.build(),
-        metric=spec.search.metric, mode=spec.search.mode, distributions=distributions)
+        metric=spec.search.metric, mode=spec.search.mode, distributions=distributions,
+        study_id=study_id)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -112,13 +119,13 @@ def round_search(spec: StudySpec, round_: Round, max_concurrent: int | None):
     """(param_space, search_alg, num_samples) of a round: each of its cells once, with the
     round's seeds (``ROUND_SEEDS`` overrides the study's seeds: ``StudySpec.trial_values``)."""
     from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from .search import grid_generator
 
     points = [cell | {ROUND_SEEDS: round_.seeds_text} for cell in round_.cells]
     space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
     space[ROUND_SEEDS] = tune.choice([round_.seeds_text])
-    return space, BasicVariantGenerator(points_to_evaluate=points,
-                                        max_concurrent=max_concurrent or 0), len(points)
+    return space, grid_generator(points, max_concurrent), len(points)
 
 
 def finish_optuna(folder: StudyFolder, spec: StudySpec, seen: set[str],

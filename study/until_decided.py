@@ -3,25 +3,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 from .spec import StudySpec
 
 if TYPE_CHECKING:
+    from .folder import StudyState
     from .launch import RunOptions
     from .sequential import Design
 
 
 def sequential_design(spec: StudySpec, budget: str, opts: RunOptions,
-                      state: dict[str, Any]) -> Design | None:
+                      state: StudyState | None) -> Design | None:
     """The seeds-until-decided design of this run: from the flags, or the one a resumed study
     started with (``study.json``); None for a study of fixed seeds."""
-    if not opts.until_decided and not (opts.resume and state.get("sequential")):
+    saved = state.sequential if state is not None else None
+    if not opts.until_decided and not (opts.resume and saved):
         return None  # a study of fixed seeds: no need for SciPy in the driver before Ray starts
     from .sequential import Design
 
-    stored = Design.from_state(state.get("sequential")) if opts.resume else None
+    stored = Design.from_state(saved) if opts.resume else None
     if not opts.until_decided:
         return stored
     where = "--until-decided"

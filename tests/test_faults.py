@@ -260,18 +260,20 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_every_trial_once(tmp_path, ref
         trainer = checkpoint / "trainer.pt"
         trainer.write_bytes(trainer.read_bytes()[:1000])
 
-    # broken files of a resumed study are named, and nothing runs
+    # broken files of a resumed study are named, and nothing runs (each file is broken in
+    # place and then put back: a copy of the folder would be refused as a copy)
     for broken, content in [("optuna.db", b"not a database" * 100),
                             ("trials.parquet", b"PAR1 truncated"),
                             (f"ray/{sorted(p.name for p in (res / 'ray').glob('experiment_state*.json'))[-1]}",
                              b'{"trial_data": [')]:
-        copy = tmp_path / f"copy-{broken.split('/')[0]}"
-        shutil.copytree(res, copy)
-        (copy / broken).write_bytes(content)
-        r = start_driver(fault_spec(tmp_path), copy, uri, "--resume")
+        good = (res / broken).read_bytes()
+        (res / broken).write_bytes(content)
+        r = start_driver(fault_spec(tmp_path), res, uri, "--resume")
         r_out, r_err = r.communicate(timeout=120)
         assert r.returncode == 2, (r_out, r_err)
-        assert [x for x in r_err.splitlines() if x.strip()][0].startswith(f"error: {copy / broken}")
+        assert [x for x in r_err.splitlines() if x.strip()][0].startswith(f"error: {res / broken}")
+        assert (res / broken).read_bytes() == content  # refused: nothing written
+        (res / broken).write_bytes(good)
 
     finish(start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1", "--resume"))
     trials = assert_complete(res, uri, reference).drop_duplicates("trial_id").set_index("trial_id")

@@ -35,7 +35,7 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
     holder.kill()  # no clean-up of any kind: the kernel releases the lock
     holder.join()
     folder = StudyFolder(tmp_path / "f", "held")
-    assert folder.take(resume=False, overwrite=False) == {}
+    assert folder.take(resume=False, overwrite=False) is None
     assert json.loads((tmp_path / "f" / "study.lock").read_text())["pid"] == os.getpid()
     folder.release()
 
@@ -43,18 +43,134 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
 def test_overwrite_removes_the_manifest_and_the_temporary_files_of_its_entries(tmp_path):
     folder = StudyFolder(tmp_path / "r", "s")
     folder.take(resume=False, overwrite=False)
-    folder.write_state(budget="smoke")
-    for name in ("trials.parquet", ".trials.parquet.abc123.tmp", "optuna.db-journal"):
+    folder.begin("abc", budget="smoke")
+    for name in ("trials.parquet", ".trials.parquet.hvae-tmp-abc_123.tmp", "optuna.db-journal"):
         (tmp_path / "r" / name).write_text("x")
     (tmp_path / "r" / "plots" / "t1").mkdir(parents=True)
     for name in ("notes.txt", ".notes.txt.tmp", "trials.parquet.bak"):
         (tmp_path / "r" / name).write_text("the user's")
-    removed = folder.remove_owned()
-    assert sorted(removed) == sorted([".trials.parquet.abc123.tmp", "optuna.db-journal", "plots",
-                                      "study.json", "trials.parquet"])
+    folder.release()
+    again = StudyFolder(tmp_path / "r", "s")
+    assert again.take(resume=False, overwrite=True) is None
     left = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert left == [".notes.txt.tmp", "notes.txt", "study.lock", "trials.parquet.bak"]
+    again.release()
+
+
+def test_overwrite_never_takes_a_users_look_alike_hidden_files_for_its_own(tmp_path):
+    """Issue 22: ``.plots.backup/``, ``.report.draft.md``, ``.study.json.orig`` and
+    ``.trials.parquet.bak`` are a user's, though they start like the study's temporary names."""
+    folder = StudyFolder(tmp_path / "r", "s")
+    folder.take(resume=False, overwrite=False)
+    folder.begin("abc")
     folder.release()
+    mine = {".report.draft.md": "draft", ".study.json.orig": "{}", ".trials.parquet.bak": "rows",
+            ".trials.parquet.hvae-tmp-x.tmp.mine": "not a temporary name", "notes.txt": "n"}
+    for name, text in mine.items():
+        (tmp_path / "r" / name).write_text(text)
+    (tmp_path / "r" / ".plots.backup").mkdir()
+    (tmp_path / "r" / ".plots.backup" / "a.png").write_bytes(b"png")
+    again = StudyFolder(tmp_path / "r", "s")
+    again.take(resume=False, overwrite=True)
+    again.release()
+    for name, text in mine.items():
+        assert (tmp_path / "r" / name).read_text() == text
+    assert (tmp_path / "r" / ".plots.backup" / "a.png").read_bytes() == b"png"
+    assert not (tmp_path / "r" / "study.json").exists()
+
+
+def test_a_symlinked_lock_or_state_is_never_written_through(tmp_path):
+    users = tmp_path / "users_file.txt"
+    users.write_text("precious")
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "study.lock").symlink_to(users)
+    with pytest.raises(UserError, match="study.lock is a symbolic link"):
+        StudyFolder(folder, "s").take(resume=False, overwrite=False)
+    assert users.read_text() == "precious"
+    (folder / "study.lock").unlink()
+    (folder / "study.json").symlink_to(users)
+    with pytest.raises(UserError, match="study.json is a symbolic link"):
+        StudyFolder(folder, "s").take(resume=False, overwrite=True)
+    assert users.read_text() == "precious" and (folder / "study.json").is_symlink()
+
+
+@pytest.mark.parametrize("where", ["trials.parquet", "plots", "plots/t1/a.png"])
+def test_a_link_inside_the_study_entries_is_refused(tmp_path, where):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    folder = StudyFolder(tmp_path / "r", "s")
+    folder.take(resume=False, overwrite=False)
+    folder.begin("abc")
+    folder.release()
+    link = tmp_path / "r" / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside)
+    with pytest.raises(UserError, match="symbolic link"):
+        StudyFolder(tmp_path / "r", "s").take(resume=False, overwrite=True)
+    assert (outside / "keep.txt").read_text() == "keep" and link.is_symlink()
+
+
+def test_a_symlink_loop_as_the_results_folder_is_one_error(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(UserError, match="points back at itself"):
+        StudyFolder(tmp_path / "a", "s")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="which does not exist"):
+        StudyFolder(tmp_path / "dangling", "s")
+
+
+def test_an_unreadable_state_refuses_resume_and_overwrite_removes_only_study_names(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "study.json").write_text('{"study": "s", "manif')  # truncated
+    for name in ("trials.parquet", "notes.txt"):
+        (folder / name).write_text("x")
+    (folder / "ray").mkdir()
+    with pytest.raises(UserError, match="not a readable study state.*cannot be resumed.*--overwrite"):
+        StudyFolder(folder, "s").check(resume=True, overwrite=False)
+    with pytest.raises(UserError, match="not a readable study state.*add --overwrite"):
+        StudyFolder(folder, "s").check(resume=False, overwrite=False)
+    taken = StudyFolder(folder, "s")
+    taken.take(resume=False, overwrite=True)
+    assert taken.unreadable
+    taken.release()
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "study.lock"]
+
+
+def test_a_state_without_identity_or_resolved_study_is_not_resumed(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "study.json").write_text(json.dumps({"study": "s", "budget": "smoke"}))
+    with pytest.raises(UserError, match="older hvae-study"):
+        StudyFolder(folder, "s").check(resume=True, overwrite=False)
+    (folder / "study.json").write_text(json.dumps({"study": "s", "study_id": "x"}))
+    with pytest.raises(UserError, match="records no resolved study"):
+        StudyFolder(folder, "s").check(resume=True, overwrite=False)
+
+
+def test_a_moved_folder_is_resumed_and_a_copy_whose_original_is_there_is_refused(tmp_path):
+    import shutil
+
+    first = StudyFolder(tmp_path / "a", "s")
+    first.take(resume=False, overwrite=False)
+    first.begin("id1", resolved={"trials": 1})
+    first.release()
+    shutil.copytree(tmp_path / "a", tmp_path / "copy", symlinks=True)
+    with pytest.raises(UserError, match=f"is a copy of {tmp_path / 'a'}.*id id1.*still there"):
+        StudyFolder(tmp_path / "copy", "s").check(resume=True, overwrite=False)
+    copy = StudyFolder(tmp_path / "copy", "s")
+    copy.check(resume=False, overwrite=True)  # a copy may start anew ...
+    assert copy.replaced is not None and not copy.replaced_home  # ... leaving the original's storage
+    (tmp_path / "a").rename(tmp_path / "moved")
+    moved = StudyFolder(tmp_path / "moved", "s")
+    state = moved.take(resume=True, overwrite=False)
+    assert state.study_id == "id1" and moved.moved_from == tmp_path / "a"
+    assert moved.resume_as(state).path == str(tmp_path / "moved")
+    assert json.loads((tmp_path / "moved" / "study.json").read_text())["generation"] == 2
+    moved.release()
 
 
 def test_a_refused_new_folder_is_removed_again(tmp_path):

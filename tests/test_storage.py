@@ -45,3 +45,28 @@ def test_unusable_storage_is_one_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError, match="not writable"):
         Mirror(f"file://{blocker}/study", tmp_path / "res").check_writable()
+
+
+def test_a_lost_head_node_finds_its_study_among_several_on_the_storage(tmp_path):
+    """Each study's prefix is URI/NAME/ID: the one to pull is the only one, or the one whose
+    results folder had this path; anything else names the candidates."""
+    import json
+
+    from study.storage import find_study
+
+    bucket = tmp_path / "bucket"
+    storage = f"file://{bucket}"
+    with pytest.raises(UserError, match="holds no study to resume"):
+        find_study(storage, "s", tmp_path / "res")
+    for sid, path in (("aaa", tmp_path / "res"), ("bbb", tmp_path / "other")):
+        (bucket / "s" / sid).mkdir(parents=True)
+        (bucket / "s" / sid / "study.json").write_text(json.dumps(
+            {"study": "s", "study_id": sid, "path": str(path), "budget": "smoke"}))
+    (bucket / "s" / "junk").mkdir()  # not a study's prefix
+    prefix, state = find_study(storage, "s", tmp_path / "res")
+    assert prefix == f"{storage}/s/aaa" and state.study_id == "aaa"
+    with pytest.raises(UserError, match="holds 2 studies named 's' \\(id aaa from .*id bbb from"):
+        find_study(storage, "s", tmp_path / "elsewhere")
+    mirror = Mirror(prefix, tmp_path / "res")
+    mirror.clear()  # --overwrite of aaa: its prefix goes, bbb's stays
+    assert sorted(p.name for p in (bucket / "s").iterdir()) == ["bbb", "junk"]

@@ -243,7 +243,8 @@ CLAIM = {"statement": "s", "metric": "test_ll", "where": {"lr": 0.01}, "versus":
     ({"claims": [CLAIM]}, ["--until-decided", "--max-seeds", "2"], "--max-seeds = 2: give the most"),
     ({"claims": [CLAIM], "seeds": [3, 7]}, ["--until-decided", "--max-seeds", "10"],
      "field 'seeds' = [3, 7]: --until-decided adds seeds 2, 3, ...: give seeds as a count"),
-    ({"claims": [CLAIM]}, ["--max-seeds", "10"], "--max-seeds / --seed-step: they go with --until-decided"),
+    ({"claims": [CLAIM]}, ["--seed-step", "2"], "--seed-step: it goes with --until-decided"),
+    ({"claims": [CLAIM]}, ["--new-parent"], "--new-parent: it goes with --resume"),
 ])
 def test_until_decided_needs_claims_a_grid_and_a_cap(tmp_path, fields, flags, expected):
     path = write_spec(tmp_path, "ok", **fields)

@@ -5,6 +5,7 @@ folder is gone (a lost head node) is resumed from the storage."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,7 +50,8 @@ def test_trials_spread_over_two_nodes_with_fractional_gpus_and_shared_storage(tm
         assert set(trials["node_id"]) == nodes
         assert set(trials["device"]) == {"cpu"}  # logical GPUs, no CUDA here: the CPU is used
 
-        shared = bucket / "tiny_cluster"
+        study_id = json.loads((out.results / "study.json").read_text())["study_id"]
+        shared = bucket / "tiny_cluster" / study_id  # the prefix carries the study's identity
         assert not (out.results / "ray").exists()  # Ray's state and checkpoints: on the storage
         assert len(list((shared / "ray").glob("run_study_trial_*/checkpoint_*"))) >= 4
         pd.testing.assert_frame_equal(read_trials(shared), read_trials(out.results))
