@@ -93,3 +93,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         Path(tmp).write_text(text)
 
 
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """A binary file written atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)

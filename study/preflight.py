@@ -8,6 +8,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from . import ray_state
 from .errors import UserError
 from .folder import EPOCHS, OPTUNA_DB, SCORES, StudyFolder
 from .results import read_trials
@@ -93,19 +94,20 @@ def _check_ray_state(ray_dir: str, started: bool = True) -> None:
     if "tuner.pkl" not in names or not states:
         raise UserError(f"--resume: {ray_dir} holds no Ray Tune experiment to resume (no "
                         "tuner.pkl or experiment state); start the study anew with --overwrite")
-    for name in ("tuner.pkl", states[-1]):
-        path = f"{root}/{name}"
+
+    def read(name: str) -> bytes | None:
         try:
-            with fs.open_input_stream(path) as f:
-                data = f.read()
-            if name.endswith(".json"):
-                json.loads(data)
-            elif not data:
-                raise ValueError("empty file")
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: Ray Tune's experiment state is unreadable ({type(err).__name__}: "
-                            f"{str(err)[:120]}); the study cannot be resumed from it: restore the "
-                            "folder from a copy or start the study anew with --overwrite") from None
+            with fs.open_input_stream(f"{root}/{name}") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    broken = [n for n in sorted(names) if n.endswith((".json", ".pkl")) and n != ray_state.KEPT_STATE
+              and not ray_state.is_whole(n, read(n) or b"")]
+    if broken and (fs.type_name != "local" or ray_state.kept(read(ray_state.KEPT_STATE)) is None):
+        raise UserError(f"{root}/{broken[0]}: Ray Tune's experiment state is unreadable (cut short "
+                        "or damaged); the study cannot be resumed from it: restore the folder from "
+                        "a copy or start the study anew with --overwrite")
 
 
 def local_resources(num_cpus: int | None) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from . import ray_state
 from .outbox import MlflowOutbox
 from .config import TrialConfig
 from .outcome import FinalFiles, final_files, trial_rows, trial_status
@@ -99,8 +100,11 @@ class StudyRecorder(Callback):
 
     def __init__(self, spec: StudySpec, budget: str, results: Path, *, parent_run_id: str,
                  outbox: MlflowOutbox, mirror: Mirror | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, experiment: Path | None = None) -> None:
+        """``experiment``: Ray Tune's experiment folder when it is local (a copy of its state
+        is kept after each recorded trial: ``study.ray_state``)."""
         self.spec, self.budget, self.results = spec, budget, Path(results)
+        self.experiment = experiment
         self.parent_run_id, self.outbox, self.mirror = parent_run_id, outbox, mirror
         self.progress = progress
         self.store = ResultsStore(self.results)
@@ -215,6 +219,8 @@ class StudyRecorder(Callback):
                                          final.dir / "scores.parquet" if final else None,
                                          final.dir / "plots" if final else None)
             self.recorded.add(trial.trial_id)
+            if self.experiment is not None:
+                ray_state.keep(self.experiment)
             if self.mirror is not None:  # shared storage: this trial's rows and files
                 self.mirror.push_trial(trial.trial_id)
             self._send_final(trial, status, last, final, cfg.seeds, plots)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import ray_state
 from .folder import RAY_DIR, ROUNDS_DIR, StudyFolder
 from .outbox import MlflowOutbox
 from .progress import Progress
@@ -35,20 +37,24 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     progress = None if opts.quiet else Progress(
         total, max(spec.trial_config(c, budget).epochs for c in spec.grid_cells()),
         spec.search.metric, spec.search.mode, list(spec.factors))
-    recorder = StudyRecorder(spec, budget, folder.path, parent_run_id=parent_run_id,
-                             outbox=outbox, mirror=mirror, progress=progress)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_study_trial, spec=spec, budget=budget,
-                             metric=spec.search.metric, plots=opts.plots),
-        {"cpu": spec.resources.cpus, "gpu": gpus},
-    )
     ray_root = mirror.uri if mirror is not None else str(folder.path)  # Ray's storage_path
     if round_ is not None:
         ray_root, name = f"{ray_root}/{ROUNDS_DIR}", f"round_{round_.index}"
     else:
         name = RAY_DIR
+    recorder = StudyRecorder(spec, budget, folder.path, parent_run_id=parent_run_id,
+                             outbox=outbox, mirror=mirror, progress=progress,
+                             experiment=None if mirror is not None else Path(ray_root) / name)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_study_trial, spec=spec, budget=budget,
+                             metric=spec.search.metric, plots=opts.plots),
+        {"cpu": spec.resources.cpus, "gpu": gpus},
+    )
     study_id = folder.state.study_id
     if restore:
+        if mirror is None and ray_state.restore(Path(ray_root) / name):
+            print("note: Ray Tune's saved experiment state was cut short (a full disk?); "
+                  "restored from the copy kept at the last recorded trial", flush=True)
         tuner = tune.Tuner.restore(f"{ray_root}/{name}", trainable=trainable,
                                    resume_unfinished=True, resume_errored=True)
         stand_in_for_deleted_checkpoints(tuner)

@@ -18,6 +18,7 @@ from faults import (CHECKPOINT_EVERY, LRS, assert_complete, checkpointed_unfinis
                     checkpoints_made, fault_spec, finish, free_port,
                     recorded_checkpoints, start_driver,
                     start_mlflow_server, stop, trial_id, trial_workers, trials_done, wait_for)
+from study.ray_state import KEPT_STATE
 from study.results import read_trials
 from study.spec_file import load_spec
 from study.trial import NoCheckpoints, run_trial
@@ -261,19 +262,23 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_every_trial_once(tmp_path, ref
         trainer.write_bytes(trainer.read_bytes()[:1000])
 
     # broken files of a resumed study are named, and nothing runs (each file is broken in
-    # place and then put back: a copy of the folder would be refused as a copy)
-    for broken, content in [("optuna.db", b"not a database" * 100),
-                            ("trials.parquet", b"PAR1 truncated"),
-                            (f"ray/{sorted(p.name for p in (res / 'ray').glob('experiment_state*.json'))[-1]}",
-                             b'{"trial_data": [')]:
-        good = (res / broken).read_bytes()
-        (res / broken).write_bytes(content)
+    # place and then put back: a copy of the folder would be refused as a copy); Ray's state
+    # is refused only when the copy kept of it is damaged too (study.ray_state)
+    newest = sorted(p.name for p in (res / "ray").glob("experiment_state*.json"))[-1]
+    for broken in [{"optuna.db": b"not a database" * 100},
+                   {"trials.parquet": b"PAR1 truncated"},
+                   {f"ray/{newest}": b'{"trial_data": [', f"ray/{KEPT_STATE}": b'{"tuner.pkl": '}]:
+        good = {name: (res / name).read_bytes() for name in broken}
+        for name, content in broken.items():
+            (res / name).write_bytes(content)
         r = start_driver(fault_spec(tmp_path), res, uri, "--resume")
         r_out, r_err = r.communicate(timeout=120)
         assert r.returncode == 2, (r_out, r_err)
-        assert [x for x in r_err.splitlines() if x.strip()][0].startswith(f"error: {res / broken}")
-        assert (res / broken).read_bytes() == content  # refused: nothing written
-        (res / broken).write_bytes(good)
+        first = [x for x in r_err.splitlines() if x.strip()][0]
+        assert first.startswith(f"error: {res / next(iter(broken))}"), first
+        for name, content in broken.items():
+            assert (res / name).read_bytes() == content  # refused: nothing written
+            (res / name).write_bytes(good[name])
 
     finish(start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1", "--resume"))
     trials = assert_complete(res, uri, reference).drop_duplicates("trial_id").set_index("trial_id")

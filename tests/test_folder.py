@@ -266,3 +266,59 @@ def test_files_the_study_writes_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o640  # group-readable
+
+
+def test_a_cut_short_ray_experiment_state_is_restored_from_the_kept_copy(tmp_path):
+    """Ray Tune copies its experiment files into place non-atomically: a disk that filled
+    during the copy left a JSON state, once a searcher pickle, cut short and the study could not
+    be resumed (the full-disk fault test saw both). A copy kept after each recorded trial
+    replaces them."""
+    import pickle
+
+    from study import ray_state
+    from study.errors import UserError
+    from study.preflight import _check_ray_state
+
+    exp = tmp_path / "ray"
+    exp.mkdir()
+    tuner = exp / "tuner.pkl"
+    tuner.write_bytes(pickle.dumps({"trainable": "x"}))
+    state = exp / "experiment_state-2026-12-03_10-00-00.json"
+    searcher = exp / "searcher-state-2026-12-03_10-00-00.pkl"
+    searcher.write_bytes(pickle.dumps({"trials": list(range(100))}))
+    state.write_text(json.dumps({"trial_data": [["t1", "m1"]]}))
+    _check_ray_state(str(exp))
+    with pytest.raises(UserError, match="searcher-state.*unreadable"):
+        searcher.write_bytes(pickle.dumps({"trials": list(range(100))})[:-7])  # no copy yet
+        _check_ray_state(str(exp))
+    searcher.write_bytes(pickle.dumps({"trials": list(range(100))}))
+    ray_state.keep(exp)
+    good = {p.name: p.read_bytes() for p in (tuner, state, searcher)}
+    newer = exp / "experiment_state-2026-12-03_10-05-00.json"
+    newer.write_text('{"trial_data": [["t1", "m1"], ["t2"')  # the disk filled mid-copy
+    searcher.write_bytes(good[searcher.name][:40])
+    ray_state.keep(exp)  # a cut-short state never replaces the kept copy
+    _check_ray_state(str(exp))  # resumable: the copy will be put back
+    assert ray_state.restore(exp)
+    assert not newer.exists()  # Ray would take the newest by name
+    assert {p.name: p.read_bytes() for p in (tuner, state, searcher)} == good
+    assert not ray_state.restore(exp)  # whole now: nothing to do
+    (exp / ray_state.KEPT_STATE).write_text("{")  # a damaged copy is no copy
+    searcher.write_bytes(b"")
+    with pytest.raises(UserError, match="unreadable"):
+        _check_ray_state(str(exp))
+    assert not ray_state.restore(exp)
+
+
+def test_only_whole_files_count_as_whole():
+    import pickle
+
+    from study.ray_state import is_whole
+
+    data = pickle.dumps({"a": [1.5] * 50, "b": "text"})
+    assert is_whole("x.pkl", data)
+    assert not any(is_whole("x.pkl", data[:n]) for n in range(len(data)))
+    assert is_whole("x.json", b'{"a": 1}') and not is_whole("x.json", b'{"a": ')
+    assert not is_whole("x.json", b"")
+    assert is_whole("basic-variant-state-1.json", data)  # Ray pickles into a .json name
+    assert not is_whole("basic-variant-state-1.json", data[:-1])
