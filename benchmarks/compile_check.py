@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import study.trainer as trainer_module  # noqa: E402
+import study.trial.trainer as trainer_module  # noqa: E402
 from models import build_model, training_objective  # noqa: E402
-from study.config import trial_config  # noqa: E402
 from study.data import load_data  # noqa: E402
+from study.spec.config import trial_config  # noqa: E402
 
 CURVES = {"dataset": "spirals", "kind": "hvae", "latents": [2, 2], "hidden": [[64, 64], [32, 32]]}
 MNIST = {"dataset": "mnist", "kind": "vae", "latents": [64], "hidden": [512, 512],

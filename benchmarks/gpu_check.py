@@ -1,8 +1,8 @@
 """Does the trial path use a GPU, and how well? One script, no Ray, Optuna or MLflow on its path.
 
 Run: ``python benchmarks/gpu_check.py --data-dir DIR [--out TABLE.md]`` (DIR holds ``mnist/``
-with the original IDX files). It uses the project's own trial code (``study.trainer``,
-``study.evaluate``, ``models``) on the MNIST VAE of the experiment log, hidden [512, 512] and
+with the original IDX files). It uses the project's own trial code (``study.trial.trainer``,
+``study.trial.evaluate``, ``models``) on the MNIST VAE of the experiment log, hidden [512, 512] and
 64 latents, as one ensemble of E=10 seeds trained with IW=10 (sampled KL):
 
 1. training throughput on CUDA and on the CPU: samples/s (one sample = one image for one seed)
@@ -40,7 +40,7 @@ SETTINGS = {"dataset": "mnist", "kind": "vae", "latents": [64], "hidden": [512, 
 
 
 def config(data_dir: str, steps: int, **extra):
-    from study.config import trial_config
+    from study.spec.config import trial_config
 
     values = SETTINGS | {"data_dir": data_dir, "n_train": steps * SETTINGS["batch_size"],
                          "epochs": 1} | extra
@@ -51,7 +51,7 @@ def train_rate(data_dir: str, device: str, steps: int, threads: int | None = Non
     """Samples/s and TFLOP/s of ``steps`` training steps (after a warm-up) on ``device``."""
     from models.size import training_flops
     from study.data import load_data
-    from study.trainer import Trainer
+    from study.trial.trainer import Trainer
 
     cfg = config(data_dir, steps)
     data = load_data(cfg.data_config())
@@ -73,9 +73,9 @@ def train_rate(data_dir: str, device: str, steps: int, threads: int | None = Non
 def curve_rate(device: str, steps: int = 200, seeds: int = 10) -> dict:
     """Training samples/s of the 2-D HVAE z=[2, 2], hidden [[64, 64], [32, 32]], IW=10, E=10:
     the small models of the Moons/Spirals studies."""
-    from study.config import trial_config
     from study.data import load_data
-    from study.trainer import Trainer
+    from study.spec.config import trial_config
+    from study.trial.trainer import Trainer
 
     cfg = trial_config({"dataset": "spirals", "latents": [2, 2], "hidden": [[64, 64], [32, 32]],
                         "iw_samples": 10, "kl": "sampled", "seeds": seeds, "epochs": 1,
@@ -135,7 +135,7 @@ def evaluation(trainer, data_dir: str, k: int = 1000, points: int = 10_000) -> d
 def _worker(data_dir: str, steps: int, barrier, queue) -> None:
     """One trial process: set up and warm up, wait for the others, then time ``steps`` steps."""
     from study.data import load_data
-    from study.trainer import Trainer
+    from study.trial.trainer import Trainer
 
     cfg = config(data_dir, steps)
     trainer = Trainer(cfg, load_data(cfg.data_config()), device="cuda")
@@ -171,7 +171,7 @@ def shared_gpu(data_dir: str, steps: int, counts=(1, 2, 4, 8)) -> list[dict]:
 
 def whole_trial(data_dir: str) -> dict:
     """A small trial end to end on CUDA (train, evaluate), through ``study.trial.run_trial``."""
-    from study.trial import NoCheckpoints, run_trial
+    from study.trial.run_trial import NoCheckpoints, run_trial
 
     cfg = config(data_dir, 20, seeds=2, n_test=500, eval_importance=100, ood_importance=10,
                  ood_dataset=None, epochs=2)

@@ -57,7 +57,7 @@ def trial_cost(cfg) -> tuple[float, float]:
 
 
 def study_hours(name: str, budget: str) -> dict:
-    from study.spec_file import load_spec
+    from study.spec.spec_file import load_spec
 
     spec = load_spec(name)
     per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples)) \
@@ -89,7 +89,7 @@ def study_hours(name: str, budget: str) -> dict:
 
 
 def main() -> None:
-    from study.spec_file import available
+    from study.spec.spec_file import available
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", default="full")

@@ -98,7 +98,7 @@ def report(res: Path, uri: str, n: int, samples: list[tuple[float, int, int]], w
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from study.results import read_epochs, read_trials
+    from study.store.results import read_epochs, read_trials
 
     trials = read_trials(res)
     per_trial = trials.drop_duplicates("trial_id")

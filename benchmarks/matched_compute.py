@@ -32,8 +32,8 @@ def main() -> None:
 
     from models.size import training_flops
     from study.data import load_data
-    from study.spec_file import load_spec
-    from study.trainer import Trainer
+    from study.spec.spec_file import load_spec
+    from study.trial.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     spec = load_spec(args.study)

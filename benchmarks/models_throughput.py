@@ -34,9 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import build_model, estimate_log_likelihood, training_flops, training_objective  # noqa: E402
-from study.config import trial_config  # noqa: E402
 from study.data import load_data  # noqa: E402
-from study.trainer import Trainer  # noqa: E402
+from study.spec.config import trial_config  # noqa: E402
+from study.trial.trainer import Trainer  # noqa: E402
 
 CURVES = {"dataset": "spirals", "kind": "hvae", "latents": [2, 2], "hidden": [[64, 64], [32, 32]],
           "n_val": 200, "n_test": 100}

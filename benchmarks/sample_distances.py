@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from models import build_model
-from study.config import TrialConfig
 from study.data import load_data
-from study.metrics import curve_coverage, sample_tolerance
 from study.data.synthetic import distance_to_curve
-from study.trainer import read_checkpoint
+from study.spec.config import TrialConfig
+from study.trial.metrics import curve_coverage, sample_tolerance
+from study.trial.trainer import read_checkpoint
 
 BEYOND = (0.03, 0.1, 0.2)
 

@@ -31,7 +31,7 @@ def readme_example() -> str:
 
 
 def main() -> None:
-    from study.spec_file import available, load_spec
+    from study.spec.spec_file import available, load_spec
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="studies (default: all)")

@@ -54,9 +54,9 @@ WORKER = """
 import json, sys, time, torch
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from study.spec_file import load_spec
+from study.spec.spec_file import load_spec
 from study.train import FolderIO
-from study.trial import run_trial
+from study.trial.run_trial import run_trial
 torch.set_num_threads(1)
 spec = load_spec({spec!r})
 cells = spec.grid_cells()
@@ -153,8 +153,8 @@ def study_round(spec_path: Path, folder: Path, in_pool: dict[int, float],
     fixed start-up, the trials' time in the Ray workers, and that time against the same
     configuration's time in the pool, for the first trial of each worker (which starts the
     worker process and imports PyTorch and the trial code) and for the later ones."""
-    from study.results import read_trials
-    from study.spec_file import load_spec
+    from study.spec.spec_file import load_spec
+    from study.store.results import read_trials
 
     for old in (folder / "results", folder / "mlflow.db"):
         subprocess.run(["rm", "-rf", str(old)], check=True)
@@ -183,7 +183,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         spec_path = write_spec(folder)
-        from study.spec_file import load_spec
+        from study.spec.spec_file import load_spec
 
         n = len(load_spec(str(spec_path)).grid_cells())
         # plain, pool, study, study, pool, plain: each way's mean cancels a linear drift of

@@ -20,8 +20,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import (ForwardPass, GaussianHead, GenerativeSample, KLEstimator,
-                   LatentVariableModel, kl_term, kl_units)
+from .base import (
+    ForwardPass,
+    GaussianHead,
+    GenerativeSample,
+    KLEstimator,
+    LatentVariableModel,
+    kl_term,
+    kl_units,
+)
 from .config import ModelConfig
 from .distributions import DiagonalGaussian
 from .ensemble import EnsembleMLP

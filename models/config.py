@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-
 MAX_LAYERS = 8
 
 
@@ -50,7 +49,7 @@ def normalize_hidden(latents: Sequence[int], hidden: Sequence) -> tuple[tuple[in
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that defines a model's architecture (not its training). The trial
-    configuration (``study.config.TrialConfig``) holds the defaults; this is derived from it.
+    configuration (``study.spec.config.TrialConfig``) holds the defaults; this is derived from it.
 
     x_dim: data dimensions D.
     kind: a registered model kind (``models.registry.KINDS``): ``vae`` (one stochastic layer),

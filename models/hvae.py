@@ -19,11 +19,19 @@ is x-64-64-32-32-z and z-32-32-64-64-x.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from .base import (ForwardPass, GaussianHead, GenerativeSample, KLEstimator,
-                   LatentVariableModel, kl_term, kl_units)
+from .base import (
+    ForwardPass,
+    GaussianHead,
+    GenerativeSample,
+    KLEstimator,
+    LatentVariableModel,
+    kl_term,
+    kl_units,
+)
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, precision_weighted
 from .ensemble import EnsembleMLP

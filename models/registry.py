@@ -9,13 +9,10 @@ metric names use ``layer_names``).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .base import LatentVariableModel
     from .config import ModelConfig
 
 
@@ -65,14 +62,3 @@ def check_config(config: ModelConfig) -> None:
         layers = "one stochastic layer" if info.max_layers == 1 else \
             f"at most {info.max_layers} stochastic layers"
         raise ValueError(f"a {config.kind} has {layers}, got latents={list(config.latents)}")
-
-
-def model_class(kind: str) -> type[LatentVariableModel]:
-    module, name = model_kind(kind).cls.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def build_model(config: ModelConfig, seeds: Sequence[int]) -> LatentVariableModel:
-    """The model ``config`` describes, with one ensemble member per seed (E = len(seeds))."""
-    check_config(config)
-    return model_class(config.kind)(config, seeds)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from .build import build_model
 from .config import ModelConfig
 from .ensemble import EnsembleLinear
-from .registry import build_model
 
 #: bytes of a float32
 FLOAT_BYTES = 4

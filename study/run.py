@@ -13,9 +13,9 @@ import os
 import signal
 import sys
 
-from .errors import UserError
-from .interrupt import Interruption
-from .limits import MAX_GRID, MAX_SEEDS, MAX_TRIALS, MAX_WIDTH, Limits
+from study.core.errors import UserError
+from study.engine.interrupt import Interruption
+from study.spec.limits import MAX_GRID, MAX_SEEDS, MAX_TRIALS, MAX_WIDTH, Limits
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,8 +75,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def list_studies(verbose: bool = False) -> str:
-    from .plan import budgets_text
-    from .spec_file import available, load_spec
+    from study.spec.plan import budgets_text
+    from study.spec.spec_file import available, load_spec
 
     lines = []
     for name in available():
@@ -96,9 +96,9 @@ def summary(results) -> str:
     test log-likelihood, its gap to the exact density and the last validation bound."""
     import pandas as pd
 
-    from .columns import factor_columns, factor_name
-    from .report_tables import metric_label, show
-    from .results import read_trials
+    from study.report.tables import metric_label, show
+    from study.store.columns import factor_columns, factor_name
+    from study.store.results import read_trials
 
     trials = read_trials(results)
     if not len(trials):
@@ -161,13 +161,13 @@ def _again(argv: list[str] | None) -> str:
     recorded anything: running it again starts the study."""
     import shlex
 
-    from .redact import redact
+    from study.core.redact import redact
 
     return redact("python -m study.run " + shlex.join(sys.argv[1:] if argv is None else argv))
 
 
 def limits(args: argparse.Namespace) -> Limits:
-    """The size caps of this invocation (``study.limits``)."""
+    """The size caps of this invocation (``study.spec.limits``)."""
     return Limits(grid=args.max_grid, trials=args.max_trials,
                   seeds=args.max_seeds if args.max_seeds is not None else MAX_SEEDS,
                   width=args.max_width, memory_gib=args.max_memory)
@@ -175,8 +175,8 @@ def limits(args: argparse.Namespace) -> Limits:
 
 def _started(args: argparse.Namespace, spec) -> bool:
     """Whether the study recorded its state (so that ``--resume`` can continue it)."""
-    from .folder import StudyFolder
-    from .results import default_folder
+    from study.store.folder import StudyFolder
+    from study.store.results import default_folder
 
     try:
         folder = StudyFolder(args.results or default_folder(spec.name), spec.name)
@@ -209,15 +209,26 @@ def _stop_ray_quietly() -> None:
         ray.shutdown()
 
 
+def run_options(args: argparse.Namespace, caps: Limits) -> dict:
+    """The ``study.engine.options.RunOptions`` fields the flags give."""
+    return dict(address=args.address, tracking_uri=args.tracking_uri, resume=args.resume,
+                overwrite=args.overwrite, max_concurrent=args.max_concurrent,
+                gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, quiet=args.quiet,
+                mlflow_grace_s=args.mlflow_grace, storage=args.storage,
+                until_decided=args.until_decided, max_seeds=args.max_seeds,
+                seed_step=args.seed_step, new_parent=args.new_parent,
+                max_memory_gib=caps.memory)
+
+
 def _main(argv: list[str] | None, interruption: Interruption) -> int:
     """Exit status: 0 every trial of the study is recorded (finished, pruned or diverged);
     1 a trial failed, trials are missing, or the study stopped on an error (a full disk);
     2 bad input (nothing was run or written); 130 / 143 interrupted by SIGINT / SIGTERM."""
-    from .redact import redact
+    from study.core.redact import redact
 
     args = parser().parse_args(argv)
     try:
-        from .environment import configure_process
+        from study.core.environment import configure_process
 
         configure_process()
         if args.list:
@@ -228,17 +239,17 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
             print("error: name a study (python -m study.run --list shows them)", file=sys.stderr)
             return 2
         check_flags(args)
-        from .launch import run_study
-        from .spec_file import load_spec
+        from study.engine.launch import run_study
+        from study.spec.spec_file import load_spec
 
         caps = limits(args)
         spec = load_spec(args.name, caps)
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
-        from .plan import describe, dry_run
+        from study.spec.plan import describe, dry_run
 
         if args.dry_run:
-            from .limits import check_memory
+            from study.spec.limits import check_memory
 
             check_memory(spec, args.budget, caps)  # before any model is built to time it
             print(dry_run(spec, args.budget, args.num_cpus, args.max_concurrent))
@@ -248,14 +259,7 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
         print(describe(spec, args.budget, args.num_cpus, args.max_concurrent), flush=True)
         print(f"question: {' '.join(spec.question.split())}", flush=True)
         out = run_study(spec, args.budget, args.results, interruption=interruption,
-                        address=args.address, tracking_uri=args.tracking_uri,
-                        resume=args.resume, overwrite=args.overwrite,
-                        max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
-                        num_cpus=args.num_cpus, quiet=args.quiet,
-                        mlflow_grace_s=args.mlflow_grace, storage=args.storage,
-                        until_decided=args.until_decided, max_seeds=args.max_seeds,
-                        seed_step=args.seed_step, new_parent=args.new_parent,
-                        max_memory_gib=caps.memory)
+                        **run_options(args, caps))
     except UserError as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
@@ -267,6 +271,14 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
                   f"{_again(argv)}", file=sys.stderr)
         return interruption.exit_status
     interruption.settle()  # the study's records are closed: its summary is printed whole
+    return _report_end(args, spec, out)
+
+
+def _report_end(args: argparse.Namespace, spec, out) -> int:
+    """Print how a run ended (the summary table and where everything is, or why it stopped
+    and the command that continues it); its exit status."""
+    from study.core.redact import redact
+
     resume = _command(args)
     if out.interrupted:
         print(f"interrupted: {out.recorded} of {out.total} trials finished; continue with: "
@@ -277,22 +289,11 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
     c = out.counts
     print(f"\n{c.get('finished', 0)} finished, {c.get('diverged', 0)} diverged, "
           f"{c.get('pruned', 0)} pruned, {c.get('failed', 0)} failed of {out.total} trials")
-    tracking = redact(out.tracking_uri)
-    if out.tracking_uri.startswith(("http://", "https://")):
-        ui = f"open {tracking}"
-    elif out.tracking_uri == "sqlite:///mlflow.db":
-        ui = "mlflow ui"
-    else:
-        ui = f"mlflow ui --backend-store-uri {tracking}"
-    print(f"results:  {out.results}  (trials.parquet, epochs.parquet/, scores.parquet/)")
-    print(f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})")
-    print(f"report:   python -m study.report {spec.name}"
-          + (f" --results {out.results}" if args.results else ""))
-    print(f"optuna:   optuna-dashboard sqlite:///{out.results}/optuna.db")
+    print(where_things_are(args, spec, out))
     if out.mlflow_losses:
         trials = len({x["trial_id"] for x in out.mlflow_losses if x["what"] != "end-parent"})
         print(f"warning: {len(out.mlflow_losses)} MLflow writes ({trials} trials) were not "
-              f"recorded by {tracking} (listed in {out.results}/mlflow_unsent.json); "
+              f"recorded by {redact(out.tracking_uri)} (listed in {out.results}/mlflow_unsent.json); "
               "Parquet has every result", file=sys.stderr)
     if out.error:
         print(f"error: {out.error} continue with: {resume}", file=sys.stderr)
@@ -304,6 +305,26 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
               "trials.parquet; their errors are in the Ray folder's error.txt files)",
               file=sys.stderr)
     return out.exit_status
+
+
+def where_things_are(args: argparse.Namespace, spec, out) -> str:
+    """The four lines that say where a finished run's results, MLflow runs, report and Optuna
+    study are, each as a command that opens it."""
+    from study.core.redact import redact
+
+    tracking = redact(out.tracking_uri)
+    if out.tracking_uri.startswith(("http://", "https://")):
+        ui = f"open {tracking}"
+    elif out.tracking_uri == "sqlite:///mlflow.db":
+        ui = "mlflow ui"
+    else:
+        ui = f"mlflow ui --backend-store-uri {tracking}"
+    return "\n".join([
+        f"results:  {out.results}  (trials.parquet, epochs.parquet/, scores.parquet/)",
+        f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})",
+        f"report:   python -m study.report {spec.name}"
+        + (f" --results {out.results}" if args.results else ""),
+        f"optuna:   optuna-dashboard sqlite:///{out.results}/optuna.db"])
 
 
 def exit_now(status: int) -> None:

@@ -8,7 +8,7 @@ and default; ``--hidden`` takes one comma-separated group per layer and ``--seed
         --hidden 64,64 32,32 --seeds 3 --epochs 200
 
 The output folder (``--out``, default ``runs/<dataset>-<kind>-z<latents>-<hash>``: the hash
-identifies the configuration) holds the trial's files (``study.trial_files.FILES``) and its
+identifies the configuration) holds the trial's files (``study.trial.files.FILES``) and its
 checkpoints; running the same configuration again resumes it.
 """
 
@@ -26,13 +26,14 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .config import TrialConfig, trial_config
-from .errors import UserError
-from .evaluate import Evaluation
-from .records import EpochMetrics, Restored
-from .trainer import Trainer
-from .trial import Candidate, WriteFiles, run_trial
-from .trial_files import CHECKPOINT
+from study.core.errors import UserError
+from study.spec.config import TrialConfig, trial_config
+from study.spec.metric_names import detection_key
+from study.trial.evaluate import Evaluation
+from study.trial.files import CHECKPOINT
+from study.trial.records import EpochMetrics, Restored
+from study.trial.run_trial import Candidate, WriteFiles, run_trial
+from study.trial.trainer import Trainer
 
 PREVIOUS = "trainer.prev.pt"
 
@@ -121,7 +122,7 @@ def _shown(default: Any) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.train", description=__doc__.split("\n")[0],
-                                epilog="Every setting is a TrialConfig field (study/config.py).")
+                                epilog="Every setting is a TrialConfig field (study/spec/config.py).")
     settings = p.add_argument_group("trial settings (TrialConfig)")
     for name, field in TrialConfig.model_fields.items():
         kwargs = _flag_kwargs(name, field.annotation)
@@ -162,7 +163,7 @@ def default_out(cfg: TrialConfig) -> Path:
 
 
 def _table(members: dict[str, list[float]], mean: dict[str, float], seeds: list[int]) -> str:
-    keys = [k for k in members if not k.startswith(("auprc_", "fpr80_"))]
+    keys = [k for k in members if detection_key(k) in (None, "auroc")]
     width = max(len(k) for k in keys) + 2
     head = f"{'metric':<{width}}" + "".join(f"{'seed ' + str(s):>12}" for s in seeds) + f"{'mean':>12}"
     lines = [head, "-" * len(head)]
@@ -173,7 +174,7 @@ def _table(members: dict[str, list[float]], mean: dict[str, float], seeds: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .environment import configure_process
+    from study.core.environment import configure_process
 
     configure_process()
     args = parser().parse_args(argv)
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         io = FolderIO(out, resume=not args.no_resume, progress=progress)
         result = run_trial(cfg, io, device=args.device, threads=args.threads)
     except UserError as err:
-        from .redact import redact
+        from study.core.redact import redact
 
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2

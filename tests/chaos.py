@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from studies import write_spec
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "chaos"
-#: every entry a study may write in its folder (the manifest of study.folder.LAYOUT)
+#: every entry a study may write in its folder (the manifest of study.store.folder.LAYOUT)
 OWNED = ("study.json", "study.lock", "ray", "rounds", "optuna.db", "optuna.db-journal",
          "optuna.db-wal", "optuna.db-shm", "trials.parquet", "epochs.parquet", "scores.parquet",
          "plots", "report", "mlflow_unsent.json")

@@ -4,7 +4,7 @@ place defaults live) for every field a test leaves out."""
 from __future__ import annotations
 
 from models import ModelConfig
-from study.config import TrialConfig
+from study.spec.config import TrialConfig
 
 _FROM_TRIAL = ("variance", "output_std", "min_output_std", "aux_latents", "activation")
 

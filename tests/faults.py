@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-from mlflow.tracking import MlflowClient
-
 from conftest import REPO
+from mlflow.tracking import MlflowClient
 from studies import write_spec
-from study.outbox import PER_SEED_FILE
-from study.results import read_epochs, read_trials
+
+from study.engine.outbox import PER_SEED_FILE
+from study.store.results import read_epochs, read_trials
 
 NAME = "faulty"
 LRS = [0.002, 0.003, 0.004]

@@ -7,10 +7,10 @@ import os
 import pytest
 import ray
 
-from study.launch import run_study
-from study.report import build_report
-from study.results import read_trials
-from study.spec_file import available, load_spec
+from study.engine.launch import run_study
+from study.report.build import build_report
+from study.spec.spec_file import available, load_spec
+from study.store.results import read_trials
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 

@@ -6,7 +6,6 @@ and MLflow store, resumes, overwrites and reports, with every invariant checked 
 from __future__ import annotations
 
 import pytest
-
 from chaos import Chaos
 
 pytestmark = pytest.mark.slow  # whole studies through Ray

@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import ray
 import yaml
-
 from conftest import REPO
 
 CONFIG = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())

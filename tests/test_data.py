@@ -12,13 +12,13 @@ from functools import partial
 import numpy as np
 import pytest
 
-from study.config import TrialConfig
+from study.core.errors import DatasetError
 from study.data import DataConfig, load_data
 from study.data.exact_density import exact_log_density
 from study.data.idx import ensure_file, load_split
 from study.data.ood import offset, shifted
 from study.data.synthetic import MOONS, SPIRALS, distance_to_curve
-from study.errors import DatasetError
+from study.spec.config import TrialConfig
 
 
 def _data(**settings) -> DataConfig:

@@ -13,15 +13,29 @@ import time
 
 import numpy as np
 import pytest
+from faults import (
+    CHECKPOINT_EVERY,
+    LRS,
+    assert_complete,
+    checkpointed_unfinished,
+    checkpoints_made,
+    fault_spec,
+    finish,
+    free_port,
+    recorded_checkpoints,
+    start_driver,
+    start_mlflow_server,
+    stop,
+    trial_id,
+    trial_workers,
+    trials_done,
+    wait_for,
+)
 
-from faults import (CHECKPOINT_EVERY, LRS, assert_complete, checkpointed_unfinished,
-                    checkpoints_made, fault_spec, finish, free_port,
-                    recorded_checkpoints, start_driver,
-                    start_mlflow_server, stop, trial_id, trial_workers, trials_done, wait_for)
-from study.ray_state import KEPT_STATE
-from study.results import read_trials
-from study.spec_file import load_spec
-from study.trial import NoCheckpoints, run_trial
+from study.engine.ray_state import KEPT_STATE
+from study.spec.spec_file import load_spec
+from study.store.results import read_trials
+from study.trial.run_trial import NoCheckpoints, run_trial
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 
@@ -135,8 +149,8 @@ def test_mlflow_that_never_returns_is_recorded_as_a_loss(tmp_path):
 
 
 def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
-    from mlflow.tracking import MlflowClient
     import optuna
+    from mlflow.tracking import MlflowClient
 
     # lr 1.0 with an unbounded learned output std on noise-free data: every seed diverges
     spec = fault_spec(tmp_path, fixed={"noise": 0.0, "min_output_std": 0.0},
@@ -263,7 +277,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_every_trial_once(tmp_path, ref
 
     # broken files of a resumed study are named, and nothing runs (each file is broken in
     # place and then put back: a copy of the folder would be refused as a copy); Ray's state
-    # is refused only when the copy kept of it is damaged too (study.ray_state)
+    # is refused only when the copy kept of it is damaged too (study.engine.ray_state)
     newest = sorted(p.name for p in (res / "ray").glob("experiment_state*.json"))[-1]
     for broken in [{"optuna.db": b"not a database" * 100},
                    {"trials.parquet": b"PAR1 truncated"},

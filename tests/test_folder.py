@@ -9,12 +9,12 @@ import multiprocessing
 import os
 
 import pytest
-
-from study.errors import UserError
-from study.fingerprint import changes, resolved_study
-from study.folder import LAYOUT, StudyFolder
-from study.redact import RedactingFilter, redact
 from studies import write_spec
+
+from study.core.errors import UserError
+from study.core.redact import RedactingFilter, redact
+from study.spec.fingerprint import changes, resolved_study
+from study.store.folder import LAYOUT, StudyFolder
 
 
 def _hold_lock(path, ready, release) -> None:
@@ -186,7 +186,7 @@ def test_the_manifest_lists_every_entry_the_layout_has():
 
 
 def test_the_fingerprint_diff_names_field_old_and_new(tmp_path):
-    from study.spec_file import load_spec
+    from study.spec.spec_file import load_spec
 
     spec = load_spec(str(write_spec(tmp_path, "a", factors={"lr": {"grid": [0.01, 0.02]}})))
     other = load_spec(str(write_spec(tmp_path, "a", factors={"lr": {"grid": [0.01, 0.02]}},
@@ -217,10 +217,10 @@ def test_log_records_are_masked():
 def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     from contextlib import nullcontext
 
-    from study.config import trial_config
     from study.data import load_data
-    from study.trainer import Trainer
-    from study.trial import restore_newest
+    from study.spec.config import trial_config
+    from study.trial.run_trial import restore_newest
+    from study.trial.trainer import Trainer
 
     cfg = trial_config({"dataset": "moons", "n_train": 256, "n_val": 64, "n_test": 64,
                         "latents": [2], "hidden": [8], "seeds": [0], "epochs": 4})
@@ -246,7 +246,7 @@ def test_a_trials_checkpoints_are_all_found_newest_first(tmp_path):
     """Newer ones than Ray's record too: a killed driver's record lags behind the folder."""
     from ray import tune
 
-    from study.trainable import _trial_checkpoints
+    from study.engine.trainable import _trial_checkpoints
 
     trial = tmp_path / "run_study_trial_x"
     for i in (3, 1, 2, 7):
@@ -258,7 +258,7 @@ def test_a_trials_checkpoints_are_all_found_newest_first(tmp_path):
 
 
 def test_files_the_study_writes_follow_the_umask(tmp_path):
-    from study.io import write_json
+    from study.core.io import write_json
 
     old = os.umask(0o027)
     try:
@@ -275,9 +275,9 @@ def test_a_cut_short_ray_experiment_state_is_restored_from_the_kept_copy(tmp_pat
     replaces them."""
     import pickle
 
-    from study import ray_state
-    from study.errors import UserError
-    from study.preflight import _check_ray_state
+    from study.core.errors import UserError
+    from study.engine import ray_state
+    from study.engine.preflight import _check_ray_state
 
     exp = tmp_path / "ray"
     exp.mkdir()
@@ -313,7 +313,7 @@ def test_a_cut_short_ray_experiment_state_is_restored_from_the_kept_copy(tmp_pat
 def test_only_whole_files_count_as_whole():
     import pickle
 
-    from study.ray_state import is_whole
+    from study.engine.ray_state import is_whole
 
     data = pickle.dumps({"a": [1.5] * 50, "b": "text"})
     assert is_whole("x.pkl", data)

@@ -18,10 +18,9 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from mlflow.tracking import MlflowClient
-
 from cli import one_error_line, run_cli
 from faults import finish, start_driver, trials_done, wait_for
+from mlflow.tracking import MlflowClient
 from studies import write_spec
 
 pytestmark = pytest.mark.slow  # whole studies through Ray

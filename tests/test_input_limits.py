@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from cli import one_error_line, run_cli
 from studies import write_spec
 
@@ -125,8 +124,8 @@ def test_sizes_above_their_caps_are_refused_in_seconds_with_the_flag_to_raise(
 
 def test_a_memory_estimate_counts_parameters_members_and_activations():
     from models.size import parameter_count, training_memory
-    from study.config import trial_config
-    from study.limits import GIB, estimated_memory
+    from study.spec.config import trial_config
+    from study.spec.limits import GIB, estimated_memory
 
     small = trial_config({"dataset": "moons", "latents": [2], "hidden": [64, 64], "seeds": 3})
     wide = trial_config({"dataset": "moons", "latents": [2], "hidden": [100000, 100000],

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from study.interrupt import Interruption
+from study.engine.interrupt import Interruption
 
 
 def _deliver(signum: int) -> None:
@@ -44,7 +44,7 @@ def test_a_c_level_handler_installed_while_ray_starts_is_put_back():
     disposition within a millisecond, so SIGTERM reaches Python's handler."""
     import ctypes
 
-    from study.interrupt import kept_dispositions
+    from study.engine.interrupt import kept_dispositions
 
     libc = ctypes.CDLL(None)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from study.spec_file import load_spec
+from study.spec.spec_file import load_spec
 
 
 def mlp_macs(widths: list[int]) -> int:

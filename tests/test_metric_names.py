@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from study.config import trial_config
-from study.metric_names import epoch_metrics, final_metrics
-from study.trial import NoCheckpoints, run_trial
+from study.spec.config import trial_config
+from study.spec.metric_names import epoch_metrics, final_metrics
+from study.trial.run_trial import NoCheckpoints, run_trial
 
 SMALL = {"n_train": 64, "n_val": 32, "n_test": 48, "epochs": 1, "seeds": [0, 1],
          "eval_importance": 5, "ood_importance": 2, "batch_size": 32}

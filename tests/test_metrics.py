@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study import metrics
 from study.data.synthetic import MOONS, SPIRALS
+from study.trial import metrics
 
 
 def test_ood_metrics_of_separable_and_identical_scores():

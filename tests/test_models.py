@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from configs import model_config
+
 from models import HVAE, VAE, build_model, training_objective
 from models.config import normalize_hidden
 

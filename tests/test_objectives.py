@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from configs import model_config
 
 from models import (
     VAE,
@@ -17,7 +18,6 @@ from models import (
     likelihood_ratio,
     training_objective,
 )
-from configs import model_config
 from models.distributions import inverse_positive_std
 from models.objectives import chunk_sizes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from study.outbox import MlflowOutbox
+from study.engine.outbox import MlflowOutbox
 
 
 def _outbox(tmp_path):

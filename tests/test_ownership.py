@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from cli import one_error_line, run_cli
 from conftest import REPO
 from studies import write_spec

@@ -16,8 +16,8 @@ import pytest
 from optuna.distributions import IntDistribution
 from ray.tune.experiment import Trial
 
-from study.pruning import RAY_ID, SEEDS, OptunaPruningScheduler
-from study.spec import ROUND_SEEDS
+from study.engine.pruning import RAY_ID, SEEDS, OptunaPruningScheduler
+from study.spec.study_spec import ROUND_SEEDS
 
 #: the write of a user attribute fails as a full disk fails it: an OperationalError (a
 #: constraint-style ``RAISE(ABORT)`` would be an IntegrityError, which Optuna ignores here)

@@ -4,11 +4,11 @@ pruning savings it did not make (constructed Parquet tables, no Ray)."""
 from __future__ import annotations
 
 import pandas as pd
-
-from study.io import write_parquet
-from study.report import build_report
-from study.spec_file import load_spec
 from studies import write_spec
+
+from study.core.io import write_parquet
+from study.report.build import build_report
+from study.spec.spec_file import load_spec
 
 
 def _trials(results, statuses: dict[float, tuple[str, int]]) -> None:

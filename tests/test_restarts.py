@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from study.config import trial_config
 from study.data import load_data
-from study.trainer import Trainer, restart_candidates
+from study.spec.config import trial_config
+from study.trial.trainer import Trainer, restart_candidates
 
 SMALL = dict(dataset="moons", n_train=384, n_val=128, n_test=128, latents=[2], hidden=[[16]],
              seeds=[3, 5], epochs=5, batch_size=64, lr=3e-3, iw_samples=3, kl="sampled",

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO
-from study.config import trial_config
-from study.trainer import Trainer
-from study.trainable import cached_data
+
+from study.engine.trainable import cached_data
+from study.spec.config import trial_config
+from study.trial.trainer import Trainer
 
 SECRETS = [r"AKIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key\s*[=:]", r"-----BEGIN [A-Z ]*PRIVATE KEY",
            r"(?i)(api|secret)[_-]?key\s*[=:]\s*['\"][A-Za-z0-9/+]{16,}"]
@@ -75,7 +75,7 @@ def test_local_ray_keeps_token_authentication_and_starts_no_dashboard():
     import ray
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
-    from study.launch import start_ray
+    from study.engine.launch import start_ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -105,7 +105,7 @@ def test_nothing_puts_the_drivers_environment_into_rays_runtime_environment(monk
     sets one, so credentials in the driver's shell stay on the driver's machine."""
     import ray
 
-    from study.launch import start_ray
+    from study.engine.launch import start_ray
 
     for path in (REPO / "study").rglob("*.py"):
         assert "runtime_env" not in path.read_text(), path

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from statsmodels.stats.power import TTestPower
 
-from study import stats
-from study.claims import Claim
-from study.sequential import Design, judge, next_round, open_configurations
+from study.judge import stats
+from study.judge.sequential import Design, judge, next_round, open_configurations
+from study.spec.claims import Claim
 
 DESIGN = Design(first=5, step=5, max_seeds=20)
 

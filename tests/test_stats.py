@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from study import stats
+from study.judge import stats
 
 
 def _rate(hits: int, n: int) -> tuple[float, float]:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from study.errors import UserError
-from study.storage import Mirror, open_storage
+from study.core.errors import UserError
+from study.store.storage import Mirror, open_storage
 
 
 def test_push_copies_new_and_changed_files_only_and_pull_restores(tmp_path):
@@ -52,7 +52,7 @@ def test_a_lost_head_node_finds_its_study_among_several_on_the_storage(tmp_path)
     results folder had this path; anything else names the candidates."""
     import json
 
-    from study.storage import find_study
+    from study.store.storage import find_study
 
     bucket = tmp_path / "bucket"
     storage = f"file://{bucket}"

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from cli import one_error_line as _one_error_line
 from cli import run_cli as _run
 from conftest import REPO
@@ -255,7 +254,7 @@ def test_until_decided_needs_claims_a_grid_and_a_cap(tmp_path, fields, flags, ex
 
 def test_the_readme_example_study_file_is_valid_and_small_at_smoke(tmp_path):
     """README.md's "Writing a study" file, as written (benchmarks/smoke_times.py times it)."""
-    from study.spec_file import load_spec
+    from study.spec.spec_file import load_spec
 
     text = (REPO / "README.md").read_text()
     block = text[text.index("## Writing a study"):].split("```yaml\n", 1)[1].split("```", 1)[0]

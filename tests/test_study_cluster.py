@@ -14,14 +14,14 @@ import sys
 import pandas as pd
 import pytest
 import ray
-from ray.cluster_utils import Cluster
-
 from conftest import REPO
+from ray.cluster_utils import Cluster
 from studies import write_spec
-from study.launch import run_study
-from study.report import main as report_main
-from study.results import read_trials
-from study.spec_file import load_spec
+
+from study.engine.launch import run_study
+from study.report.build import main as report_main
+from study.spec.spec_file import load_spec
+from study.store.results import read_trials
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 
@@ -81,7 +81,7 @@ def test_a_study_without_address_starts_its_own_ray_beside_a_running_one(tmp_pat
     show = "import ray; {}; print(ray.get_runtime_context().gcs_address)"
     try:
         ours = subprocess.run(
-            [sys.executable, "-c", show.format("from study.launch import start_ray; start_ray("
+            [sys.executable, "-c", show.format("from study.engine.launch import start_ray; start_ray("
                                                "num_cpus=1)")],
             cwd=REPO, capture_output=True, text=True, timeout=120, env=os.environ | {
                 "RAY_ADDRESS": ""})

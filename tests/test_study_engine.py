@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
-
 from studies import write_spec
-from study.launch import run_study
-from study.report import build_report
-from study import results
-from study.results import read_epochs, read_scores, read_trials
-from study.spec_file import load_spec
+
+from study.engine.launch import run_study
+from study.report.build import build_report
+from study.spec.spec_file import load_spec
+from study.store import results
+from study.store.results import read_epochs, read_scores, read_trials
 
 
 @pytest.fixture(scope="module")

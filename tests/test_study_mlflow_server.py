@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import ray
-from mlflow.tracking import MlflowClient
-
 from faults import free_port, start_mlflow_server, stop
+from mlflow.tracking import MlflowClient
 from studies import write_spec
-from study.launch import run_study
-from study.spec_file import load_spec
+
+from study.engine.launch import run_study
+from study.spec.spec_file import load_spec
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from study.folder import StudyState
-from study.tracking import (GENERATION_TAG, STUDY_ID_TAG, Tracker, TrackingError, absolute_uri,
-                            check_usable, recorded_uri)
+from study.store.folder import StudyState
+from study.store.tracking import (
+    GENERATION_TAG,
+    STUDY_ID_TAG,
+    Tracker,
+    TrackingError,
+    absolute_uri,
+    check_usable,
+    recorded_uri,
+)
 
 
 @pytest.fixture

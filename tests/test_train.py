@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from study.config import trial_config
+from study.core.errors import SpecError
 from study.data import load_data
-from study.errors import SpecError
-from study.trainer import Trainer
+from study.spec.config import trial_config
+from study.trial.trainer import Trainer
 
 SMALL = dict(dataset="moons", n_train=512, n_val=128, n_test=256, latents=[2, 2],
              hidden=[[16], [16]], seeds=[0, 1], epochs=4, batch_size=64, lr=3e-3)
@@ -99,13 +99,13 @@ def test_bad_trial_configs_name_the_field_and_value():
 
 
 def _history(values: list[float]) -> list:
-    from study.records import EpochMetrics
+    from study.trial.records import EpochMetrics
 
     return [EpochMetrics(i + 1, {}, {"val_bound": v}, 0) for i, v in enumerate(values)]
 
 
 def test_a_plateau_is_no_gain_of_min_improvement_within_patience_epochs():
-    from study.records import plateaued
+    from study.trial.records import plateaued
 
     rising = _history([-3.0, -2.0, -1.5, -1.2, -1.1])
     assert not plateaued(rising, patience=2, min_improvement=0.05)  # +0.4 in the last 2 epochs

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
-
 from conftest import REPO
 
 

@@ -12,16 +12,16 @@ import sys
 import optuna
 import pytest
 import ray
-from mlflow.tracking import MlflowClient
-
 from conftest import REPO
 from faults import checkpoints_made, finish, wait_for
+from mlflow.tracking import MlflowClient
 from studies import write_spec
-from study.folder import ROUNDS_DIR
-from study.launch import run_study
-from study.report import build_report
-from study.results import read_trials
-from study.spec_file import load_spec
+
+from study.engine.launch import run_study
+from study.report.build import build_report
+from study.spec.spec_file import load_spec
+from study.store.folder import ROUNDS_DIR
+from study.store.results import read_trials
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from study.claims import Claim, Gate
-from study import stats
-from study.stats import mean_interval
-from study.verdicts import claim_values, gate_checks, gate_failures, judge_all
+from study.judge import stats
+from study.judge.stats import mean_interval
+from study.judge.verdicts import claim_values, gate_checks, gate_failures, judge_all
+from study.spec.claims import Claim, Gate
 
 
 def _rows(values_by_depth: dict[int, list[float]], other: dict[int, list[float]] | None = None,

@@ -3,6 +3,8 @@
 ``load_data(DataConfig) -> DataBundle``: train / validation / test arrays, labels, OOD sets and,
 for the 2-D datasets, the exact log-density. The data are the same for every seed of a trial
 (``DataConfig.seed``); members differ in initialisation, data order and noise only.
+
+May import: ``study.core`` (NumPy arrays out; PyTorch only to compute the exact densities).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import DatasetError
-from . import ood
-from .idx import data_dir, load_split
-from .synthetic import CURVES, CurveDataset
+from study.core.errors import DatasetError
+from study.data import ood
+from study.data.idx import data_dir, load_split
+from study.data.synthetic import CURVES, CurveDataset
 
 DatasetName = Literal["moons", "spirals", "mnist", "fashion_mnist"]
 IMAGE_DATASETS = ("mnist", "fashion_mnist")
@@ -115,7 +117,7 @@ class DataBundle:
         """x ``[N, 2]`` -> log p(x) ``[N]`` (nats) of the training distribution."""
         if self.curve is None or not self.noise:
             return None
-        from .exact_density import exact_log_density  # torch, imported when needed
+        from study.data.exact_density import exact_log_density  # torch, imported when needed
 
         curve, noise = self.curve, self.noise
         return lambda x: exact_log_density(x, curve, noise)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .synthetic import CurveDataset
+from study.data.synthetic import CurveDataset
 
 POINTS_PER_SIGMA = 8
 MIN_GRID = 2000

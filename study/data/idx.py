@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from study.core.errors import DatasetError
 
 FILES = {
     "mnist": {

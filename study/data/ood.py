@@ -8,7 +8,7 @@
 - ``uniform``: uniform on the data's bounding box widened by ``margin`` on every side.
 
 Each set's exact density is known (``log_density``), so the Neyman-Pearson detector, the best
-any detector can be, scores log p_out(x) - log p_in(x) (``study.evaluate``).
+any detector can be, scores log p_out(x) - log p_in(x) (``study.trial.evaluate``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .synthetic import CurveDataset
+from study.data.synthetic import CurveDataset
 
 
 def shifted(curve: CurveDataset, n: int, sigma: float, d: float, rng: np.random.Generator,
@@ -61,7 +61,7 @@ def log_density(name: str, x: np.ndarray, curve: CurveDataset, sigma: float, box
                 angle: float = math.pi / 4) -> np.ndarray:
     """The exact log-density ``[N]`` (nats) of the OOD set ``name`` (``shifted_d``,
     ``offset_d``, ``widened``, ``uniform``) at ``x`` ``[N, 2]``; the curves need ``sigma > 0``."""
-    from .exact_density import exact_log_density
+    from study.data.exact_density import exact_log_density
 
     x = np.asarray(x, dtype=np.float64)
     if name == "uniform":

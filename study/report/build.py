@@ -1,0 +1,270 @@
+"""``python -m study.report NAME``: answer a study's question from its Parquet tables.
+
+Writes ``results/NAME/report/report.md`` with its figures, and logs them to the study's MLflow
+parent run. In order: the question; the verdict on each claim (``study.judge.verdicts``: paired
+tests by seed, Holm across the claims, equivalence within declared margins, *untestable* when
+the models miss the claim's fitness gate); how well the models learned the data; reference
+numbers; the responses per configuration and per level of each factor; the best
+configurations; pruning; the figures. Values are means over completed seeds with 95%
+t-intervals; the results of a ``smoke`` budget are labelled as a smoke test, not findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from study.core.errors import UserError
+from study.core.io import write_text
+from study.core.redact import MASK, redact
+from study.judge.sequential import judge_study
+from study.report.figures import (
+    claims_figure,
+    curve_figures,
+    learning_curves_figure,
+    responses_figure,
+)
+from study.report.tables import (
+    best_configs,
+    config_table,
+    fit_legend,
+    fit_table,
+    level_table,
+    markdown,
+    pruning_stats,
+    reference_table,
+    verdict_table,
+)
+from study.spec.spec_file import load_spec
+from study.spec.study_spec import StudySpec
+from study.store.columns import factor_columns, factor_name
+from study.store.folder import REPORT_DIR, STATE, StudyState, read_state, resolve_results
+from study.store.results import default_folder, read_epochs, read_scores, read_trials
+
+VERDICTS_EXPLAINED = (
+    "Each statement of the experiment log, tested on this study's seeds. The seed is the unit: "
+    "seed s of every configuration shares its data draw and initialisation (common random "
+    "numbers), so configurations are compared seed by seed (paired). Effect: mean of the "
+    "per-seed differences (or values minus the threshold) with its 95% t-interval, or, when the "
+    "values do not vary, the exact sign test (no interval); a claim marked \"median\" is "
+    "tested by signs (is the value on the expected side in most seeds?), for outcomes that "
+    "split the seeds, such as a layer that switches on in some. p-values are two-sided and "
+    "Holm-adjusted across this study's claims (level {alpha}). *supported* / *not supported*: "
+    "the adjusted test rejects no effect and the effect lies on the expected / the other side; "
+    "*equivalent*: the effect is shown to lie within the claim's margin (TOST); *inconclusive*: "
+    "neither (with the seeds that would decide it); *untestable*: the configurations miss the "
+    "claim's fitness gate, so the models did not learn what the claim is about.")
+
+
+SEQUENTIAL_EXPLAINED = (
+    "Seeds were added until decided (`--until-decided`): {first} seeds, then {step} more per "
+    "round for the configurations of claims still inconclusive, up to {max}. Each look tests at "
+    "its own level, alpha spent by a Pocock-type Lan-DeMets function (total {alpha}), so looking "
+    "after every round does not inflate the error rate; a claim keeps its first decision, and "
+    "its interval is at the level of the look that decided it (or of the last look). "
+    "Looks: {looks}.\n")
+
+
+COMPUTE_MATCHED = (
+    "**Compute matched.** Every configuration trained for the same training compute: the "
+    "matmul FLOPs of the forward and backward passes over its training points with its "
+    "importance samples (`models.size.training_flops`), those of the costliest configuration "
+    "at the budget's epochs; the cheaper ones train for more epochs (the `epochs` column of the "
+    "fit table). The claims compare configurations at this compute, not at convergence, and "
+    "say nothing about which would be better trained longer.\n")
+
+
+def _responses(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
+    return [r for r in spec.responses if r in trials.columns and trials[r].notna().any()]
+
+
+def _shared_settings(spec: StudySpec, budget: str) -> str:
+    """One line: the settings every configuration shares (the study file's ``fixed`` with the
+    budget's overrides), so the page says how its models were trained."""
+    values = {k: v for k, v in spec.base_values(budget).items() if k != "seeds"}
+    if spec.match_compute is not None and "epochs" in values:
+        values["epochs"] = f"matched to the costliest configuration's {values['epochs']}"
+    listed = ", ".join(f"{k} {v}" for k, v in values.items())
+    return f"Every configuration: {listed}; the rest at the defaults of `study/spec/config.py`.\n"
+
+
+def build_report(spec: StudySpec, results: Path) -> Path:
+    """Write the report folder; returns the markdown file's path."""
+    state = study_state(spec, results)
+    trials, epochs = read_trials(results), read_epochs(results)
+    if not len(trials):
+        raise UserError(f"{results}: no trials.parquet with rows; run the study first "
+                        f"(python -m study.run {spec.name})")
+    budget = state.budget or "default"
+    folder = results / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    responses = _responses(spec, trials)
+    parts = _head(spec, trials, budget)
+    figures = curve_figures(spec, trials, folder)
+    if spec.claims:
+        parts += _verdicts_section(spec, trials, state, budget, folder, read_scores(results))
+        parts += [f"![{p.stem}]({p.name})\n" for p in figures]
+        figures = []
+    fit = fit_table(trials)
+    if len(fit.columns) > len(factor_columns(trials)):
+        parts += ["## How well the models learned the data\n",
+                  f"Mean over seeds: {fit_legend(fit)}.\n", markdown(fit)]
+    if spec.references:
+        parts += ["## Compared with reference numbers\n", markdown(reference_table(trials, spec))]
+    parts += [f"![{p.stem}]({p.name})\n" for p in figures]
+    parts += ["## Responses per configuration\n", markdown(config_table(trials, responses))]
+    factors = factor_columns(trials)
+    for f in factors:
+        if trials[f].nunique() > 1 and len(factors) > 1:
+            sampled = factor_name(f) in spec.sampled_factors
+            parts += [f"## Per level of {factor_name(f)} (all other factors pooled)\n",
+                      markdown(level_table(trials, f, responses, sampled))]
+    parts += ["## Best configurations\n", markdown(best_configs(trials, epochs, spec)),
+              "## Pruning\n", pruning_stats(trials, spec, budget), "## Figures\n"]
+    for p in (responses_figure(spec, trials, responses, folder),
+              learning_curves_figure(spec, epochs, trials, folder)):
+        if p is not None:
+            parts.append(f"![{p.stem}]({p.name})\n")
+    path = folder / "report.md"
+    write_text(path, "\n".join(parts))
+    return path
+
+
+def _head(spec: StudySpec, trials: pd.DataFrame, budget: str) -> list[str]:
+    """The report's first lines: the question, the budget and seeds, the shared settings and
+    the notes a compute-matched or smoke study needs."""
+    per_config = trials.groupby(factor_columns(trials) or (lambda _: 0), dropna=False)["seed"] \
+        .nunique()
+    seeds = f"{per_config.min()}" if per_config.min() == per_config.max() else \
+        f"{per_config.min()} to {per_config.max()}"
+    parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
+             f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
+             "completed seeds ± the 95% t-interval half-width.\n",
+             _shared_settings(spec, budget)]
+    if spec.match_compute is not None:
+        parts.append(COMPUTE_MATCHED)
+    if budget == "smoke":
+        parts.append("> **Smoke test.** The `smoke` budget checks that the study runs end to end; "
+                     "its models are not trained, and nothing below is a finding.\n")
+    return parts
+
+
+def _verdicts_section(spec: StudySpec, trials: pd.DataFrame, state: StudyState, budget: str,
+                      folder: Path, scores: pd.DataFrame) -> list[str]:
+    """The verdicts of the study's claims: the table, the evidence figure and why a claim was
+    untestable."""
+    verdicts, design, looks = judge_study(spec.claims, trials, state.sequential, spec.gates,
+                                          spec.alpha, scores)
+    sequential_note = ""
+    if design is not None:
+        sequential_note = SEQUENTIAL_EXPLAINED.format(
+            first=design.first, step=design.step, max=design.max_seeds, alpha=design.alpha,
+            looks=", ".join(f"{look.seeds} seeds at level {look.level:.3g}" for look in looks))
+    evidence = claims_figure(spec, verdicts, folder)
+    parts = ["## Verdicts\n", VERDICTS_EXPLAINED.format(alpha=spec.alpha) + "\n",
+             sequential_note,
+             markdown(verdict_table(verdicts, budget == "smoke",
+                                    evidence.name if evidence else None))]
+    if evidence is not None:
+        parts.append(f"![claims]({evidence.name})\n")
+    if any(v.layer_inactive for v in verdicts):
+        parts.append(
+            "**Untestable: a layer is inactive.** A claim about a layer (its class "
+            "separation, the likelihood ratio above it) means something only if the layer "
+            "carries information; in these models it does not (KL under the claim's gate), "
+            "which longer training need not change and more seeds cannot.\n")
+    if any(v.verdict == "untestable" and not v.layer_inactive for v in verdicts) \
+            and budget != "full":
+        full = ", ".join(f"{k} {'all' if k.startswith('n_') and v == 0 else v}"
+                         for k, v in spec.budget("full").items()) or "as the study file says"
+        parts.append(
+            "**Untestable here.** The models of those claims missed a gate at the "
+            f"`{budget}` budget: they have not learned what the claim is about, so no test "
+            f"was run. The `full` budget ({full}) is meant to test them, on a GPU cluster "
+            "(docs/cluster.md gives its GPU hours); `--until-decided` adds seeds, not "
+            "epochs, so it cannot help a claim that misses its gate.\n")
+    return parts
+
+
+def study_state(spec: StudySpec, results: Path) -> StudyState:
+    """The state of the study whose results are in ``results``; a folder that holds no study,
+    or another study than ``spec``, is refused (a report belongs to its folder)."""
+    state = read_state(results / STATE)
+    if state is None:
+        if not results.is_dir():
+            raise UserError(f"{results}: no such results folder; run the study first "
+                            f"(python -m study.run {spec.name})")
+        raise UserError(f"{results} holds no study's results (no {STATE}); run the study first "
+                        f"(python -m study.run {spec.name}), or give its folder with --results")
+    if state.study != spec.name:
+        raise UserError(f"{results} holds the results of study {state.study!r}, not "
+                        f"{spec.name!r}: report it with python -m study.report {state.study}"
+                        f" --results {results}")
+    return state
+
+
+def copy_to_storage(results: Path, state: StudyState) -> None:
+    """A study run with ``--storage`` gets its report copied there too."""
+    if state.storage and state.study_id and MASK not in state.storage:
+        from study.store.storage import Mirror, study_uri
+
+        Mirror(study_uri(state.storage, state.study, state.study_id), results).push(REPORT_DIR)
+
+
+def log_to_mlflow(results: Path, state: StudyState, tracking_uri: str | None) -> str | None:
+    """Log the report folder to the study's MLflow parent run; returns its id."""
+    from study.store.tracking import STUDY_ID_TAG, Tracker, recorded_uri
+
+    if state.parent_run_id is None:
+        return None
+    uri = tracking_uri or recorded_uri(state.tracking_uri) or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UserError(f"{results / STATE}: the study's tracking URI is saved without its "
+                        "password; pass --tracking-uri (or set MLFLOW_TRACKING_URI)")
+    tracker = Tracker(uri, state.study)
+    try:
+        run = tracker.client.get_run(state.parent_run_id)
+    except Exception:  # noqa: BLE001 - not in this store
+        run = None
+    owner = run.data.tags.get(STUDY_ID_TAG) if run is not None else None
+    if run is None or owner not in (None, state.study_id):
+        raise UserError(f"the MLflow parent run {state.parent_run_id} of {results} is not this "
+                        f"study's in {redact(tracker.uri)}; give its store with --tracking-uri, "
+                        "or add --no-mlflow")
+    tracker.client.log_artifacts(state.parent_run_id, str(results / REPORT_DIR), REPORT_DIR)
+    return state.parent_run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.report", description=__doc__.split("\n")[0])
+    p.add_argument("name", help="study name (search_spaces/NAME.yaml)")
+    p.add_argument("--results", default=None,
+                   help="results folder (default $HVAE_RESULTS_DIR/NAME, else results/NAME)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the study's own)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
+    from study.core.environment import configure_process
+
+    configure_process()
+    args = p.parse_args(argv)
+    try:
+        spec = load_spec(args.name)
+        results = resolve_results(args.results or default_folder(spec.name))
+        state = study_state(spec, results)
+        path = build_report(spec, results)
+        copy_to_storage(results, state)
+        run = None if args.no_mlflow else log_to_mlflow(results, state, args.tracking_uri)
+    except UserError as err:
+        print(f"error: {redact(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a folder that became unwritable
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: the report could not be written{where}: {err.strerror or err}; the "
+              "previous report, if any, is as it was", file=sys.stderr)
+        return 1
+    print(f"report: {path}" + (f"  (logged to MLflow parent run {run})" if run else ""))
+    return 0
+
