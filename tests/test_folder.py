@@ -322,3 +322,33 @@ def test_only_whole_files_count_as_whole():
     assert not is_whole("x.json", b"")
     assert is_whole("basic-variant-state-1.json", data)  # Ray pickles into a .json name
     assert not is_whole("basic-variant-state-1.json", data[:-1])
+
+
+def test_a_ray_state_that_names_code_this_version_lacks_is_refused(tmp_path):
+    """Ray Tune pickles the scheduler and callbacks by module path; a study started by a
+    version whose modules have since moved (study.pruning -> study.engine.pruning) would fail
+    deep inside Tuner.restore. The pickles' references are read without unpickling and checked
+    first."""
+    import pickle
+
+    from study.core.errors import UserError
+    from study.engine import ray_state
+    from study.engine.preflight import _check_ray_state
+
+    both = pickle.dumps([ray_state.is_whole, ray_state.keep])  # one module, memoised
+    assert ray_state.missing_code("x.pkl", both) == []
+    moved = both.replace(b"study.engine.ray_state", b"study.engine.ray_stat_")
+    assert ray_state.missing_code("x.pkl", moved) == ["study.engine.ray_stat_.is_whole",
+                                                      "study.engine.ray_stat_.keep"]
+    old = b"cstudy.pruning\nOptunaPruningScheduler\n."  # protocol 0, the old layout's name
+    assert ray_state.missing_code("tuner.pkl", old) == ["study.pruning.OptunaPruningScheduler"]
+    assert ray_state.missing_code("x.pkl", pickle.dumps(json.dumps)) == []  # not ours: not checked
+    exp = tmp_path / "ray"
+    exp.mkdir()
+    (exp / "experiment_state-2026-12-03_10-00-00.json").write_text("{}")
+    (exp / "tuner.pkl").write_bytes(both)
+    _check_ray_state(str(exp))
+    (exp / "tuner.pkl").write_bytes(old)
+    with pytest.raises(UserError, match=r"tuner.pkl: Ray Tune's saved state refers to "
+                                        r"study.pruning.OptunaPruningScheduler, which this version"):
+        _check_ray_state(str(exp))

@@ -108,6 +108,13 @@ def _check_ray_state(ray_dir: str, started: bool = True) -> None:
         raise UserError(f"{root}/{broken[0]}: Ray Tune's experiment state is unreadable (cut short "
                         "or damaged); the study cannot be resumed from it: restore the folder from "
                         "a copy or start the study anew with --overwrite")
+    for name in sorted(n for n in names if n.endswith((".json", ".pkl")) and n not in broken):
+        gone = ray_state.missing_code(name, read(name) or b"")
+        if gone:
+            raise UserError(f"{root}/{name}: Ray Tune's saved state refers to {gone[0]}, which this "
+                            "version of hvae-study does not have (the code changed since the study "
+                            "started); resume it with the version that started it (its MLflow "
+                            "parent run's git_commit tag), or start the study anew with --overwrite")
 
 
 def local_resources(num_cpus: int | None) -> tuple[float, float]:

@@ -10,11 +10,18 @@ of Ray's files is unreadable. The copy is at most one trial behind; a trial that
 it resumes from its own newest checkpoint.
 
 Only local experiments are kept (with ``--storage`` the mirror is the copy).
+
+Ray also pickles the scheduler and the callbacks by module path: ``missing_code`` reads which
+of this project's classes and functions a saved file names (from the pickle's opcodes, nothing
+unpickled or imported), so a study started by a version whose modules have since moved is
+refused with one line instead of failing inside ``Tuner.restore``.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
+import importlib.util
 import json
 import pickletools
 from pathlib import Path
@@ -95,3 +102,67 @@ def restore(experiment: Path) -> bool:
     for name, data in copy.items():
         write_bytes(experiment / name, data)
     return True
+
+
+def _globals(data: bytes) -> set[tuple[str, str]]:
+    """(module, name) of every class or function a pickle refers to, read from its opcodes
+    without unpickling (the strings before each ``STACK_GLOBAL``, memo lookups followed)."""
+    found: set[tuple[str, str]] = set()
+    memo: dict[int, object] = {}
+    recent: list[object] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                module, _, name = str(arg).partition(" ")
+                found.add((module, name))
+                recent.append(None)
+            elif op.name == "STACK_GLOBAL":
+                if len(recent) >= 2 and all(isinstance(x, str) for x in recent[-2:]):
+                    found.add((str(recent[-2]), str(recent[-1])))
+                recent.append(None)
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = recent[-1] if recent else None
+            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                recent.append(memo.get(int(arg)))
+            elif "UNICODE" in op.name or op.name in ("STRING", "BINSTRING", "SHORT_BINSTRING"):
+                recent.append(arg)
+            else:
+                recent.append(None)
+    except ValueError:
+        pass  # cut short: is_whole says so
+    return found
+
+
+def missing_code(name: str, data: bytes, package: str = "study") -> list[str]:
+    """The ``package`` classes and functions a pickled Ray file refers to that this version of
+    the code does not have (a study started before the code changed): ``module.name`` each."""
+    out = []
+    for module, attr in sorted(_globals(data)):
+        if (module == package or module.startswith(package + ".")) \
+                and attr.split(".")[0] not in _top_level_names(module):
+            out.append(f"{module}.{attr}")
+    return out
+
+
+def _top_level_names(module: str) -> set[str]:
+    """The names a module of this project defines or imports at its top level, read from its
+    source (not imported: the check runs before Ray starts, and importing the engine's modules
+    would pull Ray Tune into the main thread); empty when there is no such module."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return set()
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return set()
+    names: set[str] = set()
+    for node in ast.parse(Path(spec.origin).read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
