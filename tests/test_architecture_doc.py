@@ -1,5 +1,6 @@
-"""docs/ARCHITECTURE.md's layout names exactly the modules the tree has, and no function in
-study/ or models/ is longer than 60 lines (a reader should see a function whole)."""
+"""docs/ARCHITECTURE.md's layout names exactly the modules the tree has, the fault and bad-input
+tables name tests that exist, and no function in study/ or models/ is longer than 60 lines (a
+reader should see a function whole)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,14 @@ def test_no_function_is_longer_than_60_lines():
                     if lines > MAX_FUNCTION_LINES:
                         long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines})")
     assert not long, "\n".join(long)
+
+
+def test_every_test_the_fault_tables_name_exists():
+    """docs/faults.md and docs/bad-input.md name a test for each row (``file.py::test_name``):
+    each must be a test of that file."""
+    defined = {(p.name, m.group(1)) for p in (REPO / "tests").glob("test_*.py")
+               for m in re.finditer(r"^def (test_\w+)", p.read_text(), re.M)}
+    named = {(m.group(1), m.group(2)) for doc in ("faults.md", "bad-input.md")
+             for m in re.finditer(r"(test_\w+\.py)::(test_\w+)", (REPO / "docs" / doc).read_text())}
+    assert len(named) > 20
+    assert sorted(named - defined) == []
