@@ -336,13 +336,13 @@ def test_a_ray_state_that_names_code_this_version_lacks_is_refused(tmp_path):
     from study.engine.preflight import _check_ray_state
 
     both = pickle.dumps([ray_state.is_whole, ray_state.keep])  # one module, memoised
-    assert ray_state.missing_code("x.pkl", both) == []
+    assert ray_state.missing_code(both) == []
     moved = both.replace(b"study.engine.ray_state", b"study.engine.ray_stat_")
-    assert ray_state.missing_code("x.pkl", moved) == ["study.engine.ray_stat_.is_whole",
+    assert ray_state.missing_code(moved) == ["study.engine.ray_stat_.is_whole",
                                                       "study.engine.ray_stat_.keep"]
     old = b"cstudy.pruning\nOptunaPruningScheduler\n."  # protocol 0, the old layout's name
-    assert ray_state.missing_code("tuner.pkl", old) == ["study.pruning.OptunaPruningScheduler"]
-    assert ray_state.missing_code("x.pkl", pickle.dumps(json.dumps)) == []  # not ours: not checked
+    assert ray_state.missing_code(old) == ["study.pruning.OptunaPruningScheduler"]
+    assert ray_state.missing_code(pickle.dumps(json.dumps)) == []  # not ours: not checked
     exp = tmp_path / "ray"
     exp.mkdir()
     (exp / "experiment_state-2026-12-03_10-00-00.json").write_text("{}")

@@ -102,14 +102,15 @@ def _check_ray_state(ray_dir: str, started: bool = True) -> None:
         except OSError:
             return None
 
-    broken = [n for n in sorted(names) if n.endswith((".json", ".pkl")) and n != ray_state.KEPT_STATE
-              and not ray_state.is_whole(n, read(n) or b"")]
+    saved = {n: read(n) or b"" for n in sorted(names)
+             if n.endswith((".json", ".pkl")) and n != ray_state.KEPT_STATE}  # each read once
+    broken = [n for n, data in saved.items() if not ray_state.is_whole(n, data)]
     if broken and (fs.type_name != "local" or ray_state.kept(read(ray_state.KEPT_STATE)) is None):
         raise UserError(f"{root}/{broken[0]}: Ray Tune's experiment state is unreadable (cut short "
                         "or damaged); the study cannot be resumed from it: restore the folder from "
                         "a copy or start the study anew with --overwrite")
-    for name in sorted(n for n in names if n.endswith((".json", ".pkl")) and n not in broken):
-        gone = ray_state.missing_code(name, read(name) or b"")
+    for name, data in saved.items():
+        gone = [] if name in broken else ray_state.missing_code(data)
         if gone:
             raise UserError(f"{root}/{name}: Ray Tune's saved state refers to {gone[0]}, which this "
                             "version of hvae-study does not have (the code changed since the study "

@@ -135,7 +135,7 @@ def _globals(data: bytes) -> set[tuple[str, str]]:
     return found
 
 
-def missing_code(name: str, data: bytes, package: str = "study") -> list[str]:
+def missing_code(data: bytes, package: str = "study") -> list[str]:
     """The ``package`` classes and functions a pickled Ray file refers to that this version of
     the code does not have (a study started before the code changed): ``module.name`` each."""
     out = []

@@ -116,20 +116,27 @@ class UnreadableState(UserError):
     """``study.json`` exists but cannot be read as a study state."""
 
 
-def read_regular(path: Path) -> bytes:
-    """The bytes of ``path``, opened without following a symbolic link (``O_NOFOLLOW``) and only
-    if it is a regular file: a FIFO or a device named like a state file is never read."""
+def open_regular(path: Path, flags: int, link: str) -> int:
+    """A descriptor of ``path`` opened without following a symbolic link (``O_NOFOLLOW``) and
+    only if it is a regular file (a FIFO or a device named like a state file is never used);
+    ``link`` ends the one-line error a link gets."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise UserError(f"{path} is a symbolic link; hvae-study reads and writes only real "
-                            "files in a results folder: put the file itself there, or use "
-                            "another --results") from None
+            raise UserError(f"{path} is a symbolic link; {link}") from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path} is not a regular file; move it away or use another --results")
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, a regular file read without following a link (``open_regular``)."""
+    fd = open_regular(path, os.O_RDONLY, "hvae-study reads and writes only real files in a "
+                      "results folder: put the file itself there, or use another --results")
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UserError(f"{path} is not a regular file; move it away or use another --results")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
@@ -183,19 +190,8 @@ class FolderLock:
 
     def _open(self, flags: int) -> int:
         """A descriptor of the lock file: never through a link, only a regular file."""
-        try:
-            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise UserError(f"{self.path} is a symbolic link; the study's lock file is never "
-                                "written through a link: remove the link, or use another "
-                                "--results") from None
-            raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise UserError(f"{self.path} is not a regular file; move it away or use another "
-                            "--results")
-        return fd
+        return open_regular(self.path, flags, "the study's lock file is never written through a "
+                            "link: remove the link, or use another --results")
 
     def holder(self) -> Holder | None:
         """The identity the current holder wrote, if the file says one."""
