@@ -1,10 +1,10 @@
 """GPU hours of every study's ``full`` budget, from the throughput measured on a GPU.
 
 Run: ``python benchmarks/gpu_hours.py [--budget full]`` (seconds, no GPU needed). For every
-trial of a study it counts the matmul FLOPs of training (3 x the forward pass, IW samples
-included, every epoch, every seed) and of the final evaluation (K importance samples on the test
-set and the OOD sets), with ``models.size.forward_flops`` on PyTorch's meta device, and turns
-them into time with the rates ``benchmarks/gpu_check.py`` measured on one H100 (docs/benchmarks.md):
+trial of a study it counts, with the cost model (``study.spec.cost``), the matmul FLOPs of
+training (3 x the forward pass, IW samples included, restart candidates and early stopping's
+expected epochs, every seed), of validation and of the final evaluation (``models.size`` on
+PyTorch's meta device), and turns them into time with the rates ``benchmarks/gpu_check.py`` measured on one H100 (docs/benchmarks.md):
 
 - image models (MLPs of 512 units) are compute-bound: 13.3 TFLOP/s achieved in training; one
   process per GPU reaches 290k samples/s and two reach 400k in aggregate, so two trials share
@@ -34,26 +34,17 @@ H100_TFLOPS = 13.3  # measured, training, MNIST VAE [512, 512] z=64, E=10, IW=10
 SHARE_GAIN = {0.5: 400_027 / 320_429}  # two processes on one H100 vs one (measured)
 STEP_2D_S = 6.93e-3  # measured, 2-D HVAE z=[2, 2], E=10, IW=10, one step on the H100
 A10G_FACTOR = 31.2 / 67.0
-IMAGE_POINTS = {"mnist": 60_000, "fashion_mnist": 60_000}
-IMAGE_TEST = 10_000
 
 
 def trial_cost(cfg) -> tuple[float, float]:
-    """(FLOPs of training + evaluation, training steps) of one trial (all seeds)."""
-    from models.size import forward_flops, training_flops
+    """(matmul FLOPs of training + validation + evaluation, training steps) of one trial (all
+    seeds), from the cost model (``study.spec.cost``: restarts, early stopping's expected
+    epochs, every evaluation pass)."""
+    from study.spec import cost
 
-    arch = cfg.architecture()
-    seeds = len(cfg.seeds)
-    n_train = cfg.n_train or IMAGE_POINTS.get(cfg.dataset, cfg.n_train)
-    n_test = cfg.n_test or IMAGE_TEST
-    per_point_train = training_flops(arch, 1, cfg.iw_samples)
-    train = per_point_train * n_train * cfg.member_epochs * seeds  # restart candidates too
-    n_ood = (1 if cfg.exclude_label is not None else 0) + (1 if cfg.ood_dataset else 0) if \
-        cfg.is_image else len(cfg.ood_shifts) + len(cfg.ood_offsets) + 2
-    evaluate = seeds * (forward_flops(arch, 1, cfg.eval_importance) * n_test
-                        + forward_flops(arch, 1, cfg.ood_importance) * n_test * (n_ood + 1))
-    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
-    return float(train + evaluate), float(steps)
+    work = cost.trial_work(cfg)
+    train, forward = cost.flops(cfg, work)
+    return train + forward, work.train_steps
 
 
 def study_hours(name: str, budget: str) -> dict:
@@ -95,8 +86,8 @@ def main() -> None:
     p.add_argument("--budget", default="full")
     args = p.parse_args()
     rows = [study_hours(n, args.budget) for n in available()]
-    print(f"| study | trials | PFLOP | H100 GPU hours | A10G GPU hours (assumed rate) | "
-          f"--gpus-per-trial |")
+    print("| study | trials | PFLOP | H100 GPU hours | A10G GPU hours (assumed rate) | "
+          "--gpus-per-trial |")
     print("|---|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['study']} | {r['trials']} | {r['pflop']:.2f} | {r['h100']:.2f} | "

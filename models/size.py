@@ -21,6 +21,14 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def layer_count(config: ModelConfig) -> int:
+    """Ensemble linear layers of the model (each a few PyTorch operations per step, whatever
+    their width: what a small model's step time is mostly made of)."""
+    with torch.device("meta"):
+        model = build_model(config, [0])
+    return sum(isinstance(m, EnsembleLinear) for m in model.modules())
+
+
 def _linear_shapes(config: ModelConfig, n_points: int, n_samples: int) -> list[tuple[int, int, int]]:
     """(rows, in, out) of every ensemble layer applied in one forward pass of one member over
     ``n_points`` points with ``n_samples`` importance samples each."""

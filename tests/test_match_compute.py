@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from study.spec.cost import seed_epochs
 from study.spec.spec_file import load_spec
 
 
@@ -51,5 +52,5 @@ def test_restart_candidates_count_as_compute(tmp_path):
         fixed={"restart_epochs": 2}, factors={"restarts": {"grid": [1, 3]}},
         budgets={"smoke": {"epochs": 5}})))
     cfgs = {c["restarts"]: spec.trial_config(c, "smoke") for c in spec.grid_cells()}
-    assert cfgs[3].epochs == 5 and cfgs[3].member_epochs == 9
-    assert cfgs[1].epochs == 9 and cfgs[1].member_epochs == 9
+    assert cfgs[3].epochs == 5 and seed_epochs(cfgs[3]) == 9
+    assert cfgs[1].epochs == 9 and seed_epochs(cfgs[1]) == 9

@@ -7,6 +7,7 @@ import torch
 
 from study.data import load_data
 from study.spec.config import trial_config
+from study.spec.cost import seed_epochs
 from study.trial.trainer import Trainer, restart_candidates
 
 SMALL = dict(dataset="moons", n_train=384, n_val=128, n_test=128, latents=[2], hidden=[[16]],
@@ -78,7 +79,7 @@ def test_a_run_resumed_after_the_choice_equals_an_uninterrupted_one(tmp_path):
 
 def test_restarts_cost_their_candidates_epochs_and_none_without_them():
     cfg = trial_config(SMALL)
-    assert cfg.choice_epoch == 2 and cfg.member_epochs == 5 + 2 * 2
+    assert cfg.choice_epoch == 2 and seed_epochs(cfg) == 5 + 2 * 2
     assert trial_config(SMALL | {"restart_epochs": 50}).choice_epoch == 5  # at most the epochs
     plain = trial_config(SMALL | {"restarts": 1})
-    assert plain.choice_epoch == 0 and plain.member_epochs == 5
+    assert plain.choice_epoch == 0 and seed_epochs(plain) == 5

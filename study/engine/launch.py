@@ -208,7 +208,7 @@ def _start(spec: StudySpec, budget: str, opts: RunOptions, ready: _Ready, starte
            interruption: Interruption | None) -> tuple[Tracker, str | None]:
     """Ray started in this thread (its processes die with the thread that started them) while
     helper threads check the memory a trial needs (importing PyTorch, which a grid's cost order
-    needs too: study.engine.search.estimated_cost), import Ray Tune and Optuna, and open
+    needs too: study.spec.cost.reference_rates), import Ray Tune and Optuna, and open
     MLflow's store (seconds when new) once the memory is known to fit (a refusal writes
     nothing), finding a resumed study's parent run; (the tracker, the parent run to resume)."""
     import ray

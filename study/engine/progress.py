@@ -4,17 +4,24 @@
               depth=3 12/150 | 3 waiting | best val_bound -0.934 (depth=2) | epochs 1,234/2,400,
               ETA 2m10s
 
-The counters always add up to the study's trials; the ETA is the epochs left (a pruned trial's
-are dropped) at the rate of the epochs done so far.
+The counters always add up to the study's trials. The ETA is the cost model's time of the
+work left (``study.spec.cost``: each trial's training phases, validation, final evaluation and
+fixed cost; early stopping's expected epochs; a pruned or early-stopped trial's epochs dropped)
+at the pace of the work done so far (the model's seconds of the work done over the wall time
+since the study's start-up), so trials of different cost and the evaluation at each trial's
+end are counted; "~" marks epochs that are an expectation.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.experiment import Trial
+
+from study.spec import cost
 
 DONE = ("finished", "diverged", "pruned", "failed")
 
@@ -29,14 +36,25 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts, running trials' epochs, the best value of the study metric, and the ETA."""
+    """Counts, running trials' epochs, the best value of the study metric, and the ETA.
 
-    def __init__(self, total: int, epochs: int, metric: str, mode: str,
-                 factors: list[str], every: float = 10.0) -> None:
-        self.total, self.epochs, self.metric, self.mode = total, epochs, metric, mode
-        self.factors, self.every = factors, every
+    ``estimate(config)``: a trial's cost estimate from its Ray config; ``plan``: the estimates
+    of the study's configurations (a trial not started yet counts as their mean);
+    ``study_s``: the study's fixed start-up, left out of the pace."""
+
+    def __init__(self, total: int, metric: str, mode: str, factors: list[str],
+                 estimate: Callable[[dict[str, Any]], cost.Estimate],
+                 plan: list[cost.Estimate], every: float = 10.0,
+                 study_s: float = cost.STUDY_S) -> None:
+        self.total, self.metric, self.mode = total, metric, mode
+        self.factors, self.every, self.study_s = factors, every, study_s
+        self.estimate = estimate
+        self.waiting_s = sum(e.seconds for e in plan) / len(plan)
+        self.waiting_epochs = sum(e.work.epochs for e in plan) / len(plan)
+        self.expected = any(e.work.expected for e in plan)
         self.status: dict[str, str] = {}
         self.trained: dict[str, int] = {}  # epochs of trials that ended
+        self.ended_s: dict[str, float] = {}  # the model's seconds of trials that ended
         self.best: tuple[float, str] | None = None
         self._start = time.monotonic()
         self._last_print = -math.inf
@@ -46,9 +64,11 @@ class Progress:
         return ", ".join(f"{k}={_short(config.get(k))}" for k in self.factors) or "the configuration"
 
     def trial_ended(self, trial_id: str, status: str, epochs: int, value: float | None = None,
-                    label: str = "") -> None:
+                    label: str = "", config: dict[str, Any] | None = None) -> None:
         self.status[trial_id] = status
         self.trained[trial_id] = epochs
+        self.ended_s[trial_id] = self.waiting_s if config is None else \
+            self.estimate(config).seconds_ended(epochs, evaluated=status != "failed")
         if status in ("finished", "diverged") and value is not None and math.isfinite(value):
             sign = 1 if self.mode == "max" else -1
             if self.best is None or sign * value > sign * self.best[0]:
@@ -62,21 +82,32 @@ class Progress:
         waiting = max(0, self.total - done - len(running))
         parts = [f"{done}/{self.total} done ({counts['finished'] + counts['diverged']} finished, "
                  f"{counts['pruned']} pruned, {counts['failed']} failed)"]
+        ests = {t.trial_id: self.estimate(t.config) for t in running}
         if running:
-            shown = ", ".join(f"{self.label(t.config)} {epoch_of.get(t.trial_id, 0)}/{self.epochs}"
-                              for t in running[:4])
+            shown = ", ".join(
+                f"{self.label(t.config)} {epoch_of.get(t.trial_id, 0)}/"
+                f"{_epochs(ests[t.trial_id].work)}" for t in running[:4])
             parts.append(f"{len(running)} running: {shown}" + (" ..." if len(running) > 4 else ""))
         parts.append(f"{waiting} waiting")
         if self.best is not None:
             parts.append(f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})")
-        trained = sum(self.trained.values()) + sum(epoch_of.get(t.trial_id, 0) for t in running)
-        planned = sum(self.trained.values()) + (self.total - done) * self.epochs
-        elapsed = time.monotonic() - self._start
-        eta = ""
-        if trained and planned > trained:
-            eta = f", ETA {duration((planned - trained) * elapsed / trained)}"
-        parts.append(f"epochs {trained:,}/{planned:,}{eta}")
-        return f"[{duration(elapsed):>6}] " + " | ".join(parts)
+        parts.append(self._eta(running, waiting, ests, epoch_of))
+        return f"[{duration(time.monotonic() - self._start):>6}] " + " | ".join(parts)
+
+    def _eta(self, running: list[Trial], waiting: int, ests: dict[str, cost.Estimate],
+             epoch_of: dict[str, int]) -> str:
+        """``epochs trained/expected, ETA``: the model's seconds left at the pace so far."""
+        at = {t.trial_id: epoch_of.get(t.trial_id, 0) for t in running}
+        trained = sum(self.trained.values()) + sum(at.values())
+        expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
+            max(ests[i].work.epochs, e) for i, e in at.items())
+        done_s = sum(self.ended_s.values()) + sum(ests[i].seconds_through(e) for i, e in at.items())
+        left_s = waiting * self.waiting_s + sum(
+            ests[i].seconds_left(e) for i, e in at.items())
+        pace = max(time.monotonic() - self._start - self.study_s, 1.0) / done_s if done_s else 0
+        approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
+        eta = f", ETA {duration(left_s * pace)}" if pace and left_s > 0 else ""
+        return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
     def maybe_print(self, trials: list[Trial], epoch_of: dict[str, int]) -> None:
         now = time.monotonic()
@@ -84,6 +115,10 @@ class Progress:
             return
         self._force, self._last_print = False, now
         print(self.line(trials, epoch_of), flush=True)
+
+
+def _epochs(work: cost.TrialWork) -> str:
+    return f"~{work.epochs:.0f}" if work.expected else f"{work.planned_epochs}"
 
 
 def _short(v: Any) -> str:

@@ -232,7 +232,7 @@ class StudyRecorder(Callback):
         if self.progress is not None:
             self.progress.trial_ended(trial.trial_id, status, epochs_trained(epoch_rows, last),
                                       reported(last).value(self.spec.search.metric),
-                                      self.progress.label(trial.config))
+                                      self.progress.label(trial.config), trial.config)
 
     def _send_final(self, trial: Trial, status: str, last: dict, final: FinalFiles | None,
                     seeds, plots: Path | None) -> None:

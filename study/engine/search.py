@@ -15,6 +15,8 @@ from typing import Any
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.search_generator import SearchGenerator
 
+from study.spec import cost
+from study.spec.config import TrialConfig
 from study.spec.study_spec import StudySpec
 
 
@@ -27,7 +29,7 @@ def build_search(spec: StudySpec, budget: str, max_concurrent: int | None = None
     if not spec.sampled_factors:
         # every grid cell once, most expensive first: with more trials than slots, the long
         # ones start early and the last wave is short (longest-processing-time scheduling)
-        cells = sorted(spec.grid_cells(), key=lambda c: -estimated_cost(spec.trial_config(c, budget)))
+        cells = sorted(spec.grid_cells(), key=lambda c: -estimated_seconds(spec.trial_config(c, budget)))
         space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
         generator = grid_generator(cells, max_concurrent)
         return space, generator, len(cells)
@@ -112,15 +114,10 @@ def grid_generator(points: list[dict[str, Any]], max_concurrent: int | None) -> 
     return GridGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
 
 
-def estimated_cost(cfg) -> float:
-    """Relative training cost of a trial: parameters x seeds x epochs x training points."""
-    from models.size import (
-        parameter_count,  # PyTorch: imported while Ray starts (study.engine.launch)
-    )
-
-    n_params = parameter_count(cfg.architecture())
-    n_train = cfg.n_train or 60_000
-    return float(n_params * len(cfg.seeds) * cfg.epochs * n_train * cfg.iw_samples)
+def estimated_seconds(cfg: TrialConfig) -> float:
+    """A trial's time by the cost model at this machine kind's reference rates
+    (``study.spec.cost``; imports PyTorch for the model's size, while Ray starts)."""
+    return cost.seconds(cost.trial_work(cfg), cost.reference_rates(cfg))
 
 
 class GridCellsThenSample:

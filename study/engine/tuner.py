@@ -20,6 +20,25 @@ if TYPE_CHECKING:
     from study.judge.sequential import Round
 
 
+def study_progress(spec: StudySpec, budget: str, total: int) -> Progress:
+    """The progress line of ``total`` trials, its ETA from the cost model at this machine
+    kind's reference rates (a trial's estimate from its factors and round seeds)."""
+    from study.spec import cost
+
+    cache: dict[str, cost.Estimate] = {}
+
+    def estimate(config: dict[str, Any]) -> cost.Estimate:
+        values = {k: config[k] for k in (*spec.factors, ROUND_SEEDS) if k in config}
+        key = repr(sorted(values.items()))
+        if key not in cache:
+            cache[key] = cost.estimate(spec.trial_config(values, budget))
+        return cache[key]
+
+    plan = [cost.estimate(spec.trial_config(c, budget)) for c in spec.grid_cells()]
+    return Progress(total, spec.search.metric, spec.search.mode, list(spec.factors), estimate,
+                    plan)
+
+
 def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
                 parent_run_id: str, outbox: MlflowOutbox, mirror: Mirror | None,
                 gpus: float, round_: Round | None = None,
@@ -34,9 +53,7 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     from study.engine.trainable import run_study_trial
 
     total = spec.num_trials(budget) if round_ is None else len(round_.cells)
-    progress = None if opts.quiet else Progress(
-        total, max(spec.trial_config(c, budget).epochs for c in spec.grid_cells()),
-        spec.search.metric, spec.search.mode, list(spec.factors))
+    progress = None if opts.quiet else study_progress(spec, budget, total)
     ray_root = mirror.uri if mirror is not None else str(folder.path)  # Ray's storage_path
     if round_ is not None:
         ray_root, name = f"{ray_root}/{ROUNDS_DIR}", f"round_{round_.index}"

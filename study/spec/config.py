@@ -160,11 +160,6 @@ class TrialConfig(BaseModel):
         """The epoch after which each seed keeps its best initialisation (0: no restarts)."""
         return min(self.restart_epochs, self.epochs) if self.restarts > 1 else 0
 
-    @property
-    def member_epochs(self) -> int:
-        """Epochs trained per seed, the restarts' candidates counted (what training costs)."""
-        return self.epochs + (self.restarts - 1) * self.choice_epoch
-
     def architecture(self) -> ModelConfig:
         """The model's configuration, derived from these settings."""
         lik = self.likelihood

@@ -1,10 +1,10 @@
 """What a study will run: its trials, and how long they take on this machine.
 
 ``describe`` is the first line a study prints; ``dry_run`` is ``--dry-run``: every trial
-(configuration, seeds, epochs, data sizes), the total epochs and an estimate of the time,
-measured by timing a few training steps of each distinct model on this machine and
-extrapolating (evaluation is counted as forward passes, a third of a training step's cost each).
-Nothing is written.
+(configuration, seeds, epochs, data sizes) and the estimated time, from the cost model
+(``study.spec.cost``: steps of each training phase, sample-passes of validation and evaluation,
+early stopping's expected epochs) at rates measured here by timing a few training steps of
+each distinct model at each ensemble width and one no-grad likelihood pass. Nothing is written.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ import os
 import time
 from dataclasses import dataclass
 
+from study.spec import cost
 from study.spec.config import TrialConfig
 from study.spec.study_spec import StudySpec
-
-#: a trial's own fixed cost besides its training and likelihoods (measured on the smoke budgets:
-#: starting it in a worker, the latent metrics, the exact-density references, plots)
-TRIAL_OVERHEAD_S = 2.0
 
 
 @dataclass
@@ -28,18 +25,8 @@ class PlannedTrial:
     count: int  # trials of this grid cell (sampled factors: num_samples)
 
     @property
-    def train_samples(self) -> int:
-        n_train = self.cfg.n_train or 60_000
-        return n_train * self.cfg.member_epochs * len(self.cfg.seeds) * self.cfg.iw_samples
-
-    @property
-    def eval_passes(self) -> int:
-        """Forward sample-passes of the validation and the final evaluation."""
-        cfg = self.cfg
-        n_test = cfg.eval_points or cfg.n_test or 10_000
-        val = cfg.n_val * cfg.member_epochs * (1 + (cfg.iw_samples if cfg.iw_samples > 1 else 0))
-        final = n_test * (max(cfg.eval_importance, 100) + 6 * cfg.ood_importance + 20)
-        return (val + final) * len(cfg.seeds)
+    def work(self) -> cost.TrialWork:
+        return cost.trial_work(self.cfg)
 
 
 def planned_trials(spec: StudySpec, budget: str) -> list[PlannedTrial]:
@@ -75,62 +62,88 @@ def describe(spec: StudySpec, budget: str, num_cpus: int | None = None,
             f"{res} per trial, up to {slots(spec, num_cpus, max_concurrent)} at a time")
 
 
-def _seconds_per_sample(cfg: TrialConfig, cache: dict) -> float:
-    """Seconds of one training sample (one point, one seed, one importance sample) of this
-    model on this machine, from a few timed steps on random data."""
-    key = (cfg.architecture(), len(cfg.seeds), cfg.iw_samples, cfg.batch_size, cfg.kl)
+def _timed(fn, blocks: int = 5, least_s: float = 0.06) -> float:
+    """Seconds of one call of ``fn``: after two untimed calls, the fastest of ``blocks`` blocks
+    of calls of at least ``least_s`` each (the least disturbed by the rest of the machine, as
+    ``timeit`` advises)."""
+    fn(), fn()
+    best = float("inf")
+    for _ in range(blocks):
+        calls, start = 0, time.perf_counter()
+        while calls < 1 or time.perf_counter() - start < least_s:
+            fn()
+            calls += 1
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def measured_rates(cfg: TrialConfig, cache: dict) -> cost.Rates:
+    """``cfg``'s rates on this machine (one thread, as a trial has): a training step timed at
+    each ensemble width its phases use, a forward sample-pass timed in a no-grad likelihood
+    pass; the fixed costs are the cost model's."""
+    import torch
+
+    from models import build_model, estimate_log_likelihood, training_objective
+
+    torch.set_num_threads(1)
+    arch = cfg.architecture()
+
+    def step_s(members: int) -> float:
+        key = ("step", arch, members, cfg.batch_size, cfg.iw_samples, cfg.kl)
+        if key not in cache:
+            model = build_model(arch, range(members))
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+            x = torch.rand(members, cfg.batch_size, arch.x_dim)
+            x = torch.bernoulli(x) if cfg.is_image else x
+
+            def step() -> None:
+                opt.zero_grad(set_to_none=True)
+                training_objective(model, x, cfg.iw_samples, cfg.kl).loss.backward()
+                opt.step()
+
+            cache[key] = _timed(step)
+        return cache[key]
+
+    key = ("pass", arch, len(cfg.seeds))
     if key not in cache:
-        import torch
-
-        from models import build_model, training_objective
-
-        torch.set_num_threads(1)
-        model = build_model(cfg.architecture(), cfg.seeds)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-        x = torch.rand(len(cfg.seeds), cfg.batch_size, cfg.architecture().x_dim)
-        if cfg.is_image:
-            x = torch.bernoulli(x)
-        steps, start = 0, 0.0
-        while steps < 3 or time.perf_counter() - start < 0.3:
-            if steps == 2:
-                start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            training_objective(model, x, cfg.iw_samples, cfg.kl).loss.backward()
-            opt.step()
-            steps += 1
-        per_step = (time.perf_counter() - start) / (steps - 2)
-        cache[key] = per_step / (len(cfg.seeds) * cfg.batch_size * cfg.iw_samples)
-    return cache[key]
+        E, points, k = len(cfg.seeds), 200, 20
+        model = build_model(arch, cfg.seeds)
+        x = torch.rand(E, points, arch.x_dim)
+        with torch.no_grad():
+            cache[key] = _timed(lambda: estimate_log_likelihood(model, x, k)) / (E * points * k)
+    return cost.Rates(step_s, cache[key], cost.TRIAL_S, cost.STUDY_S)
 
 
 def dry_run(spec: StudySpec, budget: str, num_cpus: int | None = None,
             max_concurrent: int | None = None) -> str:
-    """Every trial, the total epochs and the estimated time (see the module docstring)."""
+    """Every trial and the estimated time (see the module docstring)."""
     plan = planned_trials(spec, budget)
     cache: dict = {}
     lines = [describe(spec, budget, num_cpus, max_concurrent), "",
              f"{'trials':>6}{'seeds':>6}{'epochs':>7}{'train':>8}{'val':>6}{'test':>6}{'IW':>4}"
              f"{'est. min':>9}  configuration"]
-    total_s, total_epochs, longest = 0.0, 0, 0.0
+    each: list[float] = []
     for p in plan:
-        per_sample = _seconds_per_sample(p.cfg, cache)
-        seconds = per_sample * (p.train_samples + p.eval_passes / 3) + TRIAL_OVERHEAD_S
-        total_s += seconds * p.count
-        longest = max(longest, seconds)
-        total_epochs += p.cfg.epochs * p.count
+        work = p.work
+        seconds = cost.seconds(work, measured_rates(p.cfg, cache))
+        each += [seconds] * p.count
         cfg = p.cfg
-        lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{cfg.epochs:>7}{cfg.n_train or 'all':>8}"
+        epochs = f"~{work.epochs:.0f}" if work.expected else f"{cfg.epochs}"
+        lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{epochs:>7}{cfg.n_train or 'all':>8}"
                      f"{cfg.n_val:>6}{cfg.n_test or 'all':>6}{cfg.iw_samples:>4}"
                      f"{seconds / 60:>9.1f}  {p.label}")
     n_slots = slots(spec, num_cpus, max_concurrent)
-    wall = max(total_s / n_slots, longest) + 15  # start-up: Ray, MLflow, imports
+    wall = cost.makespan(each, n_slots, cost.STUDY_S)
     trials = sum(p.count for p in plan)
-    stops_early = spec.pruner.name != "none" or any(p.cfg.patience for p in plan)
-    lines += ["", f"{trials} trials, {total_epochs:,} epochs in all; estimated "
-                  f"{wall / 60:.1f} minutes on this machine ({n_slots} at a time; trial time "
-                  f"measured from a few training steps of each model, so +-30%"
-                  + ("; an upper bound: pruning and early stopping end trials sooner"
-                     if stops_early else "") + ")",
+    planned = sum(p.cfg.epochs * p.count for p in plan)
+    notes = ["trial time from the cost model at rates timed here (study.spec.cost), +-25%"]
+    if any(p.work.expected for p in plan):
+        notes.append(f"~: early stopping's expected epochs ({cost.EARLY_STOP_FRACTION:.0%} of "
+                     "the budget's, as in the published runs)")
+    if spec.pruner.name != "none":
+        notes.append("an upper bound: pruning ends trials sooner")
+    lines += ["", f"{trials} trials, {planned:,} epochs planned; estimated {wall / 60:.1f} "
+                  f"minutes on this machine ({n_slots} at a time; " + "; ".join(notes) + ")",
               "nothing was run or written (--dry-run)"]
     return "\n".join(lines)
 

@@ -223,12 +223,12 @@ class StudySpec(Strict):
         Training compute of a cell = its epochs x training points x the matmul FLOPs of one
         training step per point (``models.size.training_flops``: forward and backward, with the
         cell's ``iw_samples``; with restarts, their candidates' epochs counted too:
-        ``TrialConfig.member_epochs``); the number of seeds is the same for every cell. On this
+        ``study.spec.cost.seed_epochs``); the number of seeds is the same for every cell. On this
         2-core CPU the matched trainings of ``kl_iw_mnist_matched`` take 1.0-1.2x the costliest
         one's time (``benchmarks/matched_compute.py``, docs/benchmarks.md): equal FLOPs are
         about equal time."""
         if budget not in self._matched:
-            from models.size import training_flops
+            from study.spec import cost
             from study.spec.config import trial_config
 
             plain = self.model_copy(update={"match_compute": None})
@@ -239,10 +239,9 @@ class StudySpec(Strict):
                 raise SpecError(f"{self.source}: match_compute: budget {budget!r} trains some "
                                 "configurations on all points (n_train 0) and others on fewer; "
                                 "give every configuration a number of points")
-            per_epoch = [training_flops(c.architecture(), 1, c.iw_samples) * max(c.n_train, 1)
-                         for c in cfgs]
-            most = max(f * c.member_epochs for f, c in zip(per_epoch, cfgs))
-            self._matched[budget] = {self._cell_key(cell): _epochs_costing(most / f, c)
+            per_epoch = [cost.training_flops_per_epoch(c) for c in cfgs]
+            most = max(f * cost.seed_epochs(c) for f, c in zip(per_epoch, cfgs))
+            self._matched[budget] = {self._cell_key(cell): cost.epochs_costing(most / f, c)
                                      for cell, f, c in zip(cells, per_epoch, cfgs)}
         return self._matched[budget]
 
@@ -250,12 +249,3 @@ class StudySpec(Strict):
         from study.spec.config import trial_config
 
         return trial_config(self.trial_values(factors, budget), where or f"study {self.name}")
-
-
-def _epochs_costing(member_epochs: float, cfg: TrialConfig) -> int:
-    """The epochs whose training, restart candidates included, costs ``member_epochs`` epochs of
-    one member of ``cfg`` (rounded, at least 1): with R restarts chosen after N epochs, E epochs
-    cost E + (R - 1) N when E >= N, else R E."""
-    R, N = cfg.restarts, cfg.restart_epochs
-    epochs = member_epochs - (R - 1) * N
-    return max(1, round(epochs if epochs >= N else member_epochs / R))

@@ -1,0 +1,148 @@
+"""The cost model (``study.spec.cost``) against measured wall times.
+
+Run: ``python benchmarks/cost_model.py [--run NAME ...] [--fit] [--budget default]``.
+
+Without ``--run`` (about a minute): for every study with a published run (docs/results), the dry
+run's estimate (rates timed now, on this machine) and the estimate at the reference rates (what
+the ETA and the start order use) against the published run's wall time. The published runs
+were made on another day on a machine of this kind; ``benchmarks/models_throughput.py`` shows
+how fast this one is against that day.
+
+With ``--fit``: the reference rates' constants fitted to the step and pass times the dry run
+measures for every configuration of every study.
+
+With ``--run`` (the studies' own time): each study is run as the README says, into a fresh
+results folder, and timed; the table compares the estimates made just before with the measured
+wall time, and the progress line's ETA at a quarter, half and three quarters of the run with
+the time that was actually left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PUBLISHED = re.compile(r"`python -m study\.run (\w+) --budget (\w+)( --until-decided[^`&]*)?"
+                       r"\s*(?:&&[^`]*)?`: [^,]+, (?:(\d+) min )?(\d+) s, exit 0")
+PROGRESS = re.compile(r"^\[\s*(?:(\d+)h)?(?:(\d+)m)?(\d+)s\].*?ETA (?:(\d+)h)?(?:(\d+)m)?(\d+)s")
+
+
+def published() -> dict[str, tuple[str, float, bool]]:
+    """study -> (budget, wall seconds, run with --until-decided) from docs/results/README.md."""
+    text = (REPO / "docs" / "results" / "README.md").read_text()
+    return {m[1]: (m[2], 60 * int(m[4] or 0) + int(m[5]), bool(m[3]))
+            for m in PUBLISHED.finditer(text)}
+
+
+def estimates(name: str, budget: str) -> tuple[float, float]:
+    """(dry-run seconds at rates timed here, seconds at the reference rates) of the study's
+    first round, 2 trials at a time (this machine's 2 cores)."""
+    from study.spec import cost
+    from study.spec.plan import measured_rates, planned_trials, slots
+    from study.spec.spec_file import load_spec
+
+    spec = load_spec(name)
+    plan = planned_trials(spec, budget)
+    n = slots(spec, None, None)
+    cache: dict = {}
+    timed = [cost.seconds(p.work, measured_rates(p.cfg, cache)) for p in plan for _ in range(p.count)]
+    ref = [cost.estimate(p.cfg).seconds for p in plan for _ in range(p.count)]
+    return cost.makespan(timed, n, cost.STUDY_S), cost.makespan(ref, n, cost.STUDY_S)
+
+
+def fit(budget: str) -> None:
+    """Least-squares fit (relative error) of the reference rates' constants to the step and
+    pass times the dry run measures for every configuration of every study."""
+    import numpy as np
+
+    from models.size import forward_flops, layer_count
+    from study.spec.plan import measured_rates, planned_trials
+    from study.spec.spec_file import available, load_spec
+
+    steps, passes, cache = [], [], {}
+    for name in available():
+        for p in planned_trials(load_spec(name), budget):
+            cfg, arch = p.cfg, p.cfg.architecture()
+            rates = measured_rates(cfg, cache)
+            flops, layers = forward_flops(arch, 1, 1), layer_count(arch)
+            for ph in p.work.phases:
+                rows = ph.members * cfg.batch_size * cfg.iw_samples
+                steps.append((layers, layers * rows, 3 * flops * rows, rates.step_s(ph.members)))
+            passes.append((1.0, flops, rates.pass_s))
+    for what, table, names in (("step", steps, ("STEP_LAYER_S", "STEP_ROW_S", "1/STEP_FLOPS")),
+                               ("pass", passes, ("PASS_S", "1/PASS_FLOPS"))):
+        t = np.array(table, float)
+        a = t[:, :-1] / t[:, -1:]
+        coef, *_ = np.linalg.lstsq(a, np.ones(len(t)), rcond=None)
+        ratio = a @ coef
+        print(f"{what}: {len(t)} measurements; " + ", ".join(
+            f"{n} = {c:.3g}" for n, c in zip(names, coef)) +
+            f"; model / measured {ratio.min():.2f}-{ratio.max():.2f}")
+
+
+def _seconds(h: str | None, m: str | None, s: str) -> int:
+    return 3600 * int(h or 0) + 60 * int(m or 0) + int(s)
+
+
+def run(name: str, budget: str) -> tuple[float, list[tuple[float, float, float]]]:
+    """(wall seconds, [(fraction of the run, ETA said, time actually left)]) of one run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "study.run", name, "--budget", budget, "--results",
+               f"{tmp}/results", "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"]
+        start = time.monotonic()
+        out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True,
+                             env=os.environ | {"PYTHONPATH": str(REPO)})
+        wall = time.monotonic() - start
+    if out.returncode:
+        raise SystemExit(f"{name}: exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}")
+    said = [(_seconds(*m.groups()[:3]), _seconds(*m.groups()[3:]))
+            for m in map(PROGRESS.match, out.stdout.splitlines()) if m]
+    checks = []
+    for frac in (0.25, 0.5, 0.75):
+        near = [s for s in said if s[0] >= frac * wall]
+        if near:
+            at, eta = near[0]
+            checks.append((at / wall, eta, wall - at))
+    return wall, checks
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", nargs="*", default=None, metavar="NAME")
+    p.add_argument("--budget", default="default")
+    p.add_argument("--fit", action="store_true", help="fit the reference rates' constants")
+    args = p.parse_args()
+    os.environ.setdefault("HVAE_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    if args.fit:
+        return fit(args.budget)
+    if args.run is None:
+        print("| study | published wall | dry run (timed now) | ratio | reference rates | ratio |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, (budget, wall, until) in sorted(published().items()):
+            timed, ref = estimates(name, budget)
+            note = " (first round of --until-decided)" if until else ""
+            print(f"| {name}{note} | {wall / 60:.1f} min | {timed / 60:.1f} min | "
+                  f"{timed / wall:.2f} | {ref / 60:.1f} min | {ref / wall:.2f} |")
+        return
+    print("| study | measured wall | dry run | ratio | reference rates | ratio | ETA said / left "
+          "at 25%, 50%, 75% of the run |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name in args.run:
+        timed, ref = estimates(name, args.budget)
+        wall, checks = run(name, args.budget)
+        eta = ", ".join(f"{said / 60:.1f}/{left / 60:.1f} min" for _, said, left in checks)
+        print(f"| {name} | {wall / 60:.1f} min | {timed / 60:.1f} min | {timed / wall:.2f} | "
+              f"{ref / 60:.1f} min | {ref / wall:.2f} | {eta} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

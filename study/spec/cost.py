@@ -1,0 +1,326 @@
+"""One cost model of a trial: the work it does, counted from its settings, and the time that work
+takes at a machine's rates.
+
+Everything that sizes, orders or schedules trials uses it: the dry run and the study's first
+line (``study.spec.plan``), the progress line's ETA (``study.engine.progress``), the order
+trials start in (``study.engine.search``), matched compute (``StudySpec.matched_epochs``) and the
+GPU hours of docs/cluster.md (``benchmarks/gpu_hours.py``).
+
+The work (``TrialWork``) is counted in what a trial does, in order:
+
+- *training phases*: with restarts (R > 1), ``choice_epoch`` epochs of an ensemble of E x R
+  members (every seed's candidates side by side), then the rest of the epochs with E members;
+  each epoch is ``ceil(n_train / batch_size)`` optimizer steps of the whole ensemble, and a
+  validation pass of ``n_val`` points per member (the ELBO, plus the k-sample bound for k > 1);
+- *early stopping*: with ``patience`` > 0 a trial trains ``EARLY_STOP_FRACTION`` of its epochs
+  on average (measured on the published runs, below), and at least ``choice_epoch + patience``;
+- *the final evaluation*: forward sample-passes (one data point through one member with one
+  importance sample) of the test likelihood (K = max(eval_importance, 100)), the latent
+  metrics, and per OOD set (and the test set) the ELBO, the K_ood likelihood and LLR>k.
+
+Time (``Rates``, ``seconds``) = steps x the seconds of one step of an ensemble of that width +
+sample-passes x the seconds of one + a fixed cost per trial. A step of a small model costs
+PyTorch's per-operation overhead more than its arithmetic (docs/benchmarks.md: the 2-D HVAE
+runs at 3-22% of a core's matmul peak), so a step's time is a function of the ensemble's width,
+measured (``study.spec.plan``) or modelled (``reference_rates``: a per-layer overhead plus FLOPs
+at a sustained rate), never FLOPs alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from study.spec.config import TrialConfig
+
+#: the share of its epochs a trial with early stopping (``patience`` > 0) trains, on average:
+#: the published default runs with patience 30 at 300 epochs (moons_depth, ood_distance,
+#: spirals_depth; 16 configurations x 4-5 seeds, docs/results) trained 186-300 epochs, mean
+#: 0.87 of 300
+EARLY_STOP_FRACTION = 0.87
+#: images of the full training and test sets (``n_train`` / ``n_test`` 0 means all)
+IMAGE_TRAIN, IMAGE_TEST = 60_000, 10_000
+#: latent metrics' points and samples per point (``study.trial.evaluate``'s EMBED_POINTS x 16)
+LATENT_PASSES = 2_000 * 16
+#: generated samples of the 2-D sample metrics (decoder passes, counted as forward passes)
+GENERATED = 2_000
+
+
+@dataclass(frozen=True)
+class Phase:
+    """``epochs`` (possibly fractional: an expectation) trained by an ensemble of ``members``."""
+
+    epochs: float
+    members: int
+
+
+#: forward passes of (points, importance samples per point): the bottom-up encoder runs once per
+#: point, the rest once per sample, so FLOPs are counted per group (``models.size``)
+Passes = tuple[tuple[int, int], ...]
+
+
+def sample_passes(passes: Passes) -> int:
+    """Sample-passes (one point through one member with one importance sample) of ``passes``."""
+    return sum(points * samples for points, samples in passes)
+
+
+@dataclass(frozen=True)
+class TrialWork:
+    """What one trial does (see the module docstring). Sample-passes count one data point
+    through one member with one importance sample; steps train the whole ensemble at once."""
+
+    phases: tuple[Phase, ...]
+    steps_per_epoch: int
+    batch_size: int
+    iw_samples: int
+    validation: Passes  # per member and epoch
+    evaluation: Passes  # per member, the final evaluation
+    members: int  # the seeds, E
+    planned_epochs: int  # the budget's epochs
+    expected: bool  # epochs are an expectation (early stopping)
+
+    @property
+    def epochs(self) -> float:
+        """Epochs the trial reports (the restarts' epochs are the seeds' first epochs)."""
+        return sum(p.epochs for p in self.phases)
+
+    @property
+    def train_steps(self) -> float:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def member_epochs(self) -> float:
+        """Epochs trained summed over members (restart candidates included)."""
+        return sum(p.epochs * p.members for p in self.phases)
+
+    @property
+    def train_passes(self) -> float:
+        """Sample-passes through a training step, every member."""
+        return self.member_epochs * self.steps_per_epoch * self.batch_size * self.iw_samples
+
+    @property
+    def val_passes(self) -> int:
+        """Sample-passes of one member's validation epoch."""
+        return sample_passes(self.validation)
+
+    @property
+    def eval_passes(self) -> int:
+        """Sample-passes of one member's final evaluation."""
+        return sample_passes(self.evaluation)
+
+    @property
+    def forward_passes(self) -> float:
+        """Sample-passes without gradients: validation and the final evaluation, every member."""
+        return self.member_epochs * self.val_passes + self.members * self.eval_passes
+
+
+def expected_epochs(cfg: TrialConfig) -> float:
+    """Epochs a trial is expected to train: all of them, or with early stopping
+    ``EARLY_STOP_FRACTION`` of them (at least the restarts' and the patience's)."""
+    if not cfg.patience:
+        return float(cfg.epochs)
+    least = min(cfg.epochs, cfg.choice_epoch + cfg.patience)
+    return max(float(least), EARLY_STOP_FRACTION * cfg.epochs)
+
+
+def seed_epochs(cfg: TrialConfig, epochs: float | None = None) -> float:
+    """Epochs trained per seed over ``epochs`` (default the budget's), its restart candidates'
+    counted: E + (R - 1) N with R restarts chosen after N epochs."""
+    epochs = cfg.epochs if epochs is None else epochs
+    return epochs + (cfg.restarts - 1) * cfg.choice_epoch
+
+
+def epochs_costing(seed_epochs_: float, cfg: TrialConfig) -> int:
+    """The epochs whose training costs ``seed_epochs_`` epochs per seed, restart candidates
+    included (the inverse of ``seed_epochs``; rounded, at least 1): E epochs cost E + (R - 1) N
+    when E >= N, else R E."""
+    R, N = cfg.restarts, cfg.restart_epochs
+    epochs = seed_epochs_ - (R - 1) * N
+    return max(1, round(epochs if epochs >= N else seed_epochs_ / R))
+
+
+def _ood_sets(cfg: TrialConfig) -> int:
+    if cfg.is_image:
+        return (cfg.exclude_label is not None) + (cfg.ood_dataset is not None)
+    return len(cfg.ood_shifts) + len(cfg.ood_offsets) + 2  # + widened, uniform
+
+
+def test_points(cfg: TrialConfig) -> int:
+    n = cfg.n_test or IMAGE_TEST
+    return min(n, cfg.eval_points) if cfg.eval_points else n
+
+
+def train_points(cfg: TrialConfig) -> int:
+    return cfg.n_train or (IMAGE_TRAIN if cfg.is_image else 0)
+
+
+def evaluation_passes(cfg: TrialConfig) -> Passes:
+    """Forward passes of one member's final evaluation: the test likelihood, the latent metrics,
+    and on the test set and each OOD set the ELBO, the K_ood likelihood and LLR>k (k < L);
+    for 2-D data the decoded prior samples."""
+    n = test_points(cfg)
+    layers = len(cfg.latents) + (1 if cfg.kind == "avae" else 0)
+    K = cfg.eval_importance
+    sets = _ood_sets(cfg) + 1
+    passes = [(n, max(K, 100)), *([(n, K)] if K < 100 else []),
+              (min(n, LATENT_PASSES // 16), 16),
+              (sets * n, 1), (sets * n, cfg.ood_importance)]
+    passes += [(sets * n, 1)] * max(layers - 1, 0)
+    if not cfg.is_image:
+        passes.append((GENERATED, 1))
+    return tuple(passes)
+
+
+def trial_work(cfg: TrialConfig, *, early_stopping: bool = True) -> TrialWork:
+    """The work of one trial of ``cfg``; ``early_stopping=False``: every epoch (what training is
+    planned to cost, as matched compute counts it)."""
+    E = len(cfg.seeds)
+    epochs = expected_epochs(cfg) if early_stopping else float(cfg.epochs)
+    phases = (Phase(epochs, E),)
+    if cfg.choice_epoch:
+        phases = (Phase(cfg.choice_epoch, E * cfg.restarts),
+                  Phase(max(epochs - cfg.choice_epoch, 0.0), E))
+    k = cfg.iw_samples
+    return TrialWork(
+        phases=phases, steps_per_epoch=math.ceil(train_points(cfg) / cfg.batch_size),
+        batch_size=cfg.batch_size, iw_samples=k,
+        validation=((cfg.n_val, 1), *([(cfg.n_val, k)] if k > 1 else [])),
+        evaluation=evaluation_passes(cfg), members=E, planned_epochs=cfg.epochs,
+        expected=early_stopping and bool(cfg.patience))
+
+
+def training_flops_per_epoch(cfg: TrialConfig) -> float:
+    """Matmul FLOPs of one member's training epoch (forward and backward, ``iw_samples``
+    samples per point; ``models.size``, which imports PyTorch)."""
+    from models.size import training_flops
+
+    return float(training_flops(cfg.architecture(), 1, cfg.iw_samples)) * max(train_points(cfg), 1)
+
+
+def flops(cfg: TrialConfig, work: TrialWork | None = None) -> tuple[float, float]:
+    """(training, forward-only) matmul FLOPs of a trial, every member (``models.size``: the
+    encoder once per point, the rest once per sample)."""
+    from models.size import forward_flops
+
+    work = work or trial_work(cfg)
+    arch = cfg.architecture()
+
+    def of(passes: Passes) -> float:
+        return sum(float(forward_flops(arch, 1, s)) * points for points, s in passes)
+
+    train = 3 * float(forward_flops(arch, 1, work.iw_samples)) * work.member_epochs \
+        * work.steps_per_epoch * work.batch_size
+    return train, work.member_epochs * of(work.validation) + work.members * of(work.evaluation)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds per unit of work on one machine: ``step_s(members)`` one training step of an
+    ensemble that wide; ``pass_s`` one forward sample-pass (large no-grad chunks);
+    ``trial_s`` a trial's fixed cost (starting it in a worker, loading data, the
+    exact-density references, the plots and the records); ``study_s`` a study's (Ray, MLflow,
+    imports)."""
+
+    step_s: Callable[[int], float]
+    pass_s: float
+    trial_s: float
+    study_s: float
+
+
+def training_seconds(work: TrialWork, rates: Rates, through: float | None = None) -> float:
+    """The time of training and validating the first ``through`` epochs (default: all)."""
+    left, total = math.inf if through is None else through, 0.0
+    for p in work.phases:
+        epochs = min(p.epochs, max(left, 0.0))
+        left -= epochs
+        total += epochs * (work.steps_per_epoch * rates.step_s(p.members)
+                           + p.members * work.val_passes * rates.pass_s)
+    return total
+
+
+def seconds(work: TrialWork, rates: Rates) -> float:
+    """The time of one trial's ``work`` at ``rates``: training, validation, the final
+    evaluation and the trial's fixed cost."""
+    return (training_seconds(work, rates) + work.members * work.eval_passes * rates.pass_s
+            + rates.trial_s)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A trial's work at some rates, and how much of its time is done at a given epoch."""
+
+    work: TrialWork
+    rates: Rates
+
+    @property
+    def seconds(self) -> float:
+        return seconds(self.work, self.rates)
+
+    @property
+    def closing_s(self) -> float:
+        """The final evaluation and the fixed cost: what is left after the last epoch."""
+        return self.work.members * self.work.eval_passes * self.rates.pass_s + self.rates.trial_s
+
+    def seconds_through(self, epochs: float) -> float:
+        """The time of a running trial's first ``epochs`` epochs."""
+        return training_seconds(self.work, self.rates, epochs)
+
+    def seconds_left(self, epochs: float) -> float:
+        """The time left of a trial at epoch ``epochs``: at least its closing."""
+        return max(self.seconds - self.seconds_through(epochs), self.closing_s)
+
+    def seconds_ended(self, epochs: float, evaluated: bool = True) -> float:
+        """The time of a trial that ended after ``epochs`` epochs (pruned, stopped early)."""
+        return self.seconds_through(epochs) + (self.closing_s if evaluated else 0.0)
+
+
+def estimate(cfg: TrialConfig) -> Estimate:
+    """``cfg``'s trial at this machine kind's reference rates (no timing)."""
+    return Estimate(trial_work(cfg), reference_rates(cfg))
+
+
+#: this machine kind (2 cores, one per trial), fitted to the step and pass times the dry run
+#: measures for the 38 configurations of the default budgets (``benchmarks/cost_model.py
+#: --fit``): a training step costs STEP_LAYER_S per ensemble layer (its forward, backward and
+#: Adam operations), STEP_ROW_S per layer and row (member x point x importance sample: the
+#: elementwise work) and its matmul FLOPs at STEP_FLOPS; a forward sample-pass PASS_S plus its
+#: FLOPs at PASS_FLOPS. A step within 0.7-1.5x, a pass within 0.45-1.6x of the time measured for
+#: one model (the ETA is paced by the time the study has taken: only ratios between trials
+#: matter there; the dry run times each model instead)
+STEP_LAYER_S = 4.9e-4
+STEP_ROW_S = 1.9e-7
+STEP_FLOPS = 82e9
+PASS_S = 0.45e-6
+PASS_FLOPS = 93e9
+#: fixed costs (``benchmarks/cost_model.py --run``): per trial (worker, data, references,
+#: plots, records) and per study (Ray, MLflow's store, imports)
+TRIAL_S = 12.0
+STUDY_S = 15.0
+
+
+def reference_rates(cfg: TrialConfig) -> Rates:
+    """Rates of ``cfg``'s model on this machine kind, from its layer count and FLOPs (no timing:
+    what the ETA and the start order use; the dry run measures instead)."""
+    from models.size import forward_flops, layer_count
+
+    arch = cfg.architecture()
+    per_pass = float(forward_flops(arch, 1, 1))
+    layers = layer_count(arch)
+    rows = cfg.batch_size * cfg.iw_samples
+
+    def step_s(members: int) -> float:
+        return layers * (STEP_LAYER_S + members * rows * STEP_ROW_S) \
+            + 3 * per_pass * members * rows / STEP_FLOPS
+
+    return Rates(step_s, per_pass / PASS_FLOPS + PASS_S, TRIAL_S, STUDY_S)
+
+
+def makespan(trial_seconds: list[float], slots: int, study_s: float) -> float:
+    """Wall time of trials run ``slots`` at a time, longest first (the order trials start in),
+    each on the first free slot, plus the study's fixed cost."""
+    free = [0.0] * max(slots, 1)
+    for s in sorted(trial_seconds, reverse=True):
+        i = free.index(min(free))
+        free[i] += s
+    return max(free) + study_s

@@ -1,0 +1,144 @@
+"""The cost model (study.spec.cost) and the ETA it paces (study.engine.progress), on constructed
+trials whose work and time are known by hand."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.experiment import Trial
+
+from study.engine.progress import Progress
+from study.spec import cost
+from study.spec.config import trial_config
+
+SMALL = {"dataset": "spirals", "n_train": 1000, "n_val": 100, "n_test": 200, "batch_size": 100,
+         "seeds": 2, "epochs": 5, "latents": [2, 2], "hidden": [[8], [8]]}
+
+
+def test_restarts_are_a_wider_first_phase_and_count_in_the_work():
+    cfg = trial_config(SMALL | {"restarts": 3, "restart_epochs": 2})
+    work = cost.trial_work(cfg)
+    assert work.phases == (cost.Phase(2, 6), cost.Phase(3, 2))
+    assert work.epochs == 5 and work.train_steps == 5 * 10
+    # every member's epochs: the candidates' 2 x 6 and the seeds' 3 x 2 = 2 x seed_epochs
+    assert work.member_epochs == 18 == 2 * cost.seed_epochs(cfg)
+    assert work.train_passes == 18 * 10 * 100
+    plain = cost.trial_work(trial_config(SMALL))
+    assert plain.phases == (cost.Phase(5, 2),) and plain.member_epochs == 10
+
+
+def test_early_stopping_expects_a_share_of_the_epochs_but_not_less_than_it_must_train():
+    long = trial_config(SMALL | {"epochs": 300, "patience": 30})
+    assert cost.expected_epochs(long) == pytest.approx(cost.EARLY_STOP_FRACTION * 300)
+    assert cost.trial_work(long).expected
+    assert cost.trial_work(long, early_stopping=False).epochs == 300
+    # 40 epochs, restarts chosen at 30, patience 30: it cannot stop before the end
+    short = trial_config(SMALL | {"epochs": 40, "patience": 30, "restarts": 2,
+                                  "restart_epochs": 30})
+    assert cost.expected_epochs(short) == 40
+    assert not cost.trial_work(trial_config(SMALL)).expected
+
+
+def test_seed_epochs_and_epochs_costing_invert_each_other():
+    cfg = trial_config(SMALL | {"epochs": 50, "restarts": 3, "restart_epochs": 10})
+    for epochs in (10, 11, 37, 50):
+        assert cost.epochs_costing(cost.seed_epochs(cfg, epochs), cfg) == epochs
+    assert cost.epochs_costing(9, cfg) == 3  # under N epochs, R candidates each train E
+
+
+def test_evaluation_counts_every_pass_of_the_final_evaluation():
+    cfg = trial_config(SMALL | {"eval_importance": 1000, "ood_importance": 20,
+                                "ood_shifts": [0.5], "ood_offsets": []})
+    n = 200
+    test = n * 1000
+    latents = n * 16  # the latent metrics' 16 samples of (at most 2000) test points
+    sets = (1 + 2 + 1) * n * (1 + 20 + 1)  # test + shifted + widened + uniform: ELBO, K, LLR>1
+    assert cost.sample_passes(cost.evaluation_passes(cfg)) == \
+        test + latents + sets + cost.GENERATED
+    assert cost.trial_work(cfg).eval_passes == test + latents + sets + cost.GENERATED
+
+
+def test_seconds_add_up_phases_validation_evaluation_and_fixed_cost():
+    cfg = trial_config(SMALL | {"restarts": 3, "restart_epochs": 2, "iw_samples": 4})
+    work = cost.trial_work(cfg)
+    rates = cost.Rates(step_s=lambda m: 1e-3 * m, pass_s=1e-6, trial_s=7.0, study_s=0.0)
+    train = 2 * 10 * 6e-3 + 3 * 10 * 2e-3
+    val = (2 * 6 + 3 * 2) * 100 * (1 + 4) * 1e-6
+    evaluation = 2 * cost.sample_passes(cost.evaluation_passes(cfg)) * 1e-6
+    assert cost.seconds(work, rates) == pytest.approx(train + val + evaluation + 7.0)
+    est = cost.Estimate(work, rates)
+    assert est.seconds_through(5) + est.closing_s == pytest.approx(est.seconds)
+    assert est.seconds_through(2) == pytest.approx(2 * 10 * 6e-3 + 2 * 6 * 500 * 1e-6)
+    assert est.seconds_left(5) == pytest.approx(est.closing_s)  # never less than the closing
+    assert est.seconds_left(9) == pytest.approx(est.closing_s)  # past its expected epochs
+
+
+def test_flops_count_the_encoder_once_per_point_and_the_rest_per_sample():
+    from models.size import forward_flops
+
+    cfg = trial_config(SMALL | {"iw_samples": 4})
+    arch = cfg.architecture()
+    work = cost.trial_work(cfg)
+    train, forward = cost.flops(cfg, work)
+    assert train == 3 * forward_flops(arch, 1, 4) * 2 * 5 * 1000  # members x epochs x points
+    assert forward_flops(arch, 1, 4) < 4 * forward_flops(arch, 1, 1)  # the shared encoder
+    val = 100 * (forward_flops(arch, 1, 1) + forward_flops(arch, 1, 4))
+    evaluation = sum(p * forward_flops(arch, 1, s) for p, s in work.evaluation)
+    assert forward == pytest.approx(2 * 5 * val + 2 * evaluation)
+
+
+def test_makespan_schedules_longest_first_on_the_first_free_slot():
+    assert cost.makespan([3, 5, 3, 4], slots=2, study_s=1.0) == 8 + 1.0
+    assert cost.makespan([10, 1, 1], slots=3, study_s=0.0) == 10
+    assert cost.makespan([2, 2, 2], slots=1, study_s=0.0) == 6
+
+
+def test_reference_rates_rank_bigger_models_slower():
+    small = cost.estimate(trial_config(SMALL))
+    wide = cost.estimate(trial_config(SMALL | {"hidden": [[64, 64], [64, 64]]}))
+    iw = cost.estimate(trial_config(SMALL | {"iw_samples": 10}))
+    assert small.seconds < wide.seconds and small.seconds < iw.seconds
+
+
+def _fixed(seconds: float, epochs: int) -> cost.Estimate:
+    """A trial of ``epochs`` epochs costing ``seconds``: 1 s of closing, the rest training."""
+    cfg = trial_config(SMALL | {"epochs": epochs})
+    work = cost.trial_work(cfg)
+    per_step = (seconds - 1.0) / (epochs * work.steps_per_epoch)
+    return cost.Estimate(work, cost.Rates(lambda m: per_step, 0.0, 1.0, 0.0))
+
+
+def test_eta_paces_the_model_seconds_left_by_the_time_taken_so_far():
+    est = _fixed(100.0, 10)
+    progress = Progress(4, "val_bound", "max", ["depth"], lambda c: est, [est], study_s=15.0)
+    progress._start -= 15.0 + 50.0  # the study has run 50 s since its start-up
+    for i in range(2):
+        progress.trial_ended(f"t{i}", "finished", 10, -1.0, "depth=1", {"depth": 1})
+    line = progress.line([], {})
+    # 200 model-seconds done in 50 s: 2 waiting trials of 100 model-seconds take 50 s more
+    assert "2/4 done" in line and "2 waiting" in line
+    assert "epochs 20/40" in line and "ETA 50s" in line, line
+
+
+def test_eta_counts_a_running_trial_by_its_epochs_and_a_pruned_one_by_what_it_trained():
+    est = _fixed(100.0, 10)
+    progress = Progress(3, "val_bound", "max", ["depth"], lambda c: est, [est], study_s=0.0)
+    progress._start -= 60.0
+    progress.trial_ended("t0", "pruned", 5, None, "depth=1", {"depth": 1})  # 49.5 + 1 model-s
+    running = SimpleNamespace(trial_id="t1", status=Trial.RUNNING, config={"depth": 2})
+    line = progress.line([running], {"t1": 5})  # 49.5 model-s done, 50.5 left
+    done, left = 50.5 + 49.5, 50.5 + 100.0
+    assert "epochs 10/25" in line  # 5 + 5 trained; 5 + 10 + 10 expected
+    expected = round(left * 60.0 / done)
+    assert f"ETA {expected // 60}m{expected % 60:02d}s" in line, line
+    assert "depth=2 5/10" in line
+
+
+def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
+    from study.spec.plan import dry_run
+    from study.spec.spec_file import load_spec
+
+    text = dry_run(load_spec("spirals_depth"), "default")
+    assert "~261" in text  # early stopping's expected epochs (0.87 x 300)
+    assert "1,200 epochs planned" in text and "estimated" in text
