@@ -48,10 +48,11 @@ def estimates(name: str, budget: str) -> tuple[float, float]:
     first round, 2 trials at a time (this machine's 2 cores)."""
     from study.spec import cost
     from study.spec.plan import measured_rates, planned_trials, slots
+    from study.spec.resolved import ResolvedStudy
     from study.spec.spec_file import load_spec
 
     spec = load_spec(name)
-    plan = planned_trials(spec, budget)
+    plan = planned_trials(ResolvedStudy(spec, budget))
     n = slots(spec, None, None)
     cache: dict = {}
     timed = [cost.seconds(p.work, measured_rates(p.cfg, cache)) for p in plan for _ in range(p.count)]
@@ -66,11 +67,12 @@ def fit(budget: str) -> None:
 
     from models.size import forward_flops, layer_count
     from study.spec.plan import measured_rates, planned_trials
+    from study.spec.resolved import ResolvedStudy
     from study.spec.spec_file import available, load_spec
 
     steps, passes, cache = [], [], {}
     for name in available():
-        for p in planned_trials(load_spec(name), budget):
+        for p in planned_trials(ResolvedStudy(load_spec(name), budget)):
             cfg, arch = p.cfg, p.cfg.architecture()
             rates = measured_rates(cfg, cache)
             flops, layers = forward_flops(arch, 1, 1), layer_count(arch)

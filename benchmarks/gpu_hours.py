@@ -48,14 +48,15 @@ def trial_cost(cfg) -> tuple[float, float]:
 
 
 def study_hours(name: str, budget: str) -> dict:
+    from study.spec.resolved import ResolvedStudy
     from study.spec.spec_file import load_spec
 
     spec = load_spec(name)
-    per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples)) \
-        if spec.sampled_factors else 1
+    study = ResolvedStudy(spec, budget)
+    per_cell = study.samples_per_cell
     flops = steps = 0.0
     image = False
-    for cell in spec.grid_cells():
+    for cell in study.cells:
         values = dict(cell)
         for fname, f in spec.sampled_factors.items():  # the middle of a sampled range
             low, high = f.uniform or f.loguniform or f.int or (None, None)
@@ -63,7 +64,7 @@ def study_hours(name: str, budget: str) -> dict:
                 values[fname] = (math.sqrt(low * high) if f.loguniform else (low + high) / 2)
                 if f.int:
                     values[fname] = int(round(values[fname]))
-        cfg = spec.trial_config(values, budget)
+        cfg = study.config(values)
         image = cfg.is_image
         f, s = trial_cost(cfg)
         flops += f * per_cell
@@ -75,7 +76,7 @@ def study_hours(name: str, budget: str) -> dict:
     else:
         h100 = a10g = steps * STEP_2D_S / 4 / 3600  # four launch-bound trials per GPU
         share = "0.25"
-    return {"study": name, "trials": spec.num_trials(budget), "pflop": flops / 1e15,
+    return {"study": name, "trials": study.num_trials, "pflop": flops / 1e15,
             "h100": h100, "a10g": a10g, "share": share}
 
 

@@ -21,9 +21,11 @@ _WHERE = {
     "beta_schedule": "objectives", "elbo": "objectives", "estimate_log_likelihood": "objectives",
     "hierarchical_bound": "objectives", "iw_bound": "objectives",
     "likelihood_ratio": "objectives", "training_objective": "objectives",
-    "ModelKind": "registry", "build_model": "build", "check_config": "registry",
+    "KindSetting": "registry", "ModelKind": "registry", "kind_settings": "registry",
+    "build_model": "build", "check_config": "registry",
     "model_class": "build", "model_kind": "registry", "model_kinds": "registry",
     "forward_flops": "size", "training_flops": "size", "parameter_count": "size",
+    "layer_count": "size",
 }
 __all__ = sorted(_WHERE)
 

@@ -32,16 +32,18 @@ from .base import (
 from .config import ModelConfig
 from .distributions import DiagonalGaussian
 from .ensemble import EnsembleMLP
+from .registry import option
 
 
 class AVAE(LatentVariableModel):
-    """One stochastic layer z (``latents[0]`` dims) and an auxiliary a (``aux_latents`` dims)."""
+    """One stochastic layer z (``latents[0]`` dims) and an auxiliary a (its setting
+    ``aux_latents`` dims, registered in ``models.registry``)."""
 
     def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
         super().__init__(config, seeds)
         E, act, floor = self.n_members, config.activation, config.latent_min_std
         D, dz = config.x_dim, config.latents[0]
-        da = config.aux_latents or dz
+        da = option(config, "aux_latents") or dz
         hidden = list(config.hidden[0])
         self.aux_dim = da
         self.q_a = GaussianHead(E, D, hidden, da, act, floor)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 MAX_LAYERS = 8
 
@@ -59,8 +59,9 @@ class ModelConfig:
     likelihood: ``gaussian`` (continuous data) or ``bernoulli`` (binarised images).
     variance: Gaussian output std ``learned`` (floored at ``min_output_std``) or ``fixed`` at
         ``output_std`` (data units).
-    aux_latents: AVAE only: dimensions of the auxiliary variable (None: as many as z).
     activation: the hidden layers' nonlinearity (``models.ensemble.ACTIVATIONS``).
+    options: the kind's own settings (``models.registry.ModelKind.settings``) as (name, value)
+        pairs; a model reads them with ``models.registry.option(config, name)``.
     latent_min_std: floor of every latent Gaussian's std (numerical safety, not a setting).
     """
 
@@ -72,8 +73,8 @@ class ModelConfig:
     variance: Literal["learned", "fixed"]
     output_std: float
     min_output_std: float
-    aux_latents: int | None
     activation: str
+    options: tuple[tuple[str, Any], ...] = ()
     latent_min_std: float = field(default=1e-4)
 
     def __post_init__(self) -> None:

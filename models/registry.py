@@ -4,16 +4,31 @@ A new kind is one file defining a ``LatentVariableModel`` subclass and one regis
 ``KINDS`` below: its class (``module:Class``, imported when a model is built) and what the rest
 of the project needs to know about it before any model exists (the trial configuration checks
 ``max_layers``; evaluation computes Havtorn et al.'s LLR>k only for ``hierarchical`` kinds;
-metric names use ``layer_names``).
+metric names use ``layer_names``), and the settings of its own (``settings``: each becomes a
+trial setting, a ``python -m study.train`` flag and a Parquet ``config.`` column, and reaches the
+model as ``option(config, name)``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import ModelConfig
+
+
+@dataclass(frozen=True)
+class KindSetting:
+    """A setting of one model kind: its type (``int``, ``float``, ``str`` or ``bool``;
+    ``optional``: None allowed, meaning "the model's own choice"), default, one line of help
+    and bounds (``ge``, ``gt``, ``le``, ``lt``, as for a trial setting)."""
+
+    type: type
+    default: Any
+    help: str
+    optional: bool = False
+    bounds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,7 @@ class ModelKind:
     hierarchical: bool
     extra_layers: tuple[str, ...] = ()
     single_layer_name: str | None = None
+    settings: dict[str, KindSetting] = field(default_factory=dict)
 
     def layer_names(self, n_layers: int) -> list[str]:
         """The layers' names, bottom first, as metric names use them (e.g. ``kl_z2``)."""
@@ -40,7 +56,9 @@ KINDS: dict[str, ModelKind] = {
     "vae": ModelKind("models.hvae:VAE", max_layers=1, hierarchical=True, single_layer_name="z"),
     "hvae": ModelKind("models.hvae:HVAE", max_layers=8, hierarchical=True),
     "avae": ModelKind("models.avae:AVAE", max_layers=1, hierarchical=False, extra_layers=("a",),
-                      single_layer_name="z"),
+                      single_layer_name="z", settings={"aux_latents": KindSetting(
+                          int, None, "AVAE: auxiliary variable size (unset: as z)", optional=True,
+                          bounds={"ge": 1})}),
 }
 
 
@@ -53,6 +71,30 @@ def model_kind(kind: str) -> ModelKind:
         return KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}") from None
+
+
+def kind_settings() -> dict[str, tuple[str, KindSetting]]:
+    """Every kind's own settings: name -> (the kind, the setting). A name is one kind's only."""
+    out: dict[str, tuple[str, KindSetting]] = {}
+    for kind, info in KINDS.items():
+        for name, setting in info.settings.items():
+            if name in out:
+                raise ValueError(f"model kinds {out[name][0]} and {kind} both declare a setting "
+                                 f"{name!r}; give each its own name")
+            out[name] = (kind, setting)
+    return out
+
+
+def option(config: ModelConfig, name: str) -> Any:
+    """The kind's own setting ``name`` of ``config``: as given, else its declared default."""
+    given = dict(config.options)
+    if name in given:
+        return given[name]
+    declared = model_kind(config.kind).settings
+    if name not in declared:
+        raise KeyError(f"a {config.kind} has no setting {name!r}; it has: "
+                       f"{', '.join(declared) or 'none'}")
+    return declared[name].default
 
 
 def check_config(config: ModelConfig) -> None:

@@ -247,16 +247,18 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
         from study.spec.plan import describe, dry_run
+        from study.spec.resolved import ResolvedStudy
 
+        study = ResolvedStudy(spec, args.budget)
         if args.dry_run:
             from study.spec.limits import check_memory
 
-            check_memory(spec, args.budget, caps)  # before any model is built to time it
-            print(dry_run(spec, args.budget, args.num_cpus, args.max_concurrent))
+            check_memory(study, caps)  # before any model is built to time it
+            print(dry_run(study, args.num_cpus, args.max_concurrent))
             return 0
         interruption.abort_line = ("interrupted while the study started (this run recorded "
                                    f"nothing); run it again with: {_again(argv)}")
-        print(describe(spec, args.budget, args.num_cpus, args.max_concurrent), flush=True)
+        print(describe(study, args.num_cpus, args.max_concurrent), flush=True)
         print(f"question: {' '.join(spec.question.split())}", flush=True)
         out = run_study(spec, args.budget, args.results, interruption=interruption,
                         **run_options(args, caps))

@@ -109,36 +109,51 @@ def _fixed(seconds: float, epochs: int) -> cost.Estimate:
     return cost.Estimate(work, cost.Rates(lambda m: per_step, 0.0, 1.0, 0.0))
 
 
+def _eta_seconds(line: str) -> int:
+    import re
+
+    m = re.search(r"ETA (?:(\d+)m)?(\d+)s", line)
+    return 60 * int(m[1] or 0) + int(m[2])
+
+
 def test_eta_paces_the_model_seconds_left_by_the_time_taken_so_far():
     est = _fixed(100.0, 10)
-    progress = Progress(4, "val_bound", "max", ["depth"], lambda c: est, [est], study_s=15.0)
-    progress._start -= 15.0 + 50.0  # the study has run 50 s since its start-up
-    for i in range(2):
+    progress = Progress(12, "val_bound", "max", ["depth"], lambda c: est, [est], study_s=15.0)
+    progress._start -= 15.0 + 500.0  # the study has run 500 s since its start-up
+    for i in range(10):
         progress.trial_ended(f"t{i}", "finished", 10, -1.0, "depth=1", {"depth": 1})
     line = progress.line([], {})
-    # 200 model-seconds done in 50 s: 2 waiting trials of 100 model-seconds take 50 s more
-    assert "2/4 done" in line and "2 waiting" in line
-    assert "epochs 20/40" in line and "ETA 50s" in line, line
+    assert "10/12 done" in line and "2 waiting" in line and "epochs 100/120" in line
+    # 1000 model-seconds done in 500 s (two at a time), shrunk toward the model's own pace
+    # (1 wall second per model second) by one trial's 100 model-seconds
+    pace = (500 + 100) / (1000 + 100)
+    assert abs(_eta_seconds(line) - 200 * pace) <= 1, line
+    # with no work done yet the ETA is the model's own: the plan, as many at once as running
+    fresh = Progress(2, "val_bound", "max", ["depth"], lambda c: est, [est], study_s=0.0)
+    runs = [SimpleNamespace(trial_id=f"r{i}", status=Trial.RUNNING, config={"depth": i})
+            for i in range(2)]
+    assert abs(_eta_seconds(fresh.line(runs, {})) - 100) <= 1
 
 
 def test_eta_counts_a_running_trial_by_its_epochs_and_a_pruned_one_by_what_it_trained():
-    est = _fixed(100.0, 10)
+    est = _fixed(100.0, 10)  # 9.9 model-seconds per epoch, 1 s fixed cost
     progress = Progress(3, "val_bound", "max", ["depth"], lambda c: est, [est], study_s=0.0)
     progress._start -= 60.0
     progress.trial_ended("t0", "pruned", 5, None, "depth=1", {"depth": 1})  # 49.5 + 1 model-s
     running = SimpleNamespace(trial_id="t1", status=Trial.RUNNING, config={"depth": 2})
-    line = progress.line([running], {"t1": 5})  # 49.5 model-s done, 50.5 left
-    done, left = 50.5 + 49.5, 50.5 + 100.0
+    line = progress.line([running], {"t1": 5})  # 49.5 + 0.5 (its start) done, 50 left
     assert "epochs 10/25" in line  # 5 + 5 trained; 5 + 10 + 10 expected
-    expected = round(left * 60.0 / done)
-    assert f"ETA {expected // 60}m{expected % 60:02d}s" in line, line
     assert "depth=2 5/10" in line
+    done, left = 50.5 + 50.0, 50.0 + 100.0
+    pace = (60.0 + 100.0) / (done + 100.0)
+    assert abs(_eta_seconds(line) - left * pace) <= 1, line
 
 
 def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
     from study.spec.plan import dry_run
+    from study.spec.resolved import ResolvedStudy
     from study.spec.spec_file import load_spec
 
-    text = dry_run(load_spec("spirals_depth"), "default")
+    text = dry_run(ResolvedStudy(load_spec("spirals_depth"), "default"))
     assert "~261" in text  # early stopping's expected epochs (0.87 x 300)
     assert "1,200 epochs planned" in text and "estimated" in text

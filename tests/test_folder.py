@@ -13,7 +13,8 @@ from studies import write_spec
 
 from study.core.errors import UserError
 from study.core.redact import RedactingFilter, redact
-from study.spec.fingerprint import changes, resolved_study
+from study.spec.fingerprint import changes, settings_record
+from study.spec.resolved import ResolvedStudy
 from study.store.folder import LAYOUT, StudyFolder
 
 
@@ -191,10 +192,11 @@ def test_the_fingerprint_diff_names_field_old_and_new(tmp_path):
     spec = load_spec(str(write_spec(tmp_path, "a", factors={"lr": {"grid": [0.01, 0.02]}})))
     other = load_spec(str(write_spec(tmp_path, "a", factors={"lr": {"grid": [0.01, 0.02]}},
                                      fixed={"noise": 0.1})))
-    old, new = resolved_study(spec, "smoke"), resolved_study(other, "smoke")
+    old = settings_record(ResolvedStudy(spec, "smoke"))
+    new = settings_record(ResolvedStudy(other, "smoke"))
     assert changes(old, old) == []
     assert changes(old, new) == ["noise: 0.05 -> 0.1 (all 2 configurations)"]
-    assert changes(old, resolved_study(spec, "default"))[0] == "budget: smoke -> default"
+    assert changes(old, settings_record(ResolvedStudy(spec, "default")))[0] == "budget: smoke -> default"
 
 
 @pytest.mark.parametrize("text,masked", [

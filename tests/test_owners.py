@@ -15,8 +15,8 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from study.spec.seed_range import SeedRange
 from study.store.folder import StudyState
 from study.trial.records import RESULT_KEYS

@@ -12,7 +12,6 @@ import time
 
 import pytest
 from cli import one_error_line, run_cli
-from conftest import REPO
 from studies import write_spec
 
 

@@ -72,11 +72,11 @@ def test_the_sign_test_asks_whether_most_seeds_lie_on_one_side():
     """One seed of three activates the layer: the mean lies above the threshold, the median
     (what "in most seeds" means) below it, and the sign test says so with its exact p."""
     d = np.array([1e-4, 0.037, 3e-4]) - 0.01
-    auto, signs = stats.location_test(d), stats.location_test(d, sign=True)
+    auto, signs = stats.location_test(d), stats.location_test(d, test="sign")
     assert auto.test == "t" and auto.effect > 0
     assert signs.test == "sign test (exact)" and not signs.has_interval
     assert math.isclose(signs.effect, 3e-4 - 0.01) and math.isclose(signs.p, 1.0)
-    assert math.isclose(stats.location_test(np.r_[np.full(9, -0.0099), 0.19], sign=True).p,
+    assert math.isclose(stats.location_test(np.r_[np.full(9, -0.0099), 0.19], test="sign").p,
                         sps.binomtest(1, 10).pvalue)
 
 
@@ -84,21 +84,21 @@ def test_the_sign_test_on_split_seeds_keeps_its_level_and_the_seeds_it_promises(
     rng = np.random.default_rng(4)
     sims = 2000
     # no effect: the layer switches on in half the seeds; the median is on neither side
-    hits = sum(stats.location_test(_split_seeds(rng, 10, 0.5), sign=True).p < 0.05
+    hits = sum(stats.location_test(_split_seeds(rng, 10, 0.5), test="sign").p < 0.05
                for _ in range(sims))
     rate, se = _rate(hits, sims)
     assert rate <= 0.05 + 3 * se  # exact, so conservative: 0.021 at n = 10
     # on in one seed of four: the seeds that would decide it, and the power they give
-    n = stats.seeds_needed(np.array([-0.0099, -0.0098, 0.03, -0.0099]), sign=True)
+    n = stats.seeds_needed(np.array([-0.0099, -0.0098, 0.03, -0.0099]), test="sign")
     assert n is not None and 15 <= n <= 40
-    hits = sum(stats.location_test(_split_seeds(rng, n, 0.25), sign=True).p < 0.05
+    hits = sum(stats.location_test(_split_seeds(rng, n, 0.25), test="sign").p < 0.05
                for _ in range(sims))
     rate, se = _rate(hits, sims)
     assert rate > 0.8 - 4 * se
-    hits = sum(stats.location_test(_split_seeds(rng, n - 5, 0.25), sign=True).p < 0.05
+    hits = sum(stats.location_test(_split_seeds(rng, n - 5, 0.25), test="sign").p < 0.05
                for _ in range(sims))
     assert hits / sims < 0.8  # fewer seeds than promised do not reach the power
-    assert stats.seeds_needed(np.array([-0.01, 0.03]), sign=True) is None  # one seed each way
+    assert stats.seeds_needed(np.array([-0.01, 0.03]), test="sign") is None  # one seed each way
 
 
 def test_equivalence_inside_and_outside_the_margin():

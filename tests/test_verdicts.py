@@ -191,7 +191,7 @@ def test_a_claim_tested_by_signs_is_judged_on_the_median_seed():
     assert by_median.row()["effect [95% CI]"].endswith("(median; no interval: sign test (exact))")
     few = judge_all([median], _rows({4: [1e-4, 0.037, 3e-4]}))[0]
     assert few.verdict == "inconclusive" and few.needed == stats.seeds_needed(
-        few.values, sign=True)
+        few.values, test="sign")
     with pytest.raises(ValueError, match="cannot have a margin"):
         _claim(expect="below", threshold=0.01, test="sign", margin=0.1)
 

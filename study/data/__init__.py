@@ -2,7 +2,7 @@
 
 ``load_data(DataConfig) -> DataBundle``: train / validation / test arrays, labels, OOD sets and,
 for the 2-D datasets, the exact log-density. The data are the same for every seed of a trial
-(``DataConfig.seed``); members differ in initialisation, data order and noise only.
+(``DataConfig.data_seed``); members differ in initialisation, data order and noise only.
 
 May import: ``study.core`` (NumPy arrays out; PyTorch only to compute the exact densities).
 """
@@ -50,7 +50,7 @@ class DataConfig:
     n_train: int
     n_val: int
     n_test: int
-    seed: int
+    data_seed: int
     seeds: tuple[int, ...]
     ood_shifts: tuple[float, ...]
     ood_offsets: tuple[float, ...]
@@ -131,7 +131,7 @@ class DataBundle:
 
 def _draw(curve: CurveDataset, cfg: DataConfig, seed: int) -> tuple:
     """One seed's draw of every split and OOD set: separate, fixed streams per split."""
-    rngs = [np.random.default_rng([cfg.seed, seed, i]) for i in range(4)]
+    rngs = [np.random.default_rng([cfg.data_seed, seed, i]) for i in range(4)]
     x_tr, y_tr = curve.sample(cfg.n_train, cfg.noise, rngs[0])
     x_va, y_va = curve.sample(cfg.n_val, cfg.noise, rngs[1])
     x_te, y_te = curve.sample(cfg.n_test, cfg.noise, rngs[2])
@@ -172,7 +172,7 @@ def _images(cfg: DataConfig) -> DataBundle:
         if cfg.ood_dataset == cfg.dataset or cfg.ood_dataset not in IMAGE_DATASETS:
             raise DatasetError(f"ood_dataset must be another image dataset, got {cfg.ood_dataset!r}")
         sets[cfg.ood_dataset] = load_split(cfg.ood_dataset, "test", root, cfg.allow_download)[0]
-    perm = np.random.default_rng([cfg.seed, 0]).permutation(len(x_all))
+    perm = np.random.default_rng([cfg.data_seed, 0]).permutation(len(x_all))
     val, train = perm[: cfg.n_val], perm[cfg.n_val :]
     if cfg.n_train:
         train = train[: cfg.n_train]
@@ -184,7 +184,7 @@ def _images(cfg: DataConfig) -> DataBundle:
     if cfg.binarize != "none":
         # evaluation sets get one fixed Bernoulli draw (seeded), so every member and epoch is
         # scored on the same binary images; static binarisation also fixes the training set.
-        rng = np.random.default_rng([cfg.seed, 1])
+        rng = np.random.default_rng([cfg.data_seed, 1])
         draw = lambda a: (rng.random(a.shape, dtype=np.float32) < a).astype(np.float32)  # noqa: E731
         bundle.x_val, bundle.x_test = draw(bundle.x_val), draw(bundle.x_test)
         bundle.ood = {k: draw(v) for k, v in bundle.ood.items()}

@@ -34,8 +34,9 @@ from study.engine.preflight import (
     check_resumable,
 )
 from study.engine.until_decided import sequential_design
-from study.spec.fingerprint import changes, fingerprint, resolved_study
+from study.spec.fingerprint import changes, fingerprint, settings_record
 from study.spec.limits import Limits, check_memory
+from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 from study.store.folder import (
     MIRRORED,
@@ -116,12 +117,13 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
     ``$HVAE_RESULTS_DIR/NAME`` or ``results/NAME``); ``options`` are :class:`RunOptions`.
     ``interruption``: the caller's active signal handlers (else installed around the trials)."""
     opts = RunOptions(**options)
+    study = ResolvedStudy(spec, budget)
     folder = StudyFolder(Path(results) if results else default_folder(spec.name), spec.name)
-    ready = _check_before_starting(spec, budget, opts, folder)
+    ready = _check_before_starting(study, opts, folder)
     import ray
 
     started_ray = not ray.is_initialized()
-    tracker, parent = _start(spec, budget, opts, ready, started_ray, interruption)
+    tracker, parent = _start(study, opts, ready, started_ray, interruption)
     try:
         if interruption is not None:
             interruption.raise_if_signalled()  # a signal whose exception was swallowed
@@ -130,7 +132,7 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
             folder.take(resume=False, overwrite=False)
             ready.mirror.pull()
             ready.prior = folder.check(resume=True, overwrite=False)
-            _check_continuation(folder, ready.prior, ready.resolved, budget=budget, spec=spec,
+            _check_continuation(folder, ready.prior, ready.resolved, study=study,
                                 mirror=ready.mirror)
         else:
             folder.take(opts.resume, opts.overwrite)
@@ -145,10 +147,10 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
         print(f"note: this study's folder moved from {folder.moved_from} to {folder.path}; "
               "resumed where it is now", flush=True)
     try:
-        return _run(spec, budget, opts, folder, prior=ready.prior, parent=parent,
+        return _run(study, opts, folder, prior=ready.prior, parent=parent,
                     resolved=ready.resolved, tracker=tracker, mirror=ready.mirror, gpus=ready.gpus,
                     storage=ready.storage, interruption=interruption, study_id=ready.study_id,
-                    design=ready.design or sequential_design(spec, budget, opts, ready.prior))
+                    design=ready.design or sequential_design(study, opts, ready.prior))
     finally:
         folder.release()
 
@@ -169,12 +171,13 @@ class _Ready:
     tracking_uri: str | None
 
 
-def _check_before_starting(spec: StudySpec, budget: str, opts: RunOptions,
+def _check_before_starting(study: ResolvedStudy, opts: RunOptions,
                            folder: StudyFolder) -> _Ready:
     """Everything checked before Ray starts, writing nothing: the folder (ownership, a resumed
     study's settings and files), the storage, the flags, resources, datasets and the MLflow
     store."""
-    resolved = resolved_study(spec, budget)
+    spec = study.spec
+    resolved = settings_record(study)
     storage = opts.storage or os.environ.get("HVAE_STORAGE") or None
     if storage:
         open_storage(storage)  # an unusable URI fails here, named as given
@@ -190,21 +193,20 @@ def _check_before_starting(spec: StudySpec, budget: str, opts: RunOptions,
     study_id = prior.study_id if prior is not None else new_study_id()
     mirror = Mirror(study_uri(storage, spec.name, study_id), folder.path) if storage else None
     if opts.resume:
-        _check_continuation(folder, prior, resolved, budget=budget, spec=spec, mirror=mirror,
-                            pulled=pull)
+        _check_continuation(folder, prior, resolved, study=study, mirror=mirror, pulled=pull)
     elif mirror is not None:
         mirror.check_writable()
-    design = sequential_design(spec, budget, opts, prior)  # bad flags fail before Ray starts
+    design = sequential_design(study, opts, prior)  # bad flags fail before Ray starts
     gpus = spec.resources.gpus if opts.gpus_per_trial is None else opts.gpus_per_trial
     if opts.address is None:
         check_local_resources(spec, gpus, opts.num_cpus)
-    check_datasets(spec, budget)
+    check_datasets(study)
     tracking_uri = opts.tracking_uri or (recorded_uri(prior.tracking_uri) if prior else None)
     check_usable(tracking_uri, resuming=bool(prior and prior.parent_run_id and not opts.new_parent))
     return _Ready(resolved, prior, study_id, storage, mirror, pull, design, gpus, tracking_uri)
 
 
-def _start(spec: StudySpec, budget: str, opts: RunOptions, ready: _Ready, started_ray: bool,
+def _start(study: ResolvedStudy, opts: RunOptions, ready: _Ready, started_ray: bool,
            interruption: Interruption | None) -> tuple[Tracker, str | None]:
     """Ray started in this thread (its processes die with the thread that started them) while
     helper threads check the memory a trial needs (importing PyTorch, which a grid's cost order
@@ -213,7 +215,7 @@ def _start(spec: StudySpec, budget: str, opts: RunOptions, ready: _Ready, starte
     nothing), finding a resumed study's parent run; (the tracker, the parent run to resume)."""
     import ray
 
-    prior = ready.prior
+    prior, spec = ready.prior, study.spec
 
     def tracking() -> tuple[Tracker, str | None]:
         import mlflow.tracking  # noqa: F401 - the slow part, before anything is known
@@ -226,7 +228,7 @@ def _start(spec: StudySpec, budget: str, opts: RunOptions, ready: _Ready, starte
     # imports can leave Python's import lock held), and acted on once they are done
     held = interruption.deferred() if interruption is not None else contextlib.nullcontext()
     with held, ThreadPoolExecutor(3) as pool:
-        fits = pool.submit(check_memory, spec, budget, Limits(memory_gib=opts.max_memory_gib))
+        fits = pool.submit(check_memory, study, Limits(memory_gib=opts.max_memory_gib))
         pending = pool.submit(tracking)
         imported = pool.submit(importlib.import_module, ".tuner", __package__)
         try:
@@ -258,9 +260,10 @@ def _clear_replaced_storage(folder: StudyFolder) -> None:
 
 
 def _check_continuation(folder: StudyFolder, state: StudyState, resolved: dict[str, Any], *,
-                        budget: str, spec: StudySpec, mirror: Mirror | None,
+                        study: ResolvedStudy, mirror: Mirror | None,
                         pulled: bool = False) -> None:
     """A resumed study runs exactly what it started with, from files that can be read."""
+    spec, budget = study.spec, study.budget
     if budget != (state.budget or budget):
         raise UserError(f"--resume: {folder.path} was started with --budget {state.budget}, "
                         f"not {budget}")
@@ -276,16 +279,16 @@ def _check_continuation(folder: StudyFolder, state: StudyState, resolved: dict[s
     check_resumable(folder, ray_dir, spec.name, state.study_id)
 
 
-def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
+def _run(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
          prior: StudyState | None, parent: str | None, resolved: dict[str, Any],
          tracker: Tracker, mirror: Mirror | None, gpus: float, storage: str | None,
          interruption: Interruption | None, study_id: str, design: Any) -> StudyOutcome:
     from study.engine.rounds import Rounds
 
-    parent, outbox = _open_records(spec, budget, folder, prior=prior, parent=parent,
+    parent, outbox = _open_records(study, folder, prior=prior, parent=parent,
                                    resolved=resolved, tracker=tracker, storage=storage,
                                    study_id=study_id, design=design)
-    rounds = Rounds(spec, budget, opts, folder, design, prior)
+    rounds = Rounds(study, opts, folder, design, prior)
     own = interruption is None
     interruption = interruption or Interruption()
     if own:
@@ -294,7 +297,7 @@ def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
         stopped, error, recorder = _run_rounds(rounds, folder, parent, outbox, mirror, gpus,
                                                interruption)
         with interruption.closing():
-            counts, losses = _close_records(spec, opts, folder, rounds, recorder, parent, outbox,
+            counts, losses = _close_records(study.spec, opts, folder, rounds, recorder, parent, outbox,
                                             tracker, mirror, ended_early=stopped or error is not None)
     finally:
         if own:
@@ -311,7 +314,7 @@ def _run(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
     return out
 
 
-def _open_records(spec: StudySpec, budget: str, folder: StudyFolder, *,
+def _open_records(study: ResolvedStudy, folder: StudyFolder, *,
                   prior: StudyState | None, parent: str | None, resolved: dict[str, Any],
                   tracker: Tracker, storage: str | None, study_id: str,
                   design: Any) -> tuple[str, Any]:
@@ -320,6 +323,7 @@ def _open_records(spec: StudySpec, budget: str, folder: StudyFolder, *,
     the outbox every MLflow write goes through)."""
     from study.engine.outbox import MlflowOutbox
 
+    spec, budget = study.spec, study.budget
     commit = git_commit()
     fields = dict(budget=budget, tracking_uri=redact(absolute_uri(tracker.uri)),
                   storage=redact(storage) if storage else None)
@@ -342,7 +346,7 @@ def _open_records(spec: StudySpec, budget: str, folder: StudyFolder, *,
         if state.parent_run_id is not None:  # --new-parent: the recorded trials go there too
             from study.engine.replay import replay_trials
 
-            replay_trials(folder.path, spec, budget, outbox, parent)
+            replay_trials(folder.path, study, outbox, parent)
         folder.update(parent_run_id=parent)
     return parent, outbox
 

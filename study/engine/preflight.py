@@ -10,6 +10,7 @@ from pathlib import Path
 
 from study.core.errors import UserError
 from study.engine import ray_state
+from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 from study.store.folder import EPOCHS, OPTUNA_DB, SCORES, StudyFolder
 from study.store.results import read_trials
@@ -17,7 +18,7 @@ from study.store.results import read_trials
 logger = logging.getLogger(__name__)
 
 
-def check_datasets(spec: StudySpec, budget: str) -> None:
+def check_datasets(study: ResolvedStudy) -> None:
     """Every image dataset the study reads is present and md5-correct (downloaded here, once,
     if missing and allowed): a missing or corrupt file is one clear error before anything
     starts, not a failure in every trial."""
@@ -25,8 +26,8 @@ def check_datasets(spec: StudySpec, budget: str) -> None:
     from study.data.idx import FILES, data_dir, ensure_file
 
     seen: set[tuple[str, str]] = set()
-    for cell in spec.grid_cells():
-        d = spec.trial_config(cell, budget).data_config()
+    for cell in study.cells:
+        d = study.config(cell).data_config()
         for name in {d.dataset, d.ood_dataset} & set(IMAGE_DATASETS):
             root = data_dir(d.data_dir)
             if (name, str(root)) not in seen:

@@ -96,17 +96,27 @@ class Progress:
 
     def _eta(self, running: list[Trial], waiting: int, ests: dict[str, cost.Estimate],
              epoch_of: dict[str, int]) -> str:
-        """``epochs trained/expected, ETA``: the model's seconds left at the pace so far."""
+        """``epochs trained/expected, ETA``: the model's seconds left at the pace so far.
+
+        The pace (wall seconds per model second) is the time since the start-up over the model
+        seconds done, shrunk toward the model's own pace (its seconds, as many at once as are
+        running) by one mean trial's worth of seconds, so the first epochs of a study (whose
+        worker start-up the model counts only as a trial's fixed cost) do not set it alone. A
+        running trial is credited half its fixed cost (its start) from its first epoch."""
         at = {t.trial_id: epoch_of.get(t.trial_id, 0) for t in running}
         trained = sum(self.trained.values()) + sum(at.values())
         expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
-        done_s = sum(self.ended_s.values()) + sum(ests[i].seconds_through(e) for i, e in at.items())
+        done_s = sum(self.ended_s.values()) + sum(_started(ests[i], e) for i, e in at.items())
         left_s = waiting * self.waiting_s + sum(
-            ests[i].seconds_left(e) for i, e in at.items())
-        pace = max(time.monotonic() - self._start - self.study_s, 1.0) / done_s if done_s else 0
+            max(ests[i].seconds - _started(ests[i], e),
+                ests[i].closing_s - ests[i].rates.trial_s / 2)  # at least its evaluation
+            if e else ests[i].seconds for i, e in at.items())
+        elapsed = max(time.monotonic() - self._start - self.study_s, 0.0)
+        prior = self.waiting_s
+        pace = (elapsed + prior / max(len(running), 1)) / (done_s + prior)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
-        eta = f", ETA {duration(left_s * pace)}" if pace and left_s > 0 else ""
+        eta = f", ETA {duration(left_s * pace)}" if (done_s or running) and left_s > 0 else ""
         return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
     def maybe_print(self, trials: list[Trial], epoch_of: dict[str, int]) -> None:
@@ -115,6 +125,12 @@ class Progress:
             return
         self._force, self._last_print = False, now
         print(self.line(trials, epoch_of), flush=True)
+
+
+def _started(est: cost.Estimate, epochs: float) -> float:
+    """The model's seconds a running trial has done after ``epochs`` epochs: its training so
+    far and, once it trains, half its fixed cost (its start)."""
+    return est.seconds_through(epochs) + (est.rates.trial_s / 2 if epochs else 0.0)
 
 
 def _epochs(work: cost.TrialWork) -> str:

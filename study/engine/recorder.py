@@ -34,8 +34,9 @@ from study.engine.outbox import MlflowOutbox
 from study.engine.outcome import FinalFiles, final_files, trial_rows, trial_status
 from study.engine.progress import Progress
 from study.spec.config import TrialConfig
+from study.spec.resolved import ResolvedStudy
 from study.spec.seed_range import SeedRange
-from study.spec.study_spec import ROUND_SEEDS, StudySpec
+from study.spec.study_spec import ROUND_SEEDS
 from study.store.columns import factor_column
 from study.store.results import ResultsStore
 from study.store.storage import Mirror
@@ -100,12 +101,12 @@ class StudyRecorder(Callback):
     Ray Tune pickles its callbacks into the experiment state; ``__getstate__`` keeps only the
     configuration, and a resumed study hands Tune a new recorder (``study.engine.launch``)."""
 
-    def __init__(self, spec: StudySpec, budget: str, results: Path, *, parent_run_id: str,
+    def __init__(self, study: ResolvedStudy, results: Path, *, parent_run_id: str,
                  outbox: MlflowOutbox, mirror: Mirror | None = None,
                  progress: Progress | None = None, experiment: Path | None = None) -> None:
         """``experiment``: Ray Tune's experiment folder when it is local (a copy of its state
         is kept after each recorded trial: ``study.engine.ray_state``)."""
-        self.spec, self.budget, self.results = spec, budget, Path(results)
+        self.study, self.spec, self.results = study, study.spec, Path(results)
         self.experiment = experiment
         self.parent_run_id, self.outbox, self.mirror = parent_run_id, outbox, mirror
         self.progress = progress
@@ -128,8 +129,7 @@ class StudyRecorder(Callback):
     def _config(self, trial: Trial) -> TrialConfig:
         """The trial's configuration: its factors, and its seeds when a round of
         ``--until-decided`` gave it seeds of its own (``study.judge.sequential.Round``)."""
-        extra = {k: trial.config[k] for k in (ROUND_SEEDS,) if k in trial.config}
-        return self.spec.trial_config(self._factors(trial) | extra, self.budget)
+        return self.study.config(trial.config)
 
     def _run(self, trial: Trial) -> str:
         """The trial's id, once its child run has been asked for."""

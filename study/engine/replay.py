@@ -17,7 +17,7 @@ import pandas as pd
 from study.engine.outbox import MlflowOutbox
 from study.engine.outcome import final_metric_columns
 from study.engine.recorder import PER_SEED_TO_MLFLOW, mlflow_status, run_name
-from study.spec.study_spec import StudySpec
+from study.spec.resolved import ResolvedStudy
 from study.store.columns import CONFIG, FACTOR, completed_seeds, factor_values
 from study.store.folder import PLOTS
 from study.store.results import read_epochs, read_trials
@@ -29,14 +29,14 @@ def _finite(values: pd.Series) -> float | None:
     return float(v.mean()) if len(v) else None
 
 
-def replay_trials(results: Path, spec: StudySpec, budget: str, outbox: MlflowOutbox,
+def replay_trials(results: Path, study: ResolvedStudy, outbox: MlflowOutbox,
                   parent_run_id: str) -> int:
     """Queue every recorded trial of ``results`` for the parent run ``parent_run_id``; returns
     how many."""
     trials, epochs = read_trials(results), read_epochs(results)
     if not len(trials):
         return 0
-    default_seeds = list(spec.trial_config(spec.grid_cells()[0], budget).seeds)
+    default_seeds = list(study.first.seeds)
     metrics = final_metric_columns(trials)
     curves = [c for c in epochs.columns if c not in ("trial_id", "epoch", "seed")] \
         if len(epochs) else []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from study.spec.study_spec import StudySpec
+from study.spec.resolved import ResolvedStudy
 from study.store.folder import RAY_DIR, ROUNDS_DIR, StudyFolder
 from study.store.results import read_trials
 
@@ -26,16 +26,16 @@ if TYPE_CHECKING:
 class Rounds:
     """Hands out the next round's ``Tuner`` until the study (and its design) is done."""
 
-    def __init__(self, spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder,
+    def __init__(self, study: ResolvedStudy, opts: RunOptions, folder: StudyFolder,
                  design: Design | None, resumed: StudyState | None) -> None:
-        self.spec, self.budget, self.opts, self.folder, self.design = \
-            spec, budget, opts, folder, design
+        self.study, self.spec, self.opts, self.folder, self.design = \
+            study, study.spec, opts, folder, design
         self.planned: list[Round] = []
         if design is not None:  # SciPy (study.judge.stats) only for a sequential study
             from study.judge.sequential import Round
 
             self.planned = [Round(**r) for r in (resumed.rounds if resumed else None) or []]
-        self.total = spec.num_trials(budget) + sum(len(r.cells) for r in self.planned)
+        self.total = study.num_trials + sum(len(r.cells) for r in self.planned)
         self.recorders: list[StudyRecorder] = []
         self.handed_out = 0  # trials of the rounds handed out so far
         self._next = 0
@@ -65,7 +65,7 @@ class Rounds:
         else:
             from study.judge.sequential import next_round
 
-            round_ = next_round(self.spec.claims, self.spec.grid_cells(),
+            round_ = next_round(self.spec.claims, self.study.cells,
                                 read_trials(self.folder.path), self.design, done=k,
                                 gates=self.spec.gates)
             if round_ is None:
@@ -75,12 +75,12 @@ class Rounds:
             self.folder.update(rounds=[r.to_state() for r in self.planned])
             restore = False
         self._next += 1
-        self.handed_out += self.spec.num_trials(self.budget) if round_ is None else len(round_.cells)
+        self.handed_out += self.study.num_trials if round_ is None else len(round_.cells)
         if round_ is not None and not self.opts.quiet:
             print(f"round {round_.index}: seeds {round_.start}-{round_.stop - 1} for "
                   f"{len(round_.cells)} configurations whose claims are still open "
                   f"(at most {self.design.max_seeds} seeds)", flush=True)
-        tuner, recorder = build_tuner(self.spec, self.budget, self.opts, self.folder,
+        tuner, recorder = build_tuner(self.study, self.opts, self.folder,
                                       parent_run_id=parent_run_id, outbox=outbox, mirror=mirror,
                                       gpus=gpus, round_=round_, restore=restore)
         self.recorders.append(recorder)

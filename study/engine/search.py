@@ -17,19 +17,20 @@ from ray.tune.search.search_generator import SearchGenerator
 
 from study.spec import cost
 from study.spec.config import TrialConfig
-from study.spec.study_spec import StudySpec
+from study.spec.resolved import ResolvedStudy
 
 
-def build_search(spec: StudySpec, budget: str, max_concurrent: int | None = None):
+def build_search(study: ResolvedStudy, max_concurrent: int | None = None):
     """(param_space, search_alg, num_samples) for the study's factors. ``max_concurrent`` is
     given to the generators themselves: Ray Tune applies ``max_concurrent_trials`` only to a
     ``Searcher`` and ignores it (with a warning) for a generator passed in."""
     from ray import tune
 
+    spec = study.spec
     if not spec.sampled_factors:
         # every grid cell once, most expensive first: with more trials than slots, the long
         # ones start early and the last wave is short (longest-processing-time scheduling)
-        cells = sorted(spec.grid_cells(), key=lambda c: -estimated_seconds(spec.trial_config(c, budget)))
+        cells = sorted(study.cells, key=lambda c: -estimated_seconds(study.config(c)))
         space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
         generator = grid_generator(cells, max_concurrent)
         return space, generator, len(cells)
@@ -37,8 +38,8 @@ def build_search(spec: StudySpec, budget: str, max_concurrent: int | None = None
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples))
-    cells = spec.grid_cells()
+    per_cell = study.samples_per_cell
+    cells = study.cells
     if spec.grid_factors:
         space: Any = GridCellsThenSample(cells, spec.sampled_factors)
     else:

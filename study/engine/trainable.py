@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray import tune
 
+from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 from study.trial.files import CHECKPOINT
 from study.trial.records import EpochMetrics, Restored, epoch_result, final_result
@@ -135,7 +136,7 @@ def _trial_checkpoints(recorded: tune.Checkpoint) -> list[tune.Checkpoint]:
     return [tune.Checkpoint(p, filesystem=fs) for p in found] or [recorded]
 
 
-def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metric: str,
+def run_study_trial(factors: dict[str, Any], study: ResolvedStudy, metric: str,
                     plots: bool = True) -> None:
     """Ray Tune function trainable (see the module docstring)."""
     import matplotlib
@@ -144,7 +145,7 @@ def run_study_trial(factors: dict[str, Any], spec: StudySpec, budget: str, metri
     from study.trial.run_trial import run_trial
 
     matplotlib.use("Agg")  # a worker has no display
-    cfg = spec.trial_config(factors, budget)
+    spec, cfg = study.spec, study.config(factors)
     # a GPU share from Ray -> CUDA (Ray sets CUDA_VISIBLE_DEVICES); logical GPUs on a machine
     # without CUDA (e.g. a test cluster) fall back to the CPU
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"

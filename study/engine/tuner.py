@@ -9,6 +9,7 @@ from study.engine import ray_state
 from study.engine.outbox import MlflowOutbox
 from study.engine.progress import Progress
 from study.engine.recorder import StudyRecorder
+from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import ROUND_SEEDS, StudySpec
 from study.store.folder import RAY_DIR, ROUNDS_DIR, StudyFolder
 from study.store.storage import Mirror
@@ -20,26 +21,25 @@ if TYPE_CHECKING:
     from study.judge.sequential import Round
 
 
-def study_progress(spec: StudySpec, budget: str, total: int) -> Progress:
+def study_progress(study: ResolvedStudy, total: int) -> Progress:
     """The progress line of ``total`` trials, its ETA from the cost model at this machine
     kind's reference rates (a trial's estimate from its factors and round seeds)."""
     from study.spec import cost
 
-    cache: dict[str, cost.Estimate] = {}
+    cache: dict[int, cost.Estimate] = {}
 
     def estimate(config: dict[str, Any]) -> cost.Estimate:
-        values = {k: config[k] for k in (*spec.factors, ROUND_SEEDS) if k in config}
-        key = repr(sorted(values.items()))
-        if key not in cache:
-            cache[key] = cost.estimate(spec.trial_config(values, budget))
-        return cache[key]
+        cfg = study.config(config)
+        if id(cfg) not in cache:  # one TrialConfig object per distinct trial (ResolvedStudy)
+            cache[id(cfg)] = cost.estimate(cfg)
+        return cache[id(cfg)]
 
-    plan = [cost.estimate(spec.trial_config(c, budget)) for c in spec.grid_cells()]
+    spec = study.spec
     return Progress(total, spec.search.metric, spec.search.mode, list(spec.factors), estimate,
-                    plan)
+                    [estimate(c) for c in study.cells])
 
 
-def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFolder, *,
+def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
                 parent_run_id: str, outbox: MlflowOutbox, mirror: Mirror | None,
                 gpus: float, round_: Round | None = None,
                 restore: bool = False) -> tuple[tune.Tuner, StudyRecorder]:
@@ -52,26 +52,27 @@ def build_tuner(spec: StudySpec, budget: str, opts: RunOptions, folder: StudyFol
     from study.engine.search import build_search
     from study.engine.trainable import run_study_trial
 
-    total = spec.num_trials(budget) if round_ is None else len(round_.cells)
-    progress = None if opts.quiet else study_progress(spec, budget, total)
+    spec = study.spec
+    total = study.num_trials if round_ is None else len(round_.cells)
+    progress = None if opts.quiet else study_progress(study, total)
     ray_root = mirror.uri if mirror is not None else str(folder.path)  # Ray's storage_path
     if round_ is not None:
         ray_root, name = f"{ray_root}/{ROUNDS_DIR}", f"round_{round_.index}"
     else:
         name = RAY_DIR
-    recorder = StudyRecorder(spec, budget, folder.path, parent_run_id=parent_run_id,
+    recorder = StudyRecorder(study, folder.path, parent_run_id=parent_run_id,
                              outbox=outbox, mirror=mirror, progress=progress,
                              experiment=None if mirror is not None else Path(ray_root) / name)
     trainable = tune.with_resources(
-        tune.with_parameters(run_study_trial, spec=spec, budget=budget,
-                             metric=spec.search.metric, plots=opts.plots),
+        tune.with_parameters(run_study_trial, study=study, metric=spec.search.metric,
+                             plots=opts.plots),
         {"cpu": spec.resources.cpus, "gpu": gpus},
     )
     if restore:
         return _restored(f"{ray_root}/{name}", trainable, recorder, folder, local=mirror is None), \
             recorder
     if round_ is None:
-        param_space, searcher, num_samples = build_search(spec, budget, opts.max_concurrent)
+        param_space, searcher, num_samples = build_search(study, opts.max_concurrent)
     else:
         param_space, searcher, num_samples = round_search(spec, round_, opts.max_concurrent)
     distributions = {n: f.optuna_distribution() for n, f in spec.factors.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from study.core.errors import UserError
-from study.spec.study_spec import StudySpec
+from study.spec.resolved import ResolvedStudy
 
 if TYPE_CHECKING:
     from study.engine.options import RunOptions
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from study.store.folder import StudyState
 
 
-def sequential_design(spec: StudySpec, budget: str, opts: RunOptions,
+def sequential_design(study: ResolvedStudy, opts: RunOptions,
                       state: StudyState | None) -> Design | None:
     """The seeds-until-decided design of this run: from the flags, or the one a resumed study
     started with (``study.json``); None for a study of fixed seeds."""
@@ -26,13 +26,13 @@ def sequential_design(spec: StudySpec, budget: str, opts: RunOptions,
     stored = Design.from_state(saved) if opts.resume else None
     if not opts.until_decided:
         return stored
-    where = "--until-decided"
+    where, spec = "--until-decided", study.spec
     if not spec.claims:
         raise UserError(f"{where}: study {spec.name!r} has no claims to decide")
     if spec.sampled_factors:
         raise UserError(f"{where}: study {spec.name!r} samples factors with Optuna; seeds are "
                         "added to fixed configurations, so it needs a grid-only study")
-    seeds = list(spec.trial_config(spec.grid_cells()[0], budget).seeds)
+    seeds = list(study.first.seeds)
     if seeds != list(range(len(seeds))):
         raise UserError(f"{spec.source}: field 'seeds' = {seeds}: --until-decided adds seeds "
                         f"{len(seeds)}, {len(seeds) + 1}, ...: give seeds as a count")

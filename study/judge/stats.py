@@ -5,7 +5,7 @@ difference between configurations that share the seed, a metric minus a threshol
 the tests below run on those per-seed values ``d`` (``[n]``, NaN-free):
 
 - ``location_test``: is the mean of ``d`` zero? Student's t (``scipy.stats.ttest_1samp``, with
-  its 95% interval) when n >= 3 and the values vary; otherwise, or when asked (``sign=True``:
+  its 95% interval) when n >= 3 and the values vary; otherwise, or when asked (``test="sign"``:
   is the median zero?), the exact sign test (``scipy.stats.binomtest`` on the signs; its
   effect is the median; no interval, never a zero-width one): three equal differences give
   p = 0.25 two-sided, and n identical signs need n >= 6 for p < 0.05.
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from study.spec.claims import ClaimTest
 
 ALPHA = 0.05
 POWER = 0.8
@@ -73,15 +75,15 @@ def varies(d: np.ndarray) -> bool:
     return len(d) >= 2 and float(np.std(d, ddof=1)) > 1e-12 * max(1.0, float(np.abs(d).max()))
 
 
-def location_test(d: np.ndarray, alpha: float = ALPHA, sign: bool = False) -> TestResult:
-    """Two-sided test of mean(d) = 0, or of median(d) = 0 by the exact sign test (``sign``, or
-    where t cannot be used; see the module docstring), with the 1 - ``alpha`` interval of t
-    (a look of a sequential design passes its own level)."""
+def location_test(d: np.ndarray, alpha: float = ALPHA, test: ClaimTest = "auto") -> TestResult:
+    """Two-sided test of mean(d) = 0, or of median(d) = 0 by the exact sign test (``test``
+    ``sign``, or where t cannot be used; see the module docstring), with the 1 - ``alpha``
+    interval of t (a look of a sequential design passes its own level)."""
     d = _clean(d)
     n = len(d)
     if n == 0:
         return TestResult(math.nan, math.nan, math.nan, math.nan, "no data", 0)
-    if not sign and n >= 3 and varies(d):
+    if test == "auto" and n >= 3 and varies(d):
         res = stats.ttest_1samp(d, 0.0)
         ci = res.confidence_interval(1 - alpha)
         return TestResult(float(d.mean()), float(ci.low), float(ci.high), float(res.pvalue), "t", n)
@@ -125,16 +127,16 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER,
-                 sign: bool = False) -> int | None:
+                 test: ClaimTest = "auto") -> int | None:
     """Seeds that would decide a two-sided test at the observed mean and spread of ``d``, or
-    (``sign``) the exact sign test at the observed fraction of positive signs (None when the
+    (``test`` ``sign``) the exact sign test at the observed fraction of positive signs (None when the
     observed effect is zero: no number of seeds would)."""
     d = _clean(d)
     if len(d) == 0 or float(np.abs(d.mean())) == 0.0:
         return None
     if not varies(d):
         return max(2, math.ceil(1 + math.log2(1 / alpha)))  # all signs equal: 2^(1-n) < alpha
-    if sign:
+    if test == "sign":
         return _sign_test_seeds(d, alpha, power)
     from statsmodels.stats.power import TTestPower
 

@@ -257,7 +257,7 @@ def judge_all(claims: list[Claim], trials: pd.DataFrame, gates: Gate | None = No
             verdicts.append(single)
             continue
         d, seeds = claim_values(claim, trials)
-        result = stats.location_test(d, alpha, sign=claim.test == "sign")
+        result = stats.location_test(d, alpha, test=claim.test)
         eq = stats.equivalence_test(d, claim.margin) if claim.margin is not None else None
         v = Verdict(claim, "inconclusive", result, eq, seeds=seeds, values=d)
         if result.n == 0:
@@ -291,4 +291,4 @@ def _decide(v: Verdict, alpha: float, m: int) -> None:
     if v.verdict == "inconclusive":
         # the seeds that would decide it at the observed effect and spread, at the level a
         # claim of this family needs in the worst case of Holm's procedure
-        v.needed = stats.seeds_needed(v.values, alpha / m, sign=c.test == "sign")
+        v.needed = stats.seeds_needed(v.values, alpha / m, test=c.test)

@@ -39,6 +39,7 @@ from study.report.tables import (
     reference_table,
     verdict_table,
 )
+from study.spec.resolved import ResolvedStudy
 from study.spec.spec_file import load_spec
 from study.spec.study_spec import StudySpec
 from study.store.columns import factor_columns, factor_name
@@ -82,10 +83,11 @@ def _responses(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     return [r for r in spec.responses if r in trials.columns and trials[r].notna().any()]
 
 
-def _shared_settings(spec: StudySpec, budget: str) -> str:
+def _shared_settings(study: ResolvedStudy) -> str:
     """One line: the settings every configuration shares (the study file's ``fixed`` with the
     budget's overrides), so the page says how its models were trained."""
-    values = {k: v for k, v in spec.base_values(budget).items() if k != "seeds"}
+    spec = study.spec
+    values = {k: v for k, v in spec.base_values(study.budget).items() if k != "seeds"}
     if spec.match_compute is not None and "epochs" in values:
         values["epochs"] = f"matched to the costliest configuration's {values['epochs']}"
     listed = ", ".join(f"{k} {v}" for k, v in values.items())
@@ -99,14 +101,14 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     if not len(trials):
         raise UserError(f"{results}: no trials.parquet with rows; run the study first "
                         f"(python -m study.run {spec.name})")
-    budget = state.budget or "default"
+    study = ResolvedStudy(spec, state.budget or "default")
     folder = results / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     responses = _responses(spec, trials)
-    parts = _head(spec, trials, budget)
+    parts = _head(study, trials)
     figures = curve_figures(spec, trials, folder)
     if spec.claims:
-        parts += _verdicts_section(spec, trials, state, budget, folder, read_scores(results))
+        parts += _verdicts_section(study, trials, state, folder, read_scores(results))
         parts += [f"![{p.stem}]({p.name})\n" for p in figures]
         figures = []
     fit = fit_table(trials)
@@ -124,7 +126,7 @@ def build_report(spec: StudySpec, results: Path) -> Path:
             parts += [f"## Per level of {factor_name(f)} (all other factors pooled)\n",
                       markdown(level_table(trials, f, responses, sampled))]
     parts += ["## Best configurations\n", markdown(best_configs(trials, epochs, spec)),
-              "## Pruning\n", pruning_stats(trials, spec, budget), "## Figures\n"]
+              "## Pruning\n", pruning_stats(trials, study), "## Figures\n"]
     for p in (responses_figure(spec, trials, responses, folder),
               learning_curves_figure(spec, epochs, trials, folder)):
         if p is not None:
@@ -134,9 +136,10 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     return path
 
 
-def _head(spec: StudySpec, trials: pd.DataFrame, budget: str) -> list[str]:
+def _head(study: ResolvedStudy, trials: pd.DataFrame) -> list[str]:
     """The report's first lines: the question, the budget and seeds, the shared settings and
     the notes a compute-matched or smoke study needs."""
+    spec, budget = study.spec, study.budget
     per_config = trials.groupby(factor_columns(trials) or (lambda _: 0), dropna=False)["seed"] \
         .nunique()
     seeds = f"{per_config.min()}" if per_config.min() == per_config.max() else \
@@ -144,7 +147,7 @@ def _head(spec: StudySpec, trials: pd.DataFrame, budget: str) -> list[str]:
     parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
              f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
              "completed seeds ± the 95% t-interval half-width.\n",
-             _shared_settings(spec, budget)]
+             _shared_settings(study)]
     if spec.match_compute is not None:
         parts.append(COMPUTE_MATCHED)
     if budget == "smoke":
@@ -153,10 +156,11 @@ def _head(spec: StudySpec, trials: pd.DataFrame, budget: str) -> list[str]:
     return parts
 
 
-def _verdicts_section(spec: StudySpec, trials: pd.DataFrame, state: StudyState, budget: str,
+def _verdicts_section(study: ResolvedStudy, trials: pd.DataFrame, state: StudyState,
                       folder: Path, scores: pd.DataFrame) -> list[str]:
     """The verdicts of the study's claims: the table, the evidence figure and why a claim was
     untestable."""
+    spec, budget = study.spec, study.budget
     verdicts, design, looks = judge_study(spec.claims, trials, state.sequential, spec.gates,
                                           spec.alpha, scores)
     sequential_note = ""

@@ -11,6 +11,7 @@ import pandas as pd
 from study.judge.stats import mean_interval
 from study.judge.verdicts import Verdict
 from study.spec.metric_names import importance_setting
+from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 from study.store.columns import (
     completed_seeds,
@@ -196,11 +197,12 @@ def best_configs(trials: pd.DataFrame, epochs: pd.DataFrame, spec: StudySpec,
     return frame.head(k)
 
 
-def pruning_stats(trials: pd.DataFrame, spec: StudySpec, budget: str) -> str:
+def pruning_stats(trials: pd.DataFrame, study: ResolvedStudy) -> str:
+    spec = study.spec
     per_trial = trials.drop_duplicates("trial_id")
     counts = per_trial["trial_status"].value_counts().to_dict()
     pruned = per_trial[per_trial["trial_status"] == "pruned"]
-    expected = spec.num_trials(budget)
+    expected = study.num_trials
     lines = [f"- trials: {len(per_trial)} of {expected} ("
              + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("finished", "diverged", "pruned", "failed"))
              + ")"]
@@ -213,7 +215,7 @@ def pruning_stats(trials: pd.DataFrame, spec: StudySpec, budget: str) -> str:
         lines.append(f"- pruned after {e.min():.0f} to {e.max():.0f} epochs (median {e.median():.0f})")
         ran = per_trial[per_trial["trial_status"] != "failed"]
         trained = ran["epochs"].astype(float).sum()
-        full = sum(spec.trial_config(factor_values(r), budget).epochs for _, r in ran.iterrows())
+        full = sum(study.config(factor_values(r)).epochs for _, r in ran.iterrows())
         if full:
             lines.append(f"- epochs trained by the trials that did not fail: {trained:.0f} of the "
                          f"{full} they would have run unpruned ({100 * (1 - trained / full):.0f}% "

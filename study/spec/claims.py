@@ -14,6 +14,12 @@ from study.core.strict import Strict
 SAMPLE_GATES = ("curve_coverage", "wrong_sample_frac")
 
 
+
+#: how a claim's per-seed values are tested (``study.judge.stats.location_test`` implements
+#: each): ``auto``, the t test of the mean where it applies, else the exact sign test; ``sign``,
+#: the exact sign test of the median. A new test is a name here and its branch there.
+ClaimTest = Literal["auto", "sign"]
+
 class Gate(Strict):
     """What a claim's configurations must have reached before the claim can be judged; each
     bound is checked on the mean over seeds of every configuration the claim selects, and a
@@ -91,7 +97,7 @@ class Claim(Strict):
     threshold: float | None = None
     margin: float | None = Field(None, gt=0)
     gate: Gate | None = None
-    test: Literal["auto", "sign"] = "auto"
+    test: ClaimTest = "auto"
 
     @model_validator(mode="after")
     def _shape(self) -> Claim:

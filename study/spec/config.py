@@ -1,15 +1,18 @@
 """``TrialConfig``: the one description of a trial (data, model, training, evaluation).
 
-Every trial setting is declared here once, with its type, bounds, default and help text; the
-model's and the data's configurations are derived from it (``architecture`` /
-``data_config``), the ``python -m study.train`` command line is generated from its fields, and
-a study's factors, Ray Tune's param space, MLflow params and Parquet ``config.*`` columns all
-use these names. ``latents`` / ``hidden`` use the experiment log's notation (``hidden`` nested
+Every trial setting is declared once, with its type, bounds, default and help text: here, or,
+for a setting of one model kind, in its ``models.registry`` entry (added to ``TrialConfig`` as a
+field of that name). The model's and the data's configurations are derived from it by field
+name (``architecture`` / ``data_config``: a field of ``ModelConfig`` / ``DataConfig`` takes the
+trial setting of the same name; nothing is mapped by hand), the ``python -m study.train``
+command line is generated from its fields, and a study's factors, Ray Tune's param space,
+MLflow params and Parquet ``config.*`` columns all use these names. ``latents`` / ``hidden`` use the experiment log's notation (``hidden`` nested
 per layer, or flat where unambiguous; see ``models.config``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from pydantic import (
@@ -19,12 +22,14 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from models import ModelConfig, check_config, model_kinds
+from models import ModelConfig, check_config, kind_settings, model_kinds
 from models.config import normalize_hidden
+from study.core import codec
 from study.core.errors import SpecError, field_path
 from study.data import IMAGE_DATASETS, DataConfig, x_dim
 
@@ -35,9 +40,10 @@ def _setting(default: Any, help: str, **bounds: Any) -> Any:  # noqa: A002 - arg
     return Field(default, description=help, **bounds)
 
 
-class TrialConfig(BaseModel):
-    """Every setting of one trial. Unknown fields are an error (a typo is never ignored);
-    NaN and infinities are refused everywhere."""
+class _TrialSettings(BaseModel):
+    """Every setting of one trial but the model kinds' own (``TrialConfig`` adds those).
+    Unknown fields are an error (a typo is never ignored); NaN and infinities are refused
+    everywhere."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -78,7 +84,6 @@ class TrialConfig(BaseModel):
     min_output_std: float = _setting(
         1e-3, "floor of a learned output std (data units); without one, noise-free data drive it "
               "to 0 and rare reconstructions to -inf (the log's divergence jumps)", ge=0)
-    aux_latents: int | None = _setting(None, "AVAE: auxiliary variable size (unset: as z)", ge=1)
     activation: Literal[ACTIVATIONS] = _setting("silu", "hidden-layer nonlinearity")  # type: ignore[valid-type]
 
     # training
@@ -138,7 +143,7 @@ class TrialConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> TrialConfig:
+    def _consistent(self) -> _TrialSettings:
         object.__setattr__(self, "hidden", normalize_hidden(self.latents, self.hidden))
         if self.kind is None:
             object.__setattr__(self, "kind", "vae" if len(self.latents) == 1 else "hvae")
@@ -148,6 +153,9 @@ class TrialConfig(BaseModel):
             raise ValueError("free_bits needs iw_samples = 1")
         if self.likelihood == "bernoulli" and (not self.is_image or self.binarize == "none"):
             raise ValueError("a bernoulli likelihood needs binarized image data")
+        for name, (kind, setting) in kind_settings().items():
+            if self.kind != kind and getattr(self, name) != setting.default:
+                raise ValueError(f"{name} is a setting of model kind {kind}, not {self.kind}")
         check_config(self.architecture())
         return self
 
@@ -161,26 +169,20 @@ class TrialConfig(BaseModel):
         return min(self.restart_epochs, self.epochs) if self.restarts > 1 else 0
 
     def architecture(self) -> ModelConfig:
-        """The model's configuration, derived from these settings."""
+        """The model's configuration: each ``ModelConfig`` field from the setting of that name,
+        but the data's dimensions, the likelihood ``auto`` resolves to and the kind's own
+        settings (``options``)."""
         lik = self.likelihood
         if lik == "auto":
             lik = "bernoulli" if self.is_image and self.binarize != "none" else "gaussian"
-        return ModelConfig(
-            x_dim=x_dim(self.dataset), kind=self.kind or "hvae", latents=self.latents,
-            hidden=self.hidden, likelihood=lik, variance=self.variance,
-            output_std=self.output_std, min_output_std=self.min_output_std,
-            aux_latents=self.aux_latents, activation=self.activation,
-        )
+        own = model_kinds_settings(self.kind)
+        derived = {"x_dim": x_dim(self.dataset), "likelihood": lik,
+                   "options": tuple((n, getattr(self, n)) for n in own)}
+        return ModelConfig(**_by_name(self, ModelConfig, derived))
 
     def data_config(self) -> DataConfig:
-        """The data, derived from these settings."""
-        return DataConfig(
-            dataset=self.dataset, noise=self.noise, n_train=self.n_train, n_val=self.n_val,
-            n_test=self.n_test, seed=self.data_seed, seeds=self.seeds, ood_shifts=self.ood_shifts,
-            ood_offsets=self.ood_offsets, binarize=self.binarize,
-            exclude_label=self.exclude_label, ood_dataset=self.ood_dataset,
-            data_dir=self.data_dir,
-        )
+        """The data: each ``DataConfig`` field from the setting of that name."""
+        return DataConfig(**_by_name(self, DataConfig, {}))
 
     def label(self) -> str:
         """The configuration in one line for titles: the data and the model in the log's
@@ -196,12 +198,44 @@ class TrialConfig(BaseModel):
         return ", ".join([data, model, *rest])
 
     def flat(self) -> dict[str, Any]:
-        """Scalar-valued params (lists as their repr), e.g. for MLflow and Parquet columns."""
-        def listify(v: Any) -> Any:
-            return [listify(i) for i in v] if isinstance(v, (tuple, list)) else v
+        """Scalar-valued settings (lists as JSON text, ``study.core.codec``), for MLflow params
+        and Parquet ``config.`` columns."""
+        return {k: codec.encode(v) for k, v in self.model_dump().items()}
 
-        return {k: str(listify(v)) if isinstance(v, (tuple, list)) else v
-                for k, v in self.model_dump().items()}
+
+def model_kinds_settings(kind: str | None) -> list[str]:
+    """The names of the settings of model kind ``kind`` (``models.registry``)."""
+    return [n for n, (k, _) in kind_settings().items() if k == kind]
+
+
+def _by_name(cfg: BaseModel, target: type, derived: dict[str, Any]) -> dict[str, Any]:
+    """``target``'s fields (a dataclass): ``derived`` where given, else the setting of that
+    name (a field with a default and no setting keeps its default)."""
+    out = {}
+    for f in dataclasses.fields(target):
+        if f.name in derived:
+            out[f.name] = derived[f.name]
+        elif f.name in type(cfg).model_fields:
+            out[f.name] = getattr(cfg, f.name)
+    return out
+
+
+def _kind_fields() -> dict[str, Any]:
+    """Pydantic fields of every model kind's own settings (``models.registry``)."""
+    fields: dict[str, Any] = {}
+    for name, (kind, s) in kind_settings().items():
+        if name in _TrialSettings.model_fields:
+            raise ValueError(f"model kind {kind}'s setting {name!r} is already a trial setting")
+        annotation: Any = s.type | None if s.optional else s.type
+        fields[name] = (annotation, _setting(s.default, s.help, **s.bounds))
+    return fields
+
+
+#: every trial setting: ``_TrialSettings`` and the model kinds' own settings
+TrialConfig = create_model("TrialConfig", __base__=_TrialSettings, __module__=__name__,
+                           **_kind_fields())
+TrialConfig.__doc__ = """Every setting of one trial, the model kinds' own included (see the
+module docstring). Unknown fields are an error; NaN and infinities are refused everywhere."""
 
 
 def trial_config(values: dict[str, Any], where: str = "trial config") -> TrialConfig:
@@ -213,5 +247,6 @@ def trial_config(values: dict[str, Any], where: str = "trial config") -> TrialCo
         field = field_path(first["loc"]) or "(config)"
         value = first.get("input")
         if first["loc"] == ():  # a whole-model check: name the fields it is about
-            value = {k: values.get(k) for k in ("kind", "latents", "hidden") if k in values}
+            named = ("kind", "latents", "hidden", *kind_settings())
+            value = {k: values.get(k) for k in named if k in values}
         raise SpecError(f"{where}: field {field!r} = {value!r}: {first['msg']}") from None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import builtins
-import json
 from typing import Any
 
 from pydantic import model_validator
 
+from study.core import codec
 from study.core.strict import Strict
 
 SHORTHANDS = {"depth", "latent_dim", "hidden_block", "width", "hidden_layers"}
@@ -61,13 +61,13 @@ class Factor(Strict):
         parameters, Optuna stores only scalars; ``decode`` turns them back."""
         if self.levels is not None:
             return list(self.levels)
-        return [json.dumps(v) if isinstance(v, (list, dict)) else v for v in self.grid or []]
+        return [codec.encode(v) for v in self.grid or []]
 
     def decode(self, value: Any) -> Any:
         """The setting a grid value stands for (inverse of the JSON encoding in ``values``)."""
         if isinstance(value, str) and self.grid is not None and \
                 any(isinstance(v, (list, dict)) for v in self.grid):
-            return json.loads(value)
+            return codec.decode(value)
         return value
 
     def optuna_distribution(self):

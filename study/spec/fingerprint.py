@@ -1,6 +1,6 @@
 """What a study runs, resolved: the record ``--resume`` compares against.
 
-``resolved_study(spec, budget)`` is everything that decides what a trial trains: the budget,
+``settings_record(study)`` is everything that decides what a trial trains: the budget,
 the number of trials, the search and the pruner, the sampled factors' distributions and, for
 every grid configuration, the full ``TrialConfig`` after the shorthands, the budget's overrides
 and the defaults of the code that is running. ``study.json`` stores it when a study starts; a
@@ -15,20 +15,20 @@ import hashlib
 import json
 from typing import Any
 
-from study.spec.study_spec import StudySpec
+from study.spec.resolved import ResolvedStudy
 
 
 def cell_label(cell: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in cell.items()) or "the configuration"
 
 
-def resolved_study(spec: StudySpec, budget: str) -> dict[str, Any]:
+def settings_record(study: ResolvedStudy) -> dict[str, Any]:
     """The resolved study as plain JSON data (see the module docstring)."""
-    cells = {cell_label(c): spec.trial_config(c, budget).model_dump(mode="json")
-             for c in spec.grid_cells()}
+    spec = study.spec
+    cells = {cell_label(c): study.config(c).model_dump(mode="json") for c in study.cells}
     return {
-        "budget": budget,
-        "trials": spec.num_trials(budget),
+        "budget": study.budget,
+        "trials": study.num_trials,
         "search": spec.search.model_dump(mode="json"),
         "pruner": spec.pruner.model_dump(mode="json"),
         "sampled": {name: f.model_dump(mode="json", exclude_defaults=True)

@@ -25,6 +25,7 @@ from study.core.errors import SpecError
 
 if TYPE_CHECKING:
     from study.spec.config import TrialConfig
+    from study.spec.resolved import ResolvedStudy
     from study.spec.study_spec import StudySpec
 
 MAX_GRID = 10_000
@@ -132,11 +133,11 @@ def estimated_memory(cfg: TrialConfig) -> int:
     return train + data + EVAL_BYTES
 
 
-def check_memory(spec: StudySpec, budget: str, limits: Limits) -> None:
-    """Every configuration of ``budget`` within ``limits.memory`` (GiB)."""
-    cap = limits.memory
-    for cell in spec.grid_cells():
-        cfg = spec.trial_config(cell, budget)
+def check_memory(study: ResolvedStudy, limits: Limits) -> None:
+    """Every configuration of the study's budget within ``limits.memory`` (GiB)."""
+    cap, spec, budget = limits.memory, study.spec, study.budget
+    for cell in study.cells:
+        cfg = study.config(cell)
         need = estimated_memory(cfg) / GIB
         if need > cap:
             label = ", ".join(f"{k}={v}" for k, v in cell.items()) or "the configuration"

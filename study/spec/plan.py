@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from study.spec import cost
 from study.spec.config import TrialConfig
+from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 
 
@@ -29,16 +30,15 @@ class PlannedTrial:
         return cost.trial_work(self.cfg)
 
 
-def planned_trials(spec: StudySpec, budget: str) -> list[PlannedTrial]:
-    per_cell = int(spec.budget(budget).get("num_samples", spec.search.num_samples)) \
-        if spec.sampled_factors else 1
+def planned_trials(study: ResolvedStudy) -> list[PlannedTrial]:
+    spec, per_cell = study.spec, study.samples_per_cell
     out = []
-    for cell in spec.grid_cells():
+    for cell in study.cells:
         label = ", ".join(f"{k}={v}" for k, v in cell.items()) or "the configuration"
         if spec.sampled_factors:
             label += " (" + ", ".join(f"{k} ~ {f.kind}{list(getattr(f, f.kind))}"
                                       for k, f in spec.sampled_factors.items()) + ")"
-        out.append(PlannedTrial(label, spec.trial_config(cell, budget), per_cell))
+        out.append(PlannedTrial(label, study.config(cell), per_cell))
     return out
 
 
@@ -48,15 +48,15 @@ def slots(spec: StudySpec, num_cpus: int | None, max_concurrent: int | None) -> 
     return min(n, max_concurrent) if max_concurrent else n
 
 
-def describe(spec: StudySpec, budget: str, num_cpus: int | None = None,
+def describe(study: ResolvedStudy, num_cpus: int | None = None,
              max_concurrent: int | None = None) -> str:
     """The one line a study prints when it starts."""
-    plan = planned_trials(spec, budget)
+    spec, plan = study.spec, planned_trials(study)
     trials = sum(p.count for p in plan)
     seeds = sorted({len(p.cfg.seeds) for p in plan})
     epochs = sorted({p.cfg.epochs for p in plan})
     res = f"{spec.resources.cpus:g} CPU" + (f", {spec.resources.gpus:g} GPU" if spec.resources.gpus else "")
-    return (f"study {spec.name} ({budget}): {trials} trials ({len(plan)} configurations"
+    return (f"study {spec.name} ({study.budget}): {trials} trials ({len(plan)} configurations"
             + (f" x {plan[0].count} sampled" if plan and plan[0].count > 1 else "")
             + f"), {'/'.join(map(str, seeds))} seeds each, {'/'.join(map(str, epochs))} epochs; "
             f"{res} per trial, up to {slots(spec, num_cpus, max_concurrent)} at a time")
@@ -114,12 +114,12 @@ def measured_rates(cfg: TrialConfig, cache: dict) -> cost.Rates:
     return cost.Rates(step_s, cache[key], cost.TRIAL_S, cost.STUDY_S)
 
 
-def dry_run(spec: StudySpec, budget: str, num_cpus: int | None = None,
+def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
             max_concurrent: int | None = None) -> str:
     """Every trial and the estimated time (see the module docstring)."""
-    plan = planned_trials(spec, budget)
+    spec, plan = study.spec, planned_trials(study)
     cache: dict = {}
-    lines = [describe(spec, budget, num_cpus, max_concurrent), "",
+    lines = [describe(study, num_cpus, max_concurrent), "",
              f"{'trials':>6}{'seeds':>6}{'epochs':>7}{'train':>8}{'val':>6}{'test':>6}{'IW':>4}"
              f"{'est. min':>9}  configuration"]
     each: list[float] = []
@@ -154,7 +154,7 @@ def budgets_text(spec: StudySpec) -> str:
 
     rows = []
     for budget in BUDGETS:
-        plan = planned_trials(spec, budget)
+        plan = planned_trials(ResolvedStudy(spec, budget))
         cfg = plan[0].cfg
         rows.append(f"    {budget:<8} {sum(p.count for p in plan):>4} trials, "
                     f"{len(cfg.seeds)} seeds, {cfg.epochs} epochs, {cfg.n_train or 'all'} "

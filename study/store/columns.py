@@ -3,12 +3,13 @@ which rows count as a completed seed. Every reader goes through these helpers.""
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from study.core import codec
 
 FACTOR, CONFIG = "factor.", "config."
 #: a trial that ended with its evaluation (a diverged seed is still a row of it)
@@ -52,12 +53,7 @@ def native(v: Any) -> Any:
     """A factor value as the study file wrote it (Parquet stores lists as JSON text)."""
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except (json.JSONDecodeError, ValueError):
-            return v
-    return v
+    return codec.decode(v)
 
 
 def factor_values(row: pd.Series) -> dict[str, Any]:
