@@ -86,7 +86,7 @@ class Progress:
         if running:
             shown = ", ".join(
                 f"{self.label(t.config)} {epoch_of.get(t.trial_id, 0)}/"
-                f"{_epochs(ests[t.trial_id].work)}" for t in running[:4])
+                f"{ests[t.trial_id].work.epochs_text}" for t in running[:4])
             parts.append(f"{len(running)} running: {shown}" + (" ..." if len(running) > 4 else ""))
         parts.append(f"{waiting} waiting")
         if self.best is not None:
@@ -107,11 +107,10 @@ class Progress:
         trained = sum(self.trained.values()) + sum(at.values())
         expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
-        done_s = sum(self.ended_s.values()) + sum(_started(ests[i], e) for i, e in at.items())
+        done_s = sum(self.ended_s.values()) + sum(
+            ests[i].seconds_through(e) + ests[i].started_s(e) for i, e in at.items())
         left_s = waiting * self.waiting_s + sum(
-            max(ests[i].seconds - _started(ests[i], e),
-                ests[i].closing_s - ests[i].rates.trial_s / 2)  # at least its evaluation
-            if e else ests[i].seconds for i, e in at.items())
+            ests[i].seconds_left(e) - ests[i].started_s(e) for i, e in at.items())
         elapsed = max(time.monotonic() - self._start - self.study_s, 0.0)
         prior = self.waiting_s
         pace = (elapsed + prior / max(len(running), 1)) / (done_s + prior)
@@ -125,16 +124,6 @@ class Progress:
             return
         self._force, self._last_print = False, now
         print(self.line(trials, epoch_of), flush=True)
-
-
-def _started(est: cost.Estimate, epochs: float) -> float:
-    """The model's seconds a running trial has done after ``epochs`` epochs: its training so
-    far and, once it trains, half its fixed cost (its start)."""
-    return est.seconds_through(epochs) + (est.rates.trial_s / 2 if epochs else 0.0)
-
-
-def _epochs(work: cost.TrialWork) -> str:
-    return f"~{work.epochs:.0f}" if work.expected else f"{work.planned_epochs}"
 
 
 def _short(v: Any) -> str:

@@ -16,7 +16,6 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.search_generator import SearchGenerator
 
 from study.spec import cost
-from study.spec.config import TrialConfig
 from study.spec.resolved import ResolvedStudy
 
 
@@ -30,7 +29,7 @@ def build_search(study: ResolvedStudy, max_concurrent: int | None = None):
     if not spec.sampled_factors:
         # every grid cell once, most expensive first: with more trials than slots, the long
         # ones start early and the last wave is short (longest-processing-time scheduling)
-        cells = sorted(study.cells, key=lambda c: -estimated_seconds(study.config(c)))
+        cells = sorted(study.cells, key=lambda c: -cost.estimate(study.config(c)).seconds)
         space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
         generator = grid_generator(cells, max_concurrent)
         return space, generator, len(cells)
@@ -113,12 +112,6 @@ class SampledGenerator(_Relocatable, SearchGenerator):
 def grid_generator(points: list[dict[str, Any]], max_concurrent: int | None) -> GridGenerator:
     """A generator of ``points`` (each once), at most ``max_concurrent`` at a time."""
     return GridGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
-
-
-def estimated_seconds(cfg: TrialConfig) -> float:
-    """A trial's time by the cost model at this machine kind's reference rates
-    (``study.spec.cost``; imports PyTorch for the model's size, while Ray starts)."""
-    return cost.seconds(cost.trial_work(cfg), cost.reference_rates(cfg))
 
 
 class GridCellsThenSample:

@@ -9,6 +9,7 @@ from study.engine import ray_state
 from study.engine.outbox import MlflowOutbox
 from study.engine.progress import Progress
 from study.engine.recorder import StudyRecorder
+from study.spec.config import TrialConfig
 from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import ROUND_SEEDS, StudySpec
 from study.store.folder import RAY_DIR, ROUNDS_DIR, StudyFolder
@@ -26,13 +27,13 @@ def study_progress(study: ResolvedStudy, total: int) -> Progress:
     kind's reference rates (a trial's estimate from its factors and round seeds)."""
     from study.spec import cost
 
-    cache: dict[int, cost.Estimate] = {}
+    cache: dict[TrialConfig, cost.Estimate] = {}
 
     def estimate(config: dict[str, Any]) -> cost.Estimate:
         cfg = study.config(config)
-        if id(cfg) not in cache:  # one TrialConfig object per distinct trial (ResolvedStudy)
-            cache[id(cfg)] = cost.estimate(cfg)
-        return cache[id(cfg)]
+        if cfg not in cache:
+            cache[cfg] = cost.estimate(cfg)
+        return cache[cfg]
 
     spec = study.spec
     return Progress(total, spec.search.metric, spec.search.mode, list(spec.factors), estimate,

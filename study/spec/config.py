@@ -6,8 +6,9 @@ field of that name). The model's and the data's configurations are derived from 
 name (``architecture`` / ``data_config``: a field of ``ModelConfig`` / ``DataConfig`` takes the
 trial setting of the same name; nothing is mapped by hand), the ``python -m study.train``
 command line is generated from its fields, and a study's factors, Ray Tune's param space,
-MLflow params and Parquet ``config.*`` columns all use these names. ``latents`` / ``hidden`` use the experiment log's notation (``hidden`` nested
-per layer, or flat where unambiguous; see ``models.config``).
+MLflow params and Parquet ``config.*`` columns all use these names. ``latents`` / ``hidden``
+use the experiment log's notation (``hidden`` nested per layer, or flat where unambiguous; see
+``models.config``).
 """
 
 from __future__ import annotations

@@ -110,9 +110,9 @@ class TrialWork:
         return sample_passes(self.evaluation)
 
     @property
-    def forward_passes(self) -> float:
-        """Sample-passes without gradients: validation and the final evaluation, every member."""
-        return self.member_epochs * self.val_passes + self.members * self.eval_passes
+    def epochs_text(self) -> str:
+        """The epochs as the dry run and the progress line show them: "~N" when expected."""
+        return f"~{self.epochs:.0f}" if self.expected else f"{self.planned_epochs}"
 
 
 def expected_epochs(cfg: TrialConfig) -> float:
@@ -239,11 +239,15 @@ def training_seconds(work: TrialWork, rates: Rates, through: float | None = None
     return total
 
 
+def closing_seconds(work: TrialWork, rates: Rates) -> float:
+    """The final evaluation and the trial's fixed cost: what is left after the last epoch."""
+    return work.members * work.eval_passes * rates.pass_s + rates.trial_s
+
+
 def seconds(work: TrialWork, rates: Rates) -> float:
     """The time of one trial's ``work`` at ``rates``: training, validation, the final
     evaluation and the trial's fixed cost."""
-    return (training_seconds(work, rates) + work.members * work.eval_passes * rates.pass_s
-            + rates.trial_s)
+    return training_seconds(work, rates) + closing_seconds(work, rates)
 
 
 @dataclass(frozen=True)
@@ -260,11 +264,16 @@ class Estimate:
     @property
     def closing_s(self) -> float:
         """The final evaluation and the fixed cost: what is left after the last epoch."""
-        return self.work.members * self.work.eval_passes * self.rates.pass_s + self.rates.trial_s
+        return closing_seconds(self.work, self.rates)
 
     def seconds_through(self, epochs: float) -> float:
         """The time of a running trial's first ``epochs`` epochs."""
         return training_seconds(self.work, self.rates, epochs)
+
+    def started_s(self, epochs: float) -> float:
+        """The part of the fixed cost a running trial has spent once it trains: half (its
+        start: worker, data), the rest comes with its closing."""
+        return self.rates.trial_s / 2 if epochs else 0.0
 
     def seconds_left(self, epochs: float) -> float:
         """The time left of a trial at epoch ``epochs``: at least its closing."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from study.spec import cost
 from study.spec.config import TrialConfig
@@ -25,7 +26,7 @@ class PlannedTrial:
     cfg: TrialConfig
     count: int  # trials of this grid cell (sampled factors: num_samples)
 
-    @property
+    @cached_property
     def work(self) -> cost.TrialWork:
         return cost.trial_work(self.cfg)
 
@@ -128,8 +129,7 @@ def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
         seconds = cost.seconds(work, measured_rates(p.cfg, cache))
         each += [seconds] * p.count
         cfg = p.cfg
-        epochs = f"~{work.epochs:.0f}" if work.expected else f"{cfg.epochs}"
-        lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{epochs:>7}{cfg.n_train or 'all':>8}"
+        lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{work.epochs_text:>7}{cfg.n_train or 'all':>8}"
                      f"{cfg.n_val:>6}{cfg.n_test or 'all':>6}{cfg.iw_samples:>4}"
                      f"{seconds / 60:>9.1f}  {p.label}")
     n_slots = slots(spec, num_cpus, max_concurrent)
