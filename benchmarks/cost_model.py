@@ -55,7 +55,8 @@ def estimates(name: str, budget: str) -> tuple[float, float]:
     plan = planned_trials(ResolvedStudy(spec, budget))
     n = slots(spec, None, None)
     cache: dict = {}
-    timed = [cost.seconds(p.work, measured_rates(p.cfg, cache)) for p in plan for _ in range(p.count)]
+    timed = [cost.seconds(p.work, measured_rates(p.cfg, cache))
+             for p in plan for _ in range(p.count)]
     ref = [cost.estimate(p.cfg).seconds for p in plan for _ in range(p.count)]
     return cost.makespan(timed, n, cost.STUDY_S), cost.makespan(ref, n, cost.STUDY_S)
 

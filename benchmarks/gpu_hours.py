@@ -4,7 +4,8 @@ Run: ``python benchmarks/gpu_hours.py [--budget full]`` (seconds, no GPU needed)
 trial of a study it counts, with the cost model (``study.spec.cost``), the matmul FLOPs of
 training (3 x the forward pass, IW samples included, restart candidates and early stopping's
 expected epochs, every seed), of validation and of the final evaluation (``models.size`` on
-PyTorch's meta device), and turns them into time with the rates ``benchmarks/gpu_check.py`` measured on one H100 (docs/benchmarks.md):
+PyTorch's meta device), and turns them into time with the rates ``benchmarks/gpu_check.py``
+measured on one H100 (docs/benchmarks.md):
 
 - image models (MLPs of 512 units) are compute-bound: 13.3 TFLOP/s achieved in training; one
   process per GPU reaches 290k samples/s and two reach 400k in aggregate, so two trials share

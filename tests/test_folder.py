@@ -196,7 +196,8 @@ def test_the_fingerprint_diff_names_field_old_and_new(tmp_path):
     new = settings_record(ResolvedStudy(other, "smoke"))
     assert changes(old, old) == []
     assert changes(old, new) == ["noise: 0.05 -> 0.1 (all 2 configurations)"]
-    assert changes(old, settings_record(ResolvedStudy(spec, "default")))[0] == "budget: smoke -> default"
+    assert changes(old, settings_record(ResolvedStudy(spec, "default")))[0] == \
+        "budget: smoke -> default"
 
 
 @pytest.mark.parametrize("text,masked", [

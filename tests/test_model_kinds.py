@@ -33,7 +33,8 @@ from study.train import main, parser
 base = {{"kind": "wide", "latents": [2], "hidden": [8], "dataset": "moons"}}
 one, three = trial_config(base), trial_config(base | {{"width_factor": 3}})
 refused = []
-for bad in ({{"width_factor": 0}}, {{"kind": "hvae", "latents": [2, 2], "hidden": [[8], [8]], "width_factor": 2}}):
+for bad in ({{"width_factor": 0}},
+            {{"kind": "hvae", "latents": [2, 2], "hidden": [[8], [8]], "width_factor": 2}}):
     try:
         trial_config(base | bad)
     except SpecError as err:

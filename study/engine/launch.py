@@ -297,8 +297,9 @@ def _run(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
         stopped, error, recorder = _run_rounds(rounds, folder, parent, outbox, mirror, gpus,
                                                interruption)
         with interruption.closing():
-            counts, losses = _close_records(study.spec, opts, folder, rounds, recorder, parent, outbox,
-                                            tracker, mirror, ended_early=stopped or error is not None)
+            counts, losses = _close_records(
+                study.spec, opts, folder, rounds, recorder, parent, outbox, tracker, mirror,
+                ended_early=stopped or error is not None)
     finally:
         if own:
             interruption.__exit__(None, None, None)

@@ -129,8 +129,8 @@ def holm(p_values: list[float]) -> list[float]:
 def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER,
                  test: ClaimTest = "auto") -> int | None:
     """Seeds that would decide a two-sided test at the observed mean and spread of ``d``, or
-    (``test`` ``sign``) the exact sign test at the observed fraction of positive signs (None when the
-    observed effect is zero: no number of seeds would)."""
+    (``test`` ``sign``) the exact sign test at the observed fraction of positive signs (None
+    when the observed effect is zero: no number of seeds would)."""
     d = _clean(d)
     if len(d) == 0 or float(np.abs(d.mean())) == 0.0:
         return None

@@ -129,7 +129,8 @@ def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
         seconds = cost.seconds(work, measured_rates(p.cfg, cache))
         each += [seconds] * p.count
         cfg = p.cfg
-        lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{work.epochs_text:>7}{cfg.n_train or 'all':>8}"
+        lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{work.epochs_text:>7}"
+                     f"{cfg.n_train or 'all':>8}"
                      f"{cfg.n_val:>6}{cfg.n_test or 'all':>6}{cfg.iw_samples:>4}"
                      f"{seconds / 60:>9.1f}  {p.label}")
     n_slots = slots(spec, num_cpus, max_concurrent)
