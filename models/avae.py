@@ -70,10 +70,14 @@ class AVAE(LatentVariableModel):
         S = n_samples
         qa_x = self.q_a(x)
         qa = DiagonalGaussian(qa_x.mean.unsqueeze(1), qa_x.std.unsqueeze(1))  # [E,1,B,da]
-        a = qa.mean.expand(E, S, B, self.aux_dim) if use_mean else qa.rsample((E, S, B, self.aux_dim))
+        # the noise of a and z, [E, S, B, d] each: one draw per member
+        eps_a, eps_z = (None, None) if use_mean else \
+            self.randn((S, B, self.aux_dim), (S, B, self.config.latents[0]))
+        a = qa.mean.expand(E, S, B, self.aux_dim) if use_mean else \
+            qa.rsample((E, S, B, self.aux_dim), eps_a)
         xs = x.unsqueeze(1).expand(E, S, B, D)
         qz = self.q_z(torch.cat([xs, a], dim=-1))
-        z = qz.mean if use_mean else qz.rsample()
+        z = qz.mean if use_mean else qz.rsample(eps=eps_z)
         prior = DiagonalGaussian(z.new_zeros(1, 1, 1, z.shape[-1]), z.new_ones(1, 1, 1, z.shape[-1]))
         kl_z = kl_term(qz, prior, z, kl)
         pa = self.p_a(torch.cat([xs, z], dim=-1))
@@ -90,11 +94,12 @@ class AVAE(LatentVariableModel):
         return self.q_z(torch.cat([x, self.q_a(x).mean], dim=-1))
 
     def sample(self, n: int) -> GenerativeSample:
-        """``n`` samples per member: z ~ N(0, I), x ~ p(x|z), a ~ p(a|x,z); z listed as [z, a]."""
-        z = torch.randn(self.n_members, n, self.config.latents[0], device=self.device)
+        """``n`` samples per member: z ~ N(0, I), x ~ p(x|z), a ~ p(a|x,z); z listed as [z, a]
+        (each member's draws from its own stream)."""
+        z, eps_a = self.randn((n, self.config.latents[0]), (n, self.aux_dim))
         params = self.decoder(z)
-        x = self.likelihood.sample(params)
-        a = self.p_a(torch.cat([x, z], dim=-1)).rsample()
+        x = self.likelihood.sample(params, self.noise)
+        a = self.p_a(torch.cat([x, z], dim=-1)).rsample(eps=eps_a)
         return GenerativeSample([z, a], self.likelihood.mean(params), x)
 
     def posterior_means(self, x: Tensor) -> list[Tensor]:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, gaussian_kl, gaussian_kl_units, positive_std
-from .ensemble import EnsembleLinear, EnsembleMLP, init_members
+from .ensemble import EnsembleLinear, EnsembleMLP, MemberNoise, init_members
 from .likelihoods import make_likelihood
 from .registry import check_config, model_kind
 
@@ -102,6 +102,13 @@ class LatentVariableModel(nn.Module):
     ``sample(n)``, ``posterior_means(x)`` and ``top_posterior(x)``. What a kind is (how many
     layers it may have, whether it is hierarchical, its layers' names) is registered in
     ``models.registry.KINDS`` and available here as ``hierarchical`` and ``layer_names``.
+
+    Randomness: every random number of a model (reparameterisation noise, prior draws, draws of
+    x) comes from ``noise``, one generator per member seeded by that member's seed (``randn``),
+    never from torch's global generator; so member e's draws, like its initial weights, are
+    the same whatever the ensemble size or the other seeds. ``noise`` moves with the model
+    (``.to(device)``); its state is not in ``state_dict`` (``noise.get_state`` /
+    ``noise.set_state``: the trainer's checkpoints carry it).
     """
 
     def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
@@ -116,9 +123,23 @@ class LatentVariableModel(nn.Module):
         self.seeds = [int(s) for s in seeds]
         self.n_members = len(self.seeds)
         self.likelihood = make_likelihood(config)
+        self.noise = MemberNoise(self.seeds)
 
     def _finish_init(self) -> None:
         init_members(self, self.seeds)
+        self.noise.to(self.device)  # built under ``with torch.device(...)``: that device
+
+    def _apply(self, fn, recurse: bool = True):
+        """``.to()``, ``.cuda()``, ...: the noise streams follow the parameters' device."""
+        out = super()._apply(fn, recurse)
+        self.noise.to(self.device)
+        return out
+
+    def randn(self, *shapes: Sequence[int]) -> list[Tensor]:
+        """Standard normal noise ``[E, *shape]`` for each of ``shapes`` (without E), in the
+        parameters' dtype: member e's slice from member e's own stream, one draw per member
+        for all the shapes together."""
+        return self.noise.normal(shapes, next(self.parameters()).dtype)
 
     def ensemble_input(self, x: Tensor) -> Tensor:
         """``[B, D]`` (shared by all members) or ``[E, B, D]`` -> ``[E, B, D]``."""

@@ -24,11 +24,16 @@ class DiagonalGaussian:
     mean: Tensor
     std: Tensor
 
-    def rsample(self, shape: Sequence[int] | None = None) -> Tensor:
-        """Reparameterised sample, of the parameters' shape or broadcast to ``shape``."""
+    def rsample(self, shape: Sequence[int] | None = None, eps: Tensor | None = None) -> Tensor:
+        """Reparameterised sample ``mean + std * eps``, of the parameters' shape or broadcast to
+        ``shape``. ``eps``: the standard normal noise to use (an ensemble model passes its
+        members' own draws, ``MemberNoise.normal``); None: drawn from torch's global generator."""
         base = torch.broadcast_shapes(self.mean.shape, self.std.shape)
         shape = base if shape is None else torch.broadcast_shapes(base, tuple(shape))
-        eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
+        if eps is None:
+            eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
+        elif torch.broadcast_shapes(shape, eps.shape) != torch.Size(shape):
+            raise ValueError(f"noise of shape {tuple(eps.shape)} for a sample of {tuple(shape)}")
         return self.mean + self.std * eps
 
     def log_prob(self, x: Tensor) -> Tensor:

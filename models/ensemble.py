@@ -3,16 +3,25 @@
 Every parameter carries a leading member dimension E. Inputs are ``[E, *, in]`` (any number of
 middle dimensions, e.g. ``[E, B, in]`` or ``[E, S, B, in]`` with S importance samples) and
 outputs ``[E, *, out]``. Member e only ever touches slice e of the parameters and of the input,
-so members share no computation, no gradient and no initialisation (see ``init_members``).
+so members share no computation, no gradient, no initialisation (see ``init_members``) and no
+random numbers (``MemberNoise``: one generator per member).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+#: Tells a member's noise stream apart from the other streams seeded by its seed (the
+#: initialisation uses the seed itself, the trainer's data order too): entropy word of
+#: ``numpy.random.SeedSequence([seed, NOISE_STREAM, *salt])``.
+NOISE_STREAM = 0x6E6F6973  # "nois"
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -100,3 +109,100 @@ def init_members(module: nn.Module, seeds: Sequence[int]) -> None:
             generator = torch.Generator().manual_seed(int(seed))
             for layer in linears:
                 layer.init_member(member, generator)
+
+
+def noise_seed(seed: int, *salt: int) -> int:
+    """The 64-bit seed of member ``seed``'s noise stream (``salt``: a further stream of it, e.g.
+    the evaluation's), distinct from the seed's initialisation and data-order streams."""
+    entropy = [int(seed), NOISE_STREAM, *(int(s) for s in salt)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+class MemberNoise:
+    """The random numbers of an ensemble: one ``torch.Generator`` per member, on the model's
+    device, seeded by ``noise_seed(seed)`` of that member's seed.
+
+    Every draw is ``[E, *shape]``: member e's slice comes from generator e alone, one call per
+    member, so member e draws the same numbers whatever the ensemble size or the other members
+    (given the same sequence of draw shapes, which never depends on E). ``normal`` draws the
+    noise of several tensors at once (one call per member for all of them: a forward pass draws
+    every layer's noise in one go). On the ``meta`` device (shapes only, ``models.size``) there
+    are no generators and a draw is an empty meta tensor.
+    """
+
+    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.device = torch.device(device)
+        self.generators = self._seeded(())
+
+    @property
+    def n_members(self) -> int:
+        return len(self.seeds)
+
+    def _seeded(self, salt: tuple[int, ...]) -> list[torch.Generator]:
+        if self.device.type == "meta":
+            return []
+        return [torch.Generator(device=self.device).manual_seed(noise_seed(s, *salt))
+                for s in self.seeds]
+
+    def to(self, device: torch.device | str) -> None:
+        """Move the streams to ``device``. Generators cannot carry their state across device
+        types, so a move to another device starts every stream again from its seed (a model is
+        moved once, right after it is built, before any draw)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device != self.device:
+            self.device = device
+            self.generators = self._seeded(())
+
+    def _fill(self, shapes: Sequence[Sequence[int]], dtype: torch.dtype,
+              fill: str) -> list[Tensor]:
+        sizes = [math.prod(s) for s in shapes]
+        E = self.n_members
+        buf = torch.empty(E, sum(sizes), dtype=dtype, device=self.device)
+        for e, g in enumerate(self.generators):  # none on the meta device
+            getattr(buf[e], fill)(generator=g)
+        return [part.view(E, *s) for part, s in zip(buf.split(sizes, dim=1), shapes)]
+
+    def normal(self, shapes: Sequence[Sequence[int]],
+               dtype: torch.dtype = torch.float32) -> list[Tensor]:
+        """Standard normal noise ``[E, *shape]`` for each of ``shapes`` (shapes without E),
+        one draw per member for all of them."""
+        return self._fill(shapes, dtype, "normal_")
+
+    def uniform(self, shapes: Sequence[Sequence[int]],
+                dtype: torch.dtype = torch.float32) -> list[Tensor]:
+        """U[0, 1) noise ``[E, *shape]`` for each of ``shapes``, one draw per member."""
+        return self._fill(shapes, dtype, "uniform_")
+
+    def get_state(self) -> list[Tensor]:
+        """Every member's generator state (CPU byte tensors, in member order)."""
+        return [g.get_state() for g in self.generators]
+
+    def set_state(self, states: Sequence[Tensor]) -> None:
+        """Restore ``get_state``'s states, one per member. A state of another device type
+        (a checkpoint written on a GPU and resumed on a CPU, or the reverse) cannot be
+        continued: that member's stream starts afresh from a seed derived from its seed and
+        the stored state (deterministic, not the stream it would have had)."""
+        if len(states) != self.n_members:
+            raise ValueError(f"{len(states)} noise states for {self.n_members} members")
+        for e, (g, state) in enumerate(zip(self.generators, states)):
+            state = state.detach().to("cpu", torch.uint8)
+            if state.numel() == g.get_state().numel():
+                g.set_state(state)
+            else:
+                g.manual_seed(noise_seed(self.seeds[e], zlib.crc32(state.numpy().tobytes())))
+
+    @contextlib.contextmanager
+    def forked(self, *salt: int) -> Iterator[None]:
+        """Inside the block every member draws from its own stream seeded by
+        ``noise_seed(seed, *salt)`` (e.g. the evaluation's fixed seed), so what is drawn there
+        is a function of the member's seed and ``salt`` alone; afterwards the streams go on
+        where they were."""
+        saved = self.generators
+        self.generators = self._seeded(tuple(int(s) for s in salt))
+        try:
+            yield
+        finally:
+            self.generators = saved

@@ -98,6 +98,10 @@ class HVAE(LatentVariableModel):
         kls: list[Tensor] = [x.new_zeros(0)] * L
         zs: list[Tensor] = [x.new_zeros(0)] * L
         per_unit: list[Tensor] = [x.new_zeros(0)] * L
+        # the noise of every sampled layer, [E, S, B, d_l] each: one draw per member
+        sampled = [] if use_mean else list(range(prior_layers, L))
+        eps = dict(zip(sampled, self.randn(*[(n_samples, B, self.config.latents[l])
+                                             for l in sampled])))
         z_above: Tensor | None = None
         for l in reversed(range(L)):
             shape = (E, n_samples, B, self.config.latents[l])
@@ -108,7 +112,7 @@ class HVAE(LatentVariableModel):
                 per_unit[l] = x.new_zeros(shape)
             else:
                 q = q_hat[l] if l == L - 1 else precision_weighted(q_hat[l], prior)
-                z = q.mean.expand(shape) if use_mean else q.rsample(shape)
+                z = q.mean.expand(shape) if use_mean else q.rsample(shape, eps[l])
                 kls[l] = kl_term(q, prior, z, kl)
                 if units:
                     per_unit[l] = kl_units(q, prior, z)
@@ -128,15 +132,17 @@ class HVAE(LatentVariableModel):
         return self.q_heads[-1](h)
 
     def sample(self, n: int) -> GenerativeSample:
-        """``n`` ancestral samples per member from zL ~ N(0, I) down to x."""
-        E = self.n_members
-        z = torch.randn(E, n, self.config.latents[-1], device=self.device)
+        """``n`` ancestral samples per member from zL ~ N(0, I) down to x (each member's
+        draws from its own stream)."""
+        eps = self.randn(*[(n, d) for d in reversed(self.config.latents)])  # top first
+        z = eps[0]
         zs = [z]
-        for l in reversed(range(self.config.n_layers - 1)):
-            z = self.p_heads[l](z).rsample()
+        for l, e in zip(reversed(range(self.config.n_layers - 1)), eps[1:]):
+            z = self.p_heads[l](z).rsample(eps=e)
             zs.insert(0, z)
         params = self.decoder(z)
-        return GenerativeSample(zs, self.likelihood.mean(params), self.likelihood.sample(params))
+        return GenerativeSample(zs, self.likelihood.mean(params),
+                                self.likelihood.sample(params, self.noise))
 
     def posterior_means(self, x: Tensor) -> list[Tensor]:
         """Per layer (bottom first) the posterior mean ``[E, B, d_l]``, each layer conditioned on

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .distributions import bernoulli_log_prob, gaussian_log_prob, positive_std
+from .ensemble import MemberNoise
 
 VarianceMode = Literal["learned", "fixed"]
 
@@ -28,7 +29,9 @@ class Likelihood:
     def mean(self, params: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, noise: MemberNoise | None = None) -> Tensor:
+        """A draw of x ``[..., D]``. ``noise``: the ensemble's per-member streams (``params``
+        then ``[E, ...]``); None: torch's global generator."""
         raise NotImplementedError
 
     def std(self, params: Tensor) -> Tensor | None:
@@ -66,9 +69,11 @@ class GaussianLikelihood(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return self._mean_std(params)[0]
 
-    def sample(self, params: Tensor) -> Tensor:
+    def sample(self, params: Tensor, noise: MemberNoise | None = None) -> Tensor:
         mean, std = self._mean_std(params)
-        return mean + std * torch.randn_like(mean)
+        eps = torch.randn_like(mean) if noise is None else \
+            noise.normal([mean.shape[1:]], mean.dtype)[0]
+        return mean + std * eps
 
     def std(self, params: Tensor) -> Tensor | None:
         return self._mean_std(params)[1] if self.variance == "learned" else None
@@ -86,8 +91,11 @@ class BernoulliLikelihood(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
 
-    def sample(self, params: Tensor) -> Tensor:
-        return torch.bernoulli(torch.sigmoid(params))
+    def sample(self, params: Tensor, noise: MemberNoise | None = None) -> Tensor:
+        p = torch.sigmoid(params)
+        if noise is None:
+            return torch.bernoulli(p)
+        return (noise.uniform([p.shape[1:]], p.dtype)[0] < p).to(p.dtype)
 
 
 def make_likelihood(config) -> Likelihood:

@@ -4,9 +4,11 @@
   log (1/k) sum_s w_s with log w_s = log p(x|z_s) - KL_s.
 - ``training_objective``: the loss to minimise, with beta warm-up and free bits.
 - ``estimate_log_likelihood``: log p(x) with K importance samples (K=1000 by default) in
-  memory-bounded chunks, with the experiment log's "(likelihood, KL)" decomposition.
-- ``hierarchical_bound`` / ``likelihood_ratio``: L>k and LLR>k = ELBO - L>k of Havtorn et al.
-  (2021), per sample.
+  memory-bounded chunks, with the experiment log's "(likelihood, KL)" decomposition; with
+  ``prior_layers=k``, the same K-sample estimator of Havtorn et al.'s L>k.
+- ``hierarchical_bound`` / ``likelihood_ratio``: L>k and LLR>k = L - L>k of Havtorn et al.
+  (2021), per data point, both bounds K-sample importance-sampled estimates (sampled weights,
+  log-mean-exp over the K samples), as in their reference implementation's evaluation.
 
 About the KL estimator: with ``sampled`` KL, log w_s is exactly log p(x, z_s) - log q(z_s | x),
 so the k-sample bound is a true lower bound that tightens with k. With ``analytic`` KL each
@@ -114,11 +116,13 @@ def training_objective(
 class LikelihoodEstimate:
     """The log's "ELBO (IW=K), (likelihood, KL)" per member and data point.
 
-    log_px ``[E, B]``: log (1/K) sum_k w_k, the K-sample estimate of log p(x).
+    log_px ``[E, B]``: log (1/K) sum_k w_k, the K-sample estimate of log p(x) (of L>k when
+    ``prior_layers`` = k > 0).
     fewer ``{k: [E, B]}``: the same estimate from the first k of those K samples (for each k
     asked for): an independent-sample estimate with k samples, at no extra cost.
     log_px_z ``[E, B]``: mean over the K samples of log p(x | z_k).
-    kl ``[E, B]``: mean over the K samples of log q(z_k|x) - log p(z_k); kl_layers ``[E, L, B]``.
+    kl ``[E, B]``: mean over the K samples of log q(z_k|x) - log p(z_k); kl_layers ``[E, L, B]``
+    (zero for the ``prior_layers`` lowest layers).
     """
 
     log_px: Tensor
@@ -127,6 +131,7 @@ class LikelihoodEstimate:
     kl_layers: Tensor
     n_importance: int
     fewer: dict[int, Tensor] = field(default_factory=dict)
+    prior_layers: int = 0
 
 
 def chunk_sizes(n_members: int, n_points: int, n_samples: int, widest: int,
@@ -146,6 +151,7 @@ def estimate_log_likelihood(
     n_importance: int = 1000,
     max_elements: int | None = None,
     fewer: tuple[int, ...] = (),
+    prior_layers: int = 0,
 ) -> LikelihoodEstimate:
     """log p(x) with K = ``n_importance`` importance samples from q (sampled log weights).
 
@@ -154,7 +160,9 @@ def estimate_log_likelihood(
     ``DEFAULT_MAX_ELEMENTS``), so peak memory is bounded whatever K and B are; the log-sum-exp
     over samples accumulates across chunks. ``fewer``: also the estimates from the first k
     samples, for each k (e.g. (1, 100): the IW=1 and K=100 estimates of the same pass).
+    ``prior_layers`` = k > 0: the same estimator of L>k instead (``hierarchical_bound``).
     """
+    _check_prior_layers(model, prior_layers)
     x = model.ensemble_input(x)
     E, B = x.shape[:2]
     L = len(model.layer_names)
@@ -176,7 +184,7 @@ def estimate_log_likelihood(
         done = 0
         while done < n_importance:
             s = min(n_samples, n_importance - done)
-            fp = model(xb, n_samples=s, kl="sampled")
+            fp = model(xb, n_samples=s, kl="sampled", prior_layers=prior_layers)
             log_w = fp.log_weight
             lse = torch.logaddexp(lse, torch.logsumexp(log_w, dim=1))
             for k in fewer:
@@ -191,44 +199,57 @@ def estimate_log_likelihood(
             partial[k][:, start:stop] = lse_k[k] - math.log(k)
     log_px_z /= n_importance
     kl_layers /= n_importance
-    return LikelihoodEstimate(
-        log_px=log_px,
-        log_px_z=log_px_z,
-        kl=kl_layers.sum(1),
-        kl_layers=kl_layers,
-        n_importance=n_importance,
-        fewer=partial,
-    )
+    return LikelihoodEstimate(log_px=log_px, log_px_z=log_px_z, kl=kl_layers.sum(1),
+                              kl_layers=kl_layers, n_importance=n_importance, fewer=partial,
+                              prior_layers=prior_layers)
+
+
+def _check_prior_layers(model: LatentVariableModel, k: int) -> None:
+    """L>k is defined for 0 <= k < L stochastic layers of a hierarchical model (k = 0: any)."""
+    n_layers = len(model.layer_names)
+    if k != 0 and (not model.hierarchical or not 0 <= k < n_layers):
+        raise ValueError(
+            f"L>k needs a hierarchical model and 0 <= k < {n_layers} layers, got k={k} "
+            f"for {type(model).__name__}"
+        )
 
 
 def hierarchical_bound(
     model: LatentVariableModel,
     x: Tensor,
     k: int,
-    n_samples: int = 1,
-    kl: KLEstimator = "analytic",
+    n_importance: int,
+    max_elements: int | None = None,
 ) -> Tensor:
-    """``[E, B]`` L>k (Havtorn et al. 2021): z_{>k} from the posterior, the k lowest layers set
-    to the mean of their conditional prior p(z_l | z_{l+1}), and only layers above k in the KL.
-    k = 0 is the ELBO; k must be below the number of stochastic layers."""
-    n_layers = len(model.layer_names)
-    if not model.hierarchical or not 0 <= k < n_layers:
-        raise ValueError(
-            f"L>k needs a hierarchical model and 0 <= k < {n_layers} layers, got k={k} "
-            f"for {type(model).__name__}"
-        )
-    fp = model(x, n_samples=n_samples, kl=kl, prior_layers=k)
-    return log_mean_exp(fp.log_weight, dim=1)
+    """``[E, B]`` L>k (Havtorn et al. 2021), nats: ``estimate_log_likelihood(prior_layers=k)``,
+    the K = ``n_importance``-sample importance estimate (same chunks, no gradients) with z_{>k}
+    from the posterior, the k lowest layers at the mean of their conditional prior
+    p(z_l | z_{l+1}), and log weights log p(x | z) - sum over the layers above k of
+    (log q - log p). As K grows it tends to the log-likelihood of x under the generative model
+    whose k lowest layers are those means (deterministic given z_{k+1}). k = 0 is the K-sample
+    log p(x) estimate; k must be below the number of stochastic layers of a hierarchical
+    model."""
+    return estimate_log_likelihood(model, x, n_importance, max_elements, prior_layers=k).log_px
 
 
 def likelihood_ratio(
     model: LatentVariableModel,
     x: Tensor,
     k: int,
-    n_samples: int = 1,
-    kl: KLEstimator = "analytic",
+    n_importance: int,
+    max_elements: int | None = None,
+    log_px: Tensor | None = None,
 ) -> Tensor:
-    """``[E, B]`` LLR>k = ELBO - L>k (Havtorn et al. 2021), with the same estimator for both."""
-    return hierarchical_bound(model, x, 0, n_samples, kl) - hierarchical_bound(
-        model, x, k, n_samples, kl
-    )
+    """``[E, B]`` LLR>k = L - L>k (Havtorn et al. 2021), nats, both bounds K =
+    ``n_importance``-sample importance estimates with sampled weights (independent samples; no
+    gradients).
+
+    log_px: ``[E, B]`` an estimate of L = log p(x) at these points already computed with the
+        same K (e.g. the ``neg_ll`` OOD score's), used instead of a second one; None: estimated
+        here.
+    """
+    if k < 1:
+        raise ValueError(f"LLR>k needs k >= 1, got k={k}")
+    if log_px is None:
+        log_px = hierarchical_bound(model, x, 0, n_importance, max_elements)
+    return log_px - hierarchical_bound(model, x, k, n_importance, max_elements)

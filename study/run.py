@@ -12,10 +12,14 @@ import math
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from study.core.errors import UserError
 from study.engine.interrupt import Interruption
 from study.spec.limits import MAX_GRID, MAX_SEEDS, MAX_TRIALS, MAX_WIDTH, Limits
+
+if TYPE_CHECKING:
+    from study.spec.resolved import ResolvedStudy
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--new-parent", action="store_true",
                    help="with --resume: when the study's MLflow parent run cannot be found, "
                         "continue under a new one (the recorded trials are logged to it again)")
+    p.add_argument("--confirmatory", action="store_true",
+                   help="run the study file's confirmatory seeds (field confirmatory_seeds: "
+                        "seeds no recipe was developed on); the report marks its verdicts "
+                        "confirmatory, all others exploratory")
     p.add_argument("--until-decided", action="store_true",
                    help="after the study, add seeds in rounds to the configurations of claims "
                         "still inconclusive until each is decided or --max-seeds is reached "
@@ -220,6 +228,25 @@ def run_options(args: argparse.Namespace, caps: Limits) -> dict:
                 max_memory_gib=caps.memory)
 
 
+def _dry_run(args: argparse.Namespace, caps: Limits, study: ResolvedStudy) -> int:
+    """``--dry-run``: every trial and its estimated time, then each claim's test and the seeds
+    it needs (a claim the budget's seeds cannot decide is refused after the table)."""
+    from study.engine.options import RunOptions
+    from study.engine.until_decided import sequential_design
+    from study.judge.decidable import check_decidable, decidability_text
+    from study.spec.limits import check_memory
+    from study.spec.plan import dry_run
+
+    check_memory(study, caps)  # before any model is built to time it
+    design = sequential_design(study, RunOptions(**run_options(args, caps)), None)
+    print(dry_run(study, args.num_cpus, args.max_concurrent))
+    claims = decidability_text(study, design)
+    if claims:
+        print(claims)
+    check_decidable(study, design)
+    return 0
+
+
 def _main(argv: list[str] | None, interruption: Interruption) -> int:
     """Exit status: 0 every trial of the study is recorded (finished, pruned or diverged);
     1 a trial failed, trials are missing, or the study stopped on an error (a full disk);
@@ -244,18 +271,16 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
 
         caps = limits(args)
         spec = load_spec(args.name, caps)
+        if args.confirmatory:
+            spec = spec.confirmatory()
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
-        from study.spec.plan import describe, dry_run
+        from study.spec.plan import describe
         from study.spec.resolved import ResolvedStudy
 
         study = ResolvedStudy(spec, args.budget)
         if args.dry_run:
-            from study.spec.limits import check_memory
-
-            check_memory(study, caps)  # before any model is built to time it
-            print(dry_run(study, args.num_cpus, args.max_concurrent))
-            return 0
+            return _dry_run(args, caps, study)
         interruption.abort_line = ("interrupted while the study started (this run recorded "
                                    f"nothing); run it again with: {_again(argv)}")
         print(describe(study, args.num_cpus, args.max_concurrent), flush=True)

@@ -53,7 +53,7 @@ def test_evaluation_counts_every_pass_of_the_final_evaluation():
     n = 200
     test = n * 1000
     latents = n * 16  # the latent metrics' 16 samples of (at most 2000) test points
-    sets = (1 + 2 + 1) * n * (1 + 20 + 1)  # test + shifted + widened + uniform: ELBO, K, LLR>1
+    sets = (1 + 2 + 1) * n * (1 + 20 + 20)  # test + shifted + widened + uniform: ELBO, K, L>1
     assert cost.sample_passes(cost.evaluation_passes(cfg)) == \
         test + latents + sets + cost.GENERATED
     assert cost.trial_work(cfg).eval_passes == test + latents + sets + cost.GENERATED

@@ -98,8 +98,8 @@ def test_members_are_independent(name, kl):
 
     def member_loss_and_grads(model, x):
         model.zero_grad()
-        torch.manual_seed(123)
-        terms = training_objective(model, x, n_samples=2, kl=kl)
+        with model.noise.forked(123):  # the same draws both times
+            terms = training_objective(model, x, n_samples=2, kl=kl)
         terms.loss.backward()
         grads = {k: p.grad.clone() for k, p in model.named_parameters()}
         return terms.loss_per_member, grads

@@ -100,10 +100,10 @@ def test_sampled_and_analytic_kl_agree_in_expectation_per_layer():
     model = build_model(model_config(x_dim=2, latents=[2, 3], hidden=[[16], [16]]), [4])
     x = torch.randn(8, 2)
     with torch.no_grad():
-        torch.manual_seed(1)
-        analytic = model(x, n_samples=20_000, kl="analytic")
-        torch.manual_seed(1)  # same z samples: only the estimator differs
-        sampled = model(x, n_samples=20_000, kl="sampled")
+        with model.noise.forked(1):
+            analytic = model(x, n_samples=20_000, kl="analytic")
+        with model.noise.forked(1):  # same z samples: only the estimator differs
+            sampled = model(x, n_samples=20_000, kl="sampled")
     for a, s in zip(analytic.kl, sampled.kl):
         diff = (s - a).mean(1)  # [E, B]
         stderr = (s - a).std(1) / math.sqrt(20_000)
@@ -113,23 +113,27 @@ def test_sampled_and_analytic_kl_agree_in_expectation_per_layer():
 def test_hierarchical_bound_and_llr():
     model = build_model(model_config(x_dim=2, latents=[2, 2, 2], hidden=[[16], [16], [16]]), [0, 1])
     x = torch.randn(10, 2)
-    torch.manual_seed(5)
-    l0 = hierarchical_bound(model, x, 0)
-    torch.manual_seed(5)
-    fp = model(x, kl="analytic")
-    torch.testing.assert_close(l0, fp.log_weight[:, 0])  # L>0 is the ELBO
+    with model.noise.forked(5):
+        l0 = hierarchical_bound(model, x, 0, 1)
+    with model.noise.forked(5):
+        fp = model(x, kl="sampled")
+    torch.testing.assert_close(l0, fp.log_weight[:, 0])  # L>0 with K=1 is the ELBO (sampled)
     fp2 = model(x, kl="analytic", prior_layers=2)
     assert (fp2.kl[0] == 0).all() and (fp2.kl[1] == 0).all() and (fp2.kl[2] != 0).all()
     # z1 of L>2 is the conditional prior's mean given z2, itself the prior mean given z3
     mean_z2 = model.p_heads[1](fp2.z[2]).mean
     torch.testing.assert_close(fp2.z[1], mean_z2)
     torch.testing.assert_close(fp2.z[0], model.p_heads[0](mean_z2).mean)
-    assert likelihood_ratio(model, x, 1).shape == (2, 10)
+    assert likelihood_ratio(model, x, 1, 10).shape == (2, 10)
     with pytest.raises(ValueError, match="0 <= k < 3"):
-        hierarchical_bound(model, x, 3)
+        hierarchical_bound(model, x, 3, 10)
+    with pytest.raises(ValueError, match="k >= 1"):
+        likelihood_ratio(model, x, 0, 10)
     avae = build_model(model_config(x_dim=2, latents=[2], hidden=[8], kind="avae"), [0])
     with pytest.raises(ValueError, match="hierarchical"):
-        hierarchical_bound(avae, x, 1)
+        hierarchical_bound(avae, x, 1, 10)
+    with pytest.raises(ValueError, match="hierarchical"):
+        estimate_log_likelihood(avae, x, 10, prior_layers=1)
 
 
 def test_beta_schedule_is_linear_then_flat():
@@ -142,10 +146,10 @@ def test_beta_schedule_is_linear_then_flat():
 def test_free_bits_and_beta_enter_the_loss_per_layer():
     model = build_model(model_config(x_dim=2, latents=[2, 2], hidden=[[16], [16]]), [0, 1])
     x = torch.randn(2, 32, 2)
-    torch.manual_seed(9)
-    plain = training_objective(model, x, beta=0.5)
-    torch.manual_seed(9)
-    fb = training_objective(model, x, beta=0.5, free_bits=100.0)
+    with model.noise.forked(9):
+        plain = training_objective(model, x, beta=0.5)
+    with model.noise.forked(9):  # the same draws
+        fb = training_objective(model, x, beta=0.5, free_bits=100.0)
     torch.testing.assert_close(plain.loss_per_member, -(plain.log_px_z - 0.5 * plain.kl_layers.sum(-1)))
     torch.testing.assert_close(fb.loss_per_member, -(fb.log_px_z - 0.5 * 2 * 100.0))
     torch.testing.assert_close(plain.bound, fb.bound)  # the reported bound is beta=1, no free bits

@@ -72,11 +72,11 @@ def test_the_sign_test_asks_whether_most_seeds_lie_on_one_side():
     """One seed of three activates the layer: the mean lies above the threshold, the median
     (what "in most seeds" means) below it, and the sign test says so with its exact p."""
     d = np.array([1e-4, 0.037, 3e-4]) - 0.01
-    auto, signs = stats.location_test(d), stats.location_test(d, test="sign")
+    auto, signs = stats.location_test(d), stats.location_test(d, about="median")
     assert auto.test == "t" and auto.effect > 0
     assert signs.test == "sign test (exact)" and not signs.has_interval
     assert math.isclose(signs.effect, 3e-4 - 0.01) and math.isclose(signs.p, 1.0)
-    assert math.isclose(stats.location_test(np.r_[np.full(9, -0.0099), 0.19], test="sign").p,
+    assert math.isclose(stats.location_test(np.r_[np.full(9, -0.0099), 0.19], about="median").p,
                         sps.binomtest(1, 10).pvalue)
 
 
@@ -84,21 +84,21 @@ def test_the_sign_test_on_split_seeds_keeps_its_level_and_the_seeds_it_promises(
     rng = np.random.default_rng(4)
     sims = 2000
     # no effect: the layer switches on in half the seeds; the median is on neither side
-    hits = sum(stats.location_test(_split_seeds(rng, 10, 0.5), test="sign").p < 0.05
+    hits = sum(stats.location_test(_split_seeds(rng, 10, 0.5), about="median").p < 0.05
                for _ in range(sims))
     rate, se = _rate(hits, sims)
     assert rate <= 0.05 + 3 * se  # exact, so conservative: 0.021 at n = 10
     # on in one seed of four: the seeds that would decide it, and the power they give
-    n = stats.seeds_needed(np.array([-0.0099, -0.0098, 0.03, -0.0099]), test="sign")
+    n = stats.seeds_needed(np.array([-0.0099, -0.0098, 0.03, -0.0099]), about="median")
     assert n is not None and 15 <= n <= 40
-    hits = sum(stats.location_test(_split_seeds(rng, n, 0.25), test="sign").p < 0.05
+    hits = sum(stats.location_test(_split_seeds(rng, n, 0.25), about="median").p < 0.05
                for _ in range(sims))
     rate, se = _rate(hits, sims)
     assert rate > 0.8 - 4 * se
-    hits = sum(stats.location_test(_split_seeds(rng, n - 5, 0.25), test="sign").p < 0.05
+    hits = sum(stats.location_test(_split_seeds(rng, n - 5, 0.25), about="median").p < 0.05
                for _ in range(sims))
     assert hits / sims < 0.8  # fewer seeds than promised do not reach the power
-    assert stats.seeds_needed(np.array([-0.01, 0.03]), test="sign") is None  # one seed each way
+    assert stats.seeds_needed(np.array([-0.01, 0.03]), about="median") is None  # one seed each way
 
 
 def test_equivalence_inside_and_outside_the_margin():
@@ -142,18 +142,23 @@ def test_holm_keeps_the_familywise_error_rate(monkeypatch):
     assert rate < 0.05 + 4 * se
 
 
-def test_the_auroc_interval_covers_the_true_auroc_of_two_gaussians():
+def test_the_auroc_bootstrap_covers_the_true_auroc_and_its_p_value_keeps_its_level():
     rng = np.random.default_rng(5)
     truth = sps.norm.cdf(1.0 / math.sqrt(2))  # AUROC of N(0,1) vs N(1,1)
-    covered = 0
+    covered = rejected = 0
     reps = 200
     for _ in range(reps):
-        auc, low, high = stats.auroc_interval(rng.normal(0, 1, 300), rng.normal(1, 1, 300),
-                                              n_resamples=500, seed=int(rng.integers(1e9)))
-        assert low <= auc <= high
-        covered += low <= truth <= high
+        r = stats.auroc_test(rng.normal(0, 1, 300), rng.normal(1, 1, 300), truth,
+                             n_resamples=500, seed=int(rng.integers(1e9)))
+        covered += r.low <= 0 <= r.high
+        rejected += r.p < 0.05
+        assert (r.p < 0.05) == (not r.low <= 0 <= r.high) or abs(r.p - 0.05) < 0.01
     rate, se = _rate(covered, reps)
     assert rate > 0.95 - 4 * se
+    rate, se = _rate(rejected, reps)
+    assert rate < 0.05 + 4 * se
+    far = stats.auroc_test(rng.normal(0, 1, 300), rng.normal(2, 1, 300), 0.5, n_resamples=999)
+    assert far.p == pytest.approx(2 / 1000) and far.low > 0
 
 
 @pytest.mark.parametrize("d", [np.array([]), np.array([np.nan])])

@@ -72,10 +72,16 @@ def test_malformed_yaml(tmp_path, edit, expected):
      "match_compute: budget 'smoke' trains some configurations on all points (n_train 0) and "
      "others on fewer"),
     ({"claims": [{"statement": "s", "metric": "test_ll", "expect": "above", "threshold": 0.0,
-                  "margin": 0.1, "test": "sign"}]},
-     "a claim tested by signs (test: sign) cannot have a margin"),
+                  "about": "mean"}]},
+     "a claim against a threshold is about the median (in most seeds), tested by signs"),
     ({"claims": [{"statement": "s", "metric": "test_ll", "expect": "above", "threshold": 0.0,
-                  "test": "wilcoxon"}]}, "Input should be 'auto' or 'sign'"),
+                  "about": "mode"}]}, "Input should be 'mean' or 'median'"),
+    ({"claims": [{"statement": "fits", "metric": "test_ll", "expect": "above",
+                  "threshold": 0.0}]},
+     "field 'claims[0]' ('fits'): a claim on 2-D models is judged only on models that fit; "
+     "set gates.max_ll_gap"),
+    ({"protocol": [{"date": "yesterday", "change": "c", "reason": "r"}]},
+     "field 'protocol[0].date' = 'yesterday'"),
 ])
 def test_malformed_spec_names_file_field_and_value(tmp_path, fields, expected):
     path = write_spec(tmp_path, "bad", **fields)
@@ -233,16 +239,18 @@ def test_results_of_an_earlier_run_are_not_replaced_silently(tmp_path):
 
 CLAIM = {"statement": "s", "metric": "test_ll", "where": {"lr": 0.01}, "versus": {"lr": 0.003},
          "expect": "higher"}
+FIT = {"gates": {"max_ll_gap": 1.0}}
 
 
 @pytest.mark.parametrize("fields,flags,expected", [
     ({}, ["--until-decided", "--max-seeds", "10"], "--until-decided: study 'ok' has no claims to decide"),
-    ({"claims": [CLAIM], "factors": {"lr": {"grid": [0.003, 0.01]}, "width": {"int": [4, 8]}}},
+    ({"claims": [CLAIM], "factors": {"lr": {"grid": [0.003, 0.01]}, "width": {"int": [4, 8]}},
+      **FIT},
      ["--until-decided", "--max-seeds", "10"], "samples factors with Optuna"),
-    ({"claims": [CLAIM]}, ["--until-decided"], "--until-decided needs --max-seeds N: the most seeds a configuration may get"),
-    ({"claims": [CLAIM]}, ["--until-decided", "--max-seeds", "2"], "--max-seeds = 2: give the most"),
-    ({"claims": [CLAIM], "seeds": [3, 7]}, ["--until-decided", "--max-seeds", "10"],
-     "field 'seeds' = [3, 7]: --until-decided adds seeds 2, 3, ...: give seeds as a count"),
+    ({"claims": [CLAIM], **FIT}, ["--until-decided"], "--until-decided needs --max-seeds N: the most seeds a configuration may get"),
+    ({"claims": [CLAIM], **FIT}, ["--until-decided", "--max-seeds", "2"], "--max-seeds = 2: give the most"),
+    ({"claims": [CLAIM], "seeds": [3, 7], **FIT}, ["--until-decided", "--max-seeds", "10"],
+     "field 'seeds' = [3, 7]: --until-decided adds seeds 8, 9, ...: give seeds as a count"),
     ({"claims": [CLAIM]}, ["--seed-step", "2"], "--seed-step: it goes with --until-decided"),
     ({"claims": [CLAIM]}, ["--new-parent"], "--new-parent: it goes with --resume"),
 ])
@@ -264,3 +272,44 @@ def test_the_readme_example_study_file_is_valid_and_small_at_smoke(tmp_path):
     assert spec.num_trials("smoke") == 12
     smoke = spec.trial_config(spec.grid_cells()[0], "smoke")
     assert smoke.n_test <= 500 and smoke.eval_importance <= 50  # K=1000 on 10,000 points is not a smoke test
+
+
+GATED = {"gates": {"max_ll_gap": 0.3}}
+THRESHOLD = {"statement": "most seeds fit", "metric": "test_ll", "expect": "above",
+             "threshold": -5.0}
+
+
+def test_a_claim_that_cannot_be_decided_at_the_budgets_seeds_is_refused_before_it_runs(tmp_path):
+    """A threshold claim is tested by signs: 3 seeds reach p = 0.25 at best, so a budget that
+    judges claims refuses to run it, naming the seeds it needs; smoke judges nothing and runs,
+    and its dry run lists what each claim needs."""
+    path = write_spec(tmp_path, "undecidable", seeds=3, claims=[THRESHOLD], **GATED,
+                      budgets={"smoke": {"epochs": 1}, "default": {"epochs": 1}})
+    r = _run("study.run", str(path), "--budget", "default", cwd=tmp_path)
+    line = _one_error_line(r)
+    assert r.returncode == 2
+    assert (f"{path}: field 'claims[0]' ('most seeds fit') cannot be decided at 3 seeds "
+            "(budget 'default'): its sign test of the median reaches p = 0.25 at best, above "
+            "its Holm level 0.05 (0.05 / 1 claims); it needs 6 seeds") in line, line
+    assert not (tmp_path / "results").exists()
+    dry = _run("study.run", str(path), "--budget", "default", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 2 and "claims[0] sign test of the median: needs 6 seeds, has 3 " \
+        "(NOT decidable" in dry.stdout
+    smoke = _run("study.run", str(path), "--budget", "smoke", "--dry-run", cwd=tmp_path)
+    assert smoke.returncode == 0 and "smoke judges nothing" in smoke.stdout
+    assert "needs 6 seeds, has 3" in smoke.stdout
+    # with --until-decided the looks decide: 3 seeds then 3 per round up to 9 can
+    seq = _run("study.run", str(path), "--budget", "default", "--dry-run", "--until-decided",
+               "--max-seeds", "9", cwd=tmp_path)
+    assert seq.returncode == 0 and "needs 8 seeds, has 9 (decidable" in seq.stdout, seq.stdout
+
+
+def test_confirmatory_seeds_must_be_declared_to_run_on_them(tmp_path):
+    path = write_spec(tmp_path, "noconfirm")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--confirmatory",
+                                cwd=tmp_path))
+    assert f"{path}: --confirmatory needs field 'confirmatory_seeds'" in line, line
+    ok = write_spec(tmp_path, "confirm", confirmatory_seeds=1000)
+    dry = _run("study.run", str(ok), "--budget", "smoke", "--confirmatory", "--dry-run",
+               cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr

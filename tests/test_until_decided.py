@@ -25,13 +25,15 @@ from study.store.results import read_trials
 
 pytestmark = pytest.mark.slow  # whole studies through Ray
 
+#: these claims are about learning at all, not about models that fit: no fit gate, on purpose
+NO_FIT = {"gate": {"max_ll_gap": None}}
 CLAIMS = [
     # decided at the first look: a learning rate of 1e-7 learns nothing in these epochs
     {"statement": "lr 0.01 beats 1e-7", "metric": "test_ll", "where": {"lr": 0.01},
-     "versus": {"lr": 1.0e-7}, "expect": "higher"},
-    # a threshold at about the mean of the seeds: open after the first look
+     "versus": {"lr": 1.0e-7}, "expect": "higher"} | NO_FIT,
+    # a threshold (the median, by signs: 4 seeds cannot decide it): open after the first look
     {"statement": "lr 0.0101 reaches -1.94", "metric": "test_ll", "where": {"lr": 0.0101},
-     "expect": "above", "threshold": -1.94},
+     "expect": "above", "threshold": -1.94} | NO_FIT,
 ]
 
 

@@ -12,7 +12,13 @@ from scipy import stats as sps
 
 from study.judge import stats
 from study.judge.stats import mean_interval
-from study.judge.verdicts import claim_values, gate_checks, gate_failures, judge_all
+from study.judge.verdicts import (
+    claim_values,
+    gate_checks,
+    gate_counts,
+    gate_failures,
+    judge_all,
+)
 from study.spec.claims import Claim, Gate
 
 
@@ -66,9 +72,11 @@ def test_zero_variance_is_decided_by_the_exact_sign_test_never_a_zero_width_inte
     v = judge_all([claim], rows)[0]
     assert v.result.test == "sign test (exact)" and math.isclose(v.result.p, 0.25)
     assert not v.result.has_interval and v.verdict == "inconclusive"
-    assert v.needed == 6 and "6 seeds would decide it" in v.row()["why"]
+    assert v.needed == 6 and v.row()["would change it"] == (
+        "the sign test cannot reach its level with 3 seeds even if all agree: at least 6 seeds")
     six = judge_all([claim], _rows({4: [0.0] * 6}))[0]
     assert six.verdict == "supported" and math.isclose(six.result.p, 1 / 32)
+    assert six.result.test == "sign test (exact)" and six.result.has_interval  # order statistics
 
 
 def test_equivalence_inside_and_outside_the_margin():
@@ -89,16 +97,17 @@ def test_equivalence_inside_and_outside_the_margin():
 
 
 def test_holm_adjusts_across_the_claims_of_a_study():
-    """Three claims with raw p = 0.01, 0.03 and 0.04: alone each would be decided at 0.05;
-    together Holm gives 0.03, 0.06 and 0.06, so only the first is."""
+    """Three comparisons with raw p = 0.01, 0.03 and 0.04: alone each would be decided at
+    0.05; together Holm gives 0.03, 0.06 and 0.06, so only the first is."""
     def values_with_p(target: float) -> list[float]:
         # five values whose one-sample t test of mean 0 gives two-sided p = target
         t = sps.t.isf(target / 2, 4)
         base = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
         return list(base + t * base.std(ddof=1) / math.sqrt(5))
 
-    rows = _rows({1: values_with_p(0.01), 2: values_with_p(0.03), 3: values_with_p(0.04)})
-    claims = [_claim(where={"depth": d}, expect="above", threshold=0.0) for d in (1, 2, 3)]
+    rows = _rows({0: [0.0] * 5, 1: values_with_p(0.01), 2: values_with_p(0.03),
+                  3: values_with_p(0.04)})
+    claims = [_claim(where={"depth": d}, versus={"depth": 0}, expect="higher") for d in (1, 2, 3)]
     verdicts = judge_all(claims, rows)
     assert [round(v.result.p, 4) for v in verdicts] == [0.01, 0.03, 0.04]
     assert np.allclose([v.p_holm for v in verdicts], [0.03, 0.06, 0.06])
@@ -121,10 +130,11 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
                  kl_z2={1: 0.0, 2: 0.002})
     claim = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
     gate = Gate(max_ll_gap=0.3)
-    assert gate_failures(claim, gate, rows) == ["ll_gap -0.8 < -0.3 (depth=2)"]
+    missed = "ll_gap >= -0.3: 0/3 seeds pass (worst -0.8: depth=2)"
+    assert gate_failures(claim, gate, rows) == [missed]
     v = judge_all([claim], rows, gates=gate)[0]
     assert v.verdict == "untestable" and v.result is None
-    assert "ll_gap -0.8 < -0.3 (depth=2)" in v.row()["why"]
+    assert missed in v.row()["why"]
     kl_gate = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher",
                      gate=Gate(min_kl={"z2": 0.01}))
     inactive = judge_all([kl_gate], rows)[0]
@@ -134,16 +144,53 @@ def test_a_claim_whose_models_miss_the_gate_is_untestable():
     assert both.verdict == "untestable" and not both.layer_inactive
     assert judge_all([claim], rows, gates=Gate(max_ll_gap=1.0))[0].verdict == "supported"
     passed = gate_checks(claim, Gate(max_ll_gap=1.0, min_kl={"z2": 0.001}), rows)
-    assert [str(c) for c in passed] == ["ll_gap -0.8 >= -1 (worst: depth=2)",
-                                        "kl_z2 0 < 0.001 (depth=1)"]
+    assert [str(c) for c in passed] == [
+        "ll_gap >= -1: all 3 seeds pass (worst -0.8: depth=2)",
+        "kl_z2 >= 0.001: 0/3 seeds pass (worst 0: depth=1)"]
     assert [c.passed for c in passed] == [True, False]
 
 
+def test_a_gate_holds_in_every_seed_not_on_the_mean():
+    """One stuck seed of five (gap -1.2) with a mean gap of -0.28: on the mean the configuration
+    would pass a 0.3-nat gate; seed by seed it does not, and the count says which share does."""
+    rows = _rows({1: [1.0, 1.1, 0.9, 1.0, 1.05], 2: [2.0, 2.15, 1.95, 2.1, 2.0]})
+    rows["ll_gap"] = [-0.1] * 5 + [-0.05, -0.1, -0.05, -0.1, -1.1]
+    assert rows[rows["factor.depth"] == 2]["ll_gap"].mean() > -0.3
+    claim = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
+    v = judge_all([claim], rows, gates=Gate(max_ll_gap=0.3))[0]
+    assert v.verdict == "untestable"
+    assert str(v.gate_failures[0]) == "ll_gap >= -0.3: 4/5 seeds pass (worst -1.1: depth=2)"
+    table = gate_counts([claim], Gate(max_ll_gap=0.3), rows)
+    assert table.to_dict("records") == [{"configuration": "depth=1", "ll_gap >= -0.3": "5/5"},
+                                        {"configuration": "depth=2", "ll_gap >= -0.3": "4/5"}]
+
+
+def test_a_claim_about_a_layer_is_gated_on_the_layers_it_relies_on():
+    """LLR>1 of a 3-layer model uses the posteriors of z2 and z3: an inactive z3 makes the claim
+    untestable without any gate declared; a claim about z3's activity itself is not gated."""
+    rows = _rows({3: [0.6, 0.7, 0.65]}, kl_z1={3: 5.0}, kl_z2={3: 2.0}, kl_z3={3: 1e-4})
+    rows["auroc_llr_1_mnist"] = rows["m"]
+    llr = _claim(metric="auroc_llr_1_mnist", where={"depth": 3}, expect="above", threshold=0.5)
+    v = judge_all([llr], rows)[0]
+    assert v.verdict == "untestable" and v.layer_inactive
+    assert [c.metric for c in v.gate_failures] == ["kl_z3"]
+    rows["kl_z3"] = 0.5
+    assert judge_all([llr], rows)[0].verdict != "untestable"
+    rows["kl_z3"] = 1e-4
+    activity = _claim(metric="kl_z3", where={"depth": 3}, expect="below", threshold=0.01)
+    assert judge_all([activity], rows)[0].verdict != "untestable"
+    # a claim about the fit itself is judged by it, not gated on it
+    rows["ll_gap"] = -1.5
+    fails = _claim(metric="ll_gap", where={"depth": 3}, expect="below", threshold=-1.0)
+    assert gate_checks(fails, Gate(max_ll_gap=0.3), rows) == []
+
+
 @pytest.mark.parametrize("sample_gate, missed", [
-    (dict(max_wrong_samples=0.05), ["wrong_sample_frac 0.3 > 0.05 (depth=1)",
-                                    "wrong_sample_frac 0.2 > 0.05 (depth=2)"]),
-    (dict(min_coverage=0.95), ["curve_coverage 0.9 < 0.95 (depth=1)",
-                               "curve_coverage 0.8 < 0.95 (depth=2)"]),
+    (dict(max_wrong_samples=0.05),
+     ["wrong_sample_frac <= 0.05: 0/3 seeds pass (worst 0.3: depth=1)",
+      "wrong_sample_frac <= 0.05: 0/3 seeds pass (worst 0.2: depth=2)"]),
+    (dict(min_coverage=0.95), ["curve_coverage >= 0.95: 0/3 seeds pass (worst 0.9: depth=1)",
+                               "curve_coverage >= 0.95: 0/3 seeds pass (worst 0.8: depth=2)"]),
 ])
 def test_sample_gates_judge_only_the_data_without_a_density_when_the_gap_gate_is_set(
         sample_gate, missed):
@@ -156,10 +203,11 @@ def test_sample_gates_judge_only_the_data_without_a_density_when_the_gap_gate_is
     gate = Gate(max_ll_gap=0.3, **sample_gate)
     assert gate_failures(both, gate, rows) == missed[:1]
     assert gate_failures(noisy, gate, rows) == []
-    assert judge_all([noisy], rows, gates=gate)[0].verdict == "supported"
+    assert judge_all([noisy], rows, gates=gate)[0].result is not None  # tested, not gated
     assert judge_all([both], rows, gates=gate)[0].verdict == "untestable"
     rows.loc[rows["factor.depth"] == 2, "ll_gap"] = -0.5  # the gap still judges noisy data
-    assert gate_failures(noisy, gate, rows) == ["ll_gap -0.5 < -0.3 (depth=2)"]
+    assert gate_failures(noisy, gate, rows) == [
+        "ll_gap >= -0.3: 0/3 seeds pass (worst -0.5: depth=2)"]
     # without a gap bound the sample bound is the only fit gate, for any noise
     assert gate_failures(noisy, Gate(**sample_gate), rows) == missed[1:]
 
@@ -176,25 +224,31 @@ def test_the_coverage_gate_passes_models_whose_samples_cover_the_curve_whatever_
     assert v.verdict == "supported" and v.effect == pytest.approx(-0.25)
 
 
-def test_a_claim_tested_by_signs_is_judged_on_the_median_seed():
-    """z3 on in one seed of ten: on average above the 0.01 threshold (t: not decided), but off
-    in most seeds, which is what "has trouble activating" says: supported by the sign test."""
+def test_a_claim_against_a_threshold_is_judged_on_the_median_seed():
+    """z3 on in one seed of ten: on average above the 0.01 threshold, but off in most seeds,
+    which is what "has trouble activating" says: supported by the sign test, the only test of
+    a threshold claim (a t test of the mean has no valid null here)."""
     kl = [1e-4] * 9 + [0.2]
     rows = _rows({4: kl})
-    mean = _claim(expect="below", threshold=0.01)
-    median = _claim(expect="below", threshold=0.01, test="sign")
-    by_mean, by_median = judge_all([mean], rows)[0], judge_all([median], rows)[0]
-    assert by_mean.verdict == "inconclusive" and by_mean.effect > 0
-    assert by_median.verdict == "supported"
+    median = _claim(expect="below", threshold=0.01)
+    assert median.tested_on == "median"
+    by_median = judge_all([median], rows)[0]
+    assert np.mean(kl) > 0.01 and by_median.verdict == "supported"
     assert by_median.effect == pytest.approx(1e-4 - 0.01)
     assert by_median.result.p == pytest.approx(sps.binomtest(1, 10).pvalue)
-    assert by_median.row()["effect [95% CI]"].endswith("(median; no interval: sign test (exact))")
+    assert by_median.row()["effect [CI]"].startswith("median: -0.0099 [")
     few = judge_all([median], _rows({4: [1e-4, 0.037, 3e-4]}))[0]
     assert few.verdict == "inconclusive" and few.needed == stats.seeds_needed(
-        few.values, test="sign")
-    with pytest.raises(ValueError, match="cannot have a margin"):
-        _claim(expect="below", threshold=0.01, test="sign", margin=0.1)
-
+        few.values, about="median")
+    with pytest.raises(ValueError, match="about the median"):
+        _claim(expect="below", threshold=0.01, about="mean")
+    # "in most seeds" for a comparison too, and equivalence of the median by two sign tests
+    rows = _rows({1: [0.0] * 8, 2: [0.01, -0.02, 0.015, 0.0, -0.01, 0.02, 0.005, -0.005]})
+    same = _claim(where={"depth": 2}, versus={"depth": 1}, expect="equivalent", margin=0.1,
+                  about="median")
+    v = judge_all([same], rows)[0]
+    assert v.verdict == "supported" and v.equivalence.test == "TOST (exact sign)"
+    assert v.equivalence.p == pytest.approx(0.5 ** 8)
 
 def test_a_claim_about_a_model_free_number_is_not_gated_by_the_models_fit():
     """The lit-pixel AUROC is the same whatever the VAE learned: an unconverged VAE does not
@@ -214,7 +268,8 @@ def test_a_claim_about_a_model_free_number_is_not_gated_by_the_models_fit():
     assert v_free.verdict == "supported"
     assert v_free.result.test == "bootstrap over test points (a model-free score)"
     assert v_free.result.high < 0  # AUROC - 0.5, the whole interval below
-    assert v_model.verdict == "untestable" and "val_gain_tail 2 > 0.5" in v_model.row()["why"]
+    assert v_model.verdict == "untestable"
+    assert "val_gain_tail <= 0.5: 0/3 seeds pass" in v_model.row()["why"]
 
 
 def test_one_trained_model_gets_an_interval_over_its_test_points():

@@ -117,7 +117,9 @@ class DataBundle:
         """x ``[N, 2]`` -> log p(x) ``[N]`` (nats) of the training distribution."""
         if self.curve is None or not self.noise:
             return None
-        from study.data.exact_density import exact_log_density  # torch, imported when needed
+        from study.data.exact_density import (
+            exact_log_density,  # torch, imported when needed
+        )
 
         curve, noise = self.curve, self.noise
         return lambda x: exact_log_density(x, curve, noise)

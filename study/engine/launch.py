@@ -197,6 +197,10 @@ def _check_before_starting(study: ResolvedStudy, opts: RunOptions,
     elif mirror is not None:
         mirror.check_writable()
     design = sequential_design(study, opts, prior)  # bad flags fail before Ray starts
+    if spec.claims and study.budget != "smoke":  # SciPy only where claims are judged
+        from study.judge.decidable import check_decidable
+
+        check_decidable(study, design)
     gpus = spec.resources.gpus if opts.gpus_per_trial is None else opts.gpus_per_trial
     if opts.address is None:
         check_local_resources(spec, gpus, opts.num_cpus)
@@ -332,7 +336,9 @@ def _open_records(study: ResolvedStudy, folder: StudyFolder, *,
         state = folder.resume_as(prior, **fields)
     else:
         state = folder.begin(study_id, resolved=resolved, fingerprint=fingerprint(resolved),
-                             sequential=design.to_state() if design else None, **fields)
+                             sequential=design.to_state() if design else None,
+                             confirmatory=spec.on_confirmatory_seeds(study.first.seeds),
+                             spec_sha256=spec.file_sha256(), **fields)
     source = {"mlflow.source.name": f"python -m study.run {spec.name} --budget {budget}",
               "mlflow.source.type": "LOCAL", "mlflow.source.git.commit": commit}
     parent = tracker.start_parent(

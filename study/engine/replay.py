@@ -77,7 +77,8 @@ def replay_trials(results: Path, study: ResolvedStudy, outbox: MlflowOutbox,
         if first.get("restore_note"):
             tags["restore_note"] = str(first["restore_note"])[:5000]
         plots = results / PLOTS / tid
-        outbox.finish(tid, mlflow_status(status), tags, final, int(first["epochs"]),
+        trained = int(pd.to_numeric(rows["epochs"], errors="coerce").max())  # its last seed
+        outbox.finish(tid, mlflow_status(status), tags, final, trained,
                       plots if plots.is_dir() else None, per_seed)
     return trials["trial_id"].nunique()
 

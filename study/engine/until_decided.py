@@ -33,16 +33,17 @@ def sequential_design(study: ResolvedStudy, opts: RunOptions,
         raise UserError(f"{where}: study {spec.name!r} samples factors with Optuna; seeds are "
                         "added to fixed configurations, so it needs a grid-only study")
     seeds = list(study.first.seeds)
-    if seeds != list(range(len(seeds))):
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise UserError(f"{spec.source}: field 'seeds' = {seeds}: --until-decided adds seeds "
-                        f"{len(seeds)}, {len(seeds) + 1}, ...: give seeds as a count")
+                        f"{seeds[-1] + 1}, {seeds[-1] + 2}, ...: give seeds as a count")
     if opts.max_seeds is None:
         raise UserError(f"{where} needs --max-seeds N: the most seeds a configuration may get "
                         f"(more than the study's {len(seeds)})")
     if opts.max_seeds <= len(seeds):
         raise UserError(f"--max-seeds = {opts.max_seeds}: give the most seeds a configuration "
                         f"may get, more than the study's {len(seeds)}")
-    design = Design(len(seeds), opts.seed_step or len(seeds), opts.max_seeds, spec.alpha)
+    design = Design(len(seeds), opts.seed_step or len(seeds), opts.max_seeds, spec.alpha,
+                    start=seeds[0])
     if stored is not None and stored != design:
         raise UserError(f"--resume: the study was started with --until-decided --max-seeds "
                         f"{stored.max_seeds} --seed-step {stored.step}; resume it with those")

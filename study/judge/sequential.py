@@ -22,18 +22,19 @@ decided with fewer seeds on average than the fixed design of the same power need
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from study.judge import stats
-from study.judge.verdicts import Verdict, judge_all
+from study.judge.decide import DECIDED, Verdict, decide
+from study.judge.verdicts import judge_all
 from study.spec.claims import Claim, Gate
 from study.spec.seed_range import SeedRange
 from study.store.columns import same_value
-
-DECIDED = ("supported", "not supported", "equivalent")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Design:
     step: int
     max_seeds: int
     alpha: float = stats.ALPHA
+    #: the study's first seed (its confirmatory range's start; 0 otherwise): look k sees seeds
+    #: ``start`` .. ``start + n_k - 1``
+    start: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.first <= self.max_seeds or self.step < 1:
@@ -84,35 +88,63 @@ class Look:
     verdicts: list[Verdict]
 
 
-def first_seeds(trials: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The rows of seeds below the ``n``-th seed of the study (seeds are 0, 1, 2, ...)."""
-    return trials[trials["seed"] < n] if len(trials) else trials
+def first_seeds(trials: pd.DataFrame, n: int, start: int = 0) -> pd.DataFrame:
+    """The rows of the study's first ``n`` seeds (seeds are start, start + 1, ...)."""
+    return trials[trials["seed"] < start + n] if len(trials) else trials
+
+
+def _run_looks(n_claims: int, design: Design, have: int,
+               judge_look: Callable[[list[int], int, float], list[Verdict]]
+               ) -> tuple[list[Verdict], list[Look]]:
+    """The looks of ``design`` up to ``have`` seeds: each judges the claims not yet decided
+    (``judge_look(open claim indices, seeds, level)``); a claim keeps its first decision, an
+    undecided one its last look's verdict."""
+    final: dict[int, Verdict] = {}
+    looks: list[Look] = []
+    for k, n in enumerate(design.looks):
+        if n > have:
+            break
+        open_ = [i for i in range(n_claims) if final.get(i) is None or
+                 final[i].verdict not in DECIDED + ("untestable",)]
+        if not open_:
+            break
+        level = design.level(k)
+        verdicts = judge_look(open_, n, level)
+        for i, v in zip(open_, verdicts):
+            v.note = (v.note + "; " if v.note else "") + \
+                f"look {k + 1}: {n} seeds, level {level:.3g}"
+            final[i] = v
+        looks.append(Look(n, level, verdicts))
+    return [final[i] for i in range(n_claims) if i in final], looks
 
 
 def judge(claims: list[Claim], trials: pd.DataFrame, design: Design, gates: Gate | None = None,
           scores: pd.DataFrame | None = None) -> tuple[list[Verdict], list[Look]]:
     """Every claim's verdict under ``design``: at each look whose seeds every configuration
-    has, the claims not yet decided are judged at that look's level; a claim keeps its first
-    decision, an undecided one its last look's verdict. Returns (verdicts, looks)."""
-    final: dict[int, Verdict] = {}
-    looks: list[Look] = []
-    have = int(trials["seed"].max()) + 1 if len(trials) else 0
-    for k, n in enumerate(design.looks):
-        if n > have:
-            break
-        open_ = [i for i, c in enumerate(claims) if final.get(i) is None or
-                 final[i].verdict not in DECIDED + ("untestable",)]
-        if not open_:
-            break
-        level = design.level(k)
-        part = first_seeds(trials, n)
-        verdicts = judge_all([claims[i] for i in open_], part, gates, level,
-                             scores if scores is None else scores[scores["seed"] < n])
-        for i, v in zip(open_, verdicts):
-            v.note = (v.note + "; " if v.note else "") + f"look {k + 1}: {n} seeds, level {level:.3g}"
-            final[i] = v
-        looks.append(Look(n, level, verdicts))
-    return [final[i] for i in range(len(claims)) if i in final], looks
+    has, the claims not yet decided are judged (``judge_all``: gates, values, ``decide``) at
+    that look's level; a claim keeps its first decision, an undecided one its last look's
+    verdict. Returns (verdicts, looks)."""
+    have = int(trials["seed"].max()) + 1 - design.start if len(trials) else 0
+
+    def look(open_: list[int], n: int, level: float) -> list[Verdict]:
+        return judge_all([claims[i] for i in open_], first_seeds(trials, n, design.start),
+                         gates, level, scores if scores is None else
+                         scores[scores["seed"] < design.start + n])
+
+    return _run_looks(len(claims), design, have, look)
+
+
+def decide_sequentially(claims: list[Claim], values: list[np.ndarray], design: Design,
+                        needed: bool = True) -> list[Verdict]:
+    """``decide.decide`` under ``design`` from each claim's per-seed values in seed order
+    (``[max_seeds]`` each): what ``judge`` does to a study's rows, without the rows, so the
+    procedure can be simulated (``study.judge.simulate``)."""
+    have = min(len(v) for v in values) if values else 0
+
+    def look(open_: list[int], n: int, level: float) -> list[Verdict]:
+        return decide([claims[i] for i in open_], [values[i][:n] for i in open_], level, needed)
+
+    return _run_looks(len(claims), design, have, look)[0]
 
 
 def judge_study(claims: list[Claim], trials: pd.DataFrame, sequential: dict | None,
@@ -178,4 +210,5 @@ def next_round(claims: list[Claim], cells: list[dict[str, Any]], trials: pd.Data
     todo = open_configurations(claims, verdicts, cells)
     if not todo:
         return None
-    return Round(look, design.looks[look - 1], design.looks[look], todo)
+    return Round(look, design.start + design.looks[look - 1], design.start + design.looks[look],
+                 todo)

@@ -9,95 +9,46 @@ one number and compares configurations seed by seed (paired):
 - ``versus_metric``: metric minus versus_metric on the same rows, per seed;
 - a threshold: metric (mean over the selected configurations) minus the threshold, per seed.
 
-Those per-seed values are tested with ``study.judge.stats`` (t, or the exact sign test when they do not
-vary; equivalence by TOST within a declared ``margin``), the p-values adjusted by Holm across
-the study's claims, and each claim gets one of:
-
-- *supported* / *not supported*: the Holm-adjusted test rejects "no effect", and the effect lies
-  on the side the statement expects / on the other side (for "no difference" claims: supported
-  when equivalence within the margin is shown, not supported when the interval lies outside it);
-- *equivalent*: the difference is shown to lie within the claim's margin;
-- *inconclusive*: none of these, with the number of seeds that would decide it at the observed
-  effect and spread;
-- *untestable*: the claim's configurations miss its gate (``spec.Gate``: e.g. not within G nats
-  of the exact density, a layer without information): the models did not learn what the claim
-  is about, so no test is run.
-
-A claim about a single trained model (one seed) and an AUROC threshold is decided by a
-bootstrap interval over its test points instead (``stats.auroc_interval``).
+Before any test, the claim's gate (``spec.Gate``: the fit to the exact density or the curve,
+every layer the claim relies on carrying information, ...) is checked on every seed of every
+configuration it selects: one seed that misses a bound makes the claim *untestable* (the
+models did not learn what it is about), and the report prints how many seeds of each
+configuration pass each bound (``gate_counts``). The rest is ``study.judge.decide.decide``:
+the test the claim is about (mean: paired t; median: exact sign test), Holm across the study's
+claims, the verdict. A claim about a single trained model (one seed) or a model-free score and
+an AUROC threshold is tested by a bootstrap over its test points (``stats.auroc_test``) and
+counts in the same Holm family.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from study.judge import stats
+from study.judge.decide import Verdict, decide, describe
 from study.spec.claims import SAMPLE_GATES, Claim, Gate
-from study.spec.metric_names import detection_key, is_kl, model_free, split_detection
-from study.store.columns import completed_seeds, factor_columns, factor_name, select
+from study.spec.metric_names import (
+    FIT_METRICS,
+    detection_key,
+    latent_layers,
+    layers_used,
+    model_free,
+    split_detection,
+)
+from study.store.columns import (
+    COMPLETED,
+    completed_seeds,
+    factor_columns,
+    factor_name,
+    select,
+)
 
-
-@dataclass
-class Verdict:
-    claim: Claim
-    verdict: str
-    result: stats.TestResult | None = None
-    equivalence: stats.TestResult | None = None
-    p_holm: float = math.nan
-    p_equivalence_holm: float = math.nan
-    seeds: tuple[int, int] = (0, 0)
-    gate_failures: list[GateCheck] = field(default_factory=list)  # the bounds missed
-    needed: int | None = None
-    note: str = ""
-    values: np.ndarray = field(default_factory=lambda: np.array([]))
-
-    @property
-    def effect(self) -> float:
-        return self.result.effect if self.result is not None else math.nan
-
-    @property
-    def layer_inactive(self) -> bool:
-        """Untestable only because a layer the claim relies on carries too little information
-        (every missed bound is a ``min_kl`` one): longer training need not change that."""
-        return self.verdict == "untestable" and bool(self.gate_failures) and all(
-            is_kl(c.metric) for c in self.gate_failures)
-
-    def row(self) -> dict[str, Any]:
-        c = self.claim
-        r = self.result
-        if r is None or not math.isfinite(r.effect):
-            effect = "-"
-        elif r.has_interval:
-            effect = f"{r.effect:+.3g} [{r.low:+.3g}, {r.high:+.3g}]"
-        else:
-            what = "median; " if c.test == "sign" else ""  # a sign test's effect is the median
-            effect = f"{r.effect:+.3g} ({what}no interval: {r.test})"
-        seeds = f"{self.seeds[0]} vs {self.seeds[1]}" if c.versus is not None else f"{self.seeds[0]}"
-        p = "-" if r is None or not math.isfinite(r.p) else f"{r.p:.3g} ({r.test})"
-        holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
-        if math.isfinite(self.p_equivalence_holm):
-            holm += f"; TOST ±{c.margin:g}: {self.p_equivalence_holm:.3g}"
-        why = "; ".join(map(str, self.gate_failures)) or self.note
-        if self.verdict == "inconclusive" and self.needed:
-            why = (why + "; " if why else "") + f"about {self.needed} seeds would decide it"
-        return {"statement": c.statement, "test": describe(c), "effect [95% CI]": effect,
-                "seeds": seeds, "p": p, "p (Holm)": holm, "verdict": f"**{self.verdict}**",
-                "why": why or "-"}
-
-
-def describe(c: Claim) -> str:
-    sel = lambda w: ", ".join(f"{k}={v}" for k, v in (w or {}).items()) or "all"  # noqa: E731
-    if c.versus_metric is not None:
-        return f"{sel(c.where)}: {c.metric} {c.expect} than {c.versus_metric} (paired)"
-    if c.versus is not None:
-        return f"{c.metric}: {sel(c.where)} vs {sel(c.versus)}: {c.expect} (paired by seed)"
-    what = f"within ±{c.margin:g} of" if c.expect == "equivalent" else c.expect
-    return f"{c.metric} at {sel(c.where)}: {what} {c.threshold:g}"
+__all__ = ["GateCheck", "Verdict", "claim_values", "describe", "gate_checks", "gate_counts",
+           "judge_all", "missed_gates"]
 
 
 # ---------------------------------------------------------------------- per-seed values
@@ -106,9 +57,23 @@ def _per_seed(rows: pd.DataFrame, values: pd.Series) -> pd.Series:
     return values.groupby(rows["seed"]).mean()
 
 
+def _claim_rows(claim: Claim, trials: pd.DataFrame) -> pd.DataFrame:
+    """The rows a claim's values come from: completed seeds, and, for a claim about divergence
+    (``divergence_jumps``), the diverged seeds too, their divergence counted as one more jump
+    (dropping them would hide exactly what the claim is about)."""
+    if claim.metric != "divergence_jumps" or not len(trials):
+        return completed_seeds(trials)
+    rows = trials[trials["trial_status"].isin(COMPLETED)].copy()
+    if "divergence_jumps" in rows.columns:
+        diverged = (rows["seed_status"] == "diverged").astype(float)
+        jumps = pd.to_numeric(rows["divergence_jumps"], errors="coerce")
+        rows["divergence_jumps"] = jumps.where(diverged == 0, jumps.fillna(0.0)) + diverged
+    return rows
+
+
 def claim_values(claim: Claim, trials: pd.DataFrame) -> tuple[np.ndarray, tuple[int, int]]:
     """The claim's per-seed values (see the module docstring) and the seeds on each side."""
-    ok = completed_seeds(trials)
+    ok = _claim_rows(claim, trials)
     a = select(ok, claim.where)
     if claim.metric not in a.columns:
         return np.array([]), (0, 0)
@@ -131,63 +96,118 @@ def claim_values(claim: Claim, trials: pd.DataFrame) -> tuple[np.ndarray, tuple[
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One bound of a gate against the configuration that comes closest to missing it (the
-    worst mean over seeds among the configurations a claim selects)."""
+    """One bound of a gate against one configuration the claim selects: how many of its
+    completed seeds pass, and the value of its worst seed. It passes when every seed does."""
 
     metric: str
     op: str        # ">=" or "<="
     bound: float
-    worst: float   # the worst configuration's mean over its seeds
+    worst: float   # the value of the configuration's worst seed
     where: str     # that configuration, as "factor=level, ..."
+    passing: int = 0  # its seeds that pass
+    seeds: int = 0    # its completed seeds with a value
 
     @property
     def passed(self) -> bool:
-        return self.worst >= self.bound if self.op == ">=" else self.worst <= self.bound
+        return self.passing == self.seeds > 0
+
+    @property
+    def text(self) -> str:
+        """The bound as a column header: ``ll_gap >= -0.3``."""
+        return f"{self.metric} {self.op} {self.bound:g}"
 
     def __str__(self) -> str:
-        value = f"{self.metric} {self.worst:.3g}"
         if self.passed:
-            return f"{value} {self.op} {self.bound:g} (worst: {self.where})"
-        return f"{value} {'<' if self.op == '>=' else '>'} {self.bound:g} ({self.where})"
+            return (f"{self.text}: all {self.seeds} seeds pass (worst {self.worst:.3g}: "
+                    f"{self.where})")
+        return (f"{self.text}: {self.passing}/{self.seeds} seeds pass (worst {self.worst:.3g}: "
+                f"{self.where})")
+
+
+def claim_bounds(claim: Claim, gate: Gate, layers: list[str]) -> list[tuple[str, str, float]]:
+    """Every bound a claim's models must meet: the gate's own, without those on the claim's
+    own metric when it is a fit metric (a claim about the fit is judged by it, not gated on
+    it), and a KL bound for each layer the claim relies on (``metric_names.layers_used``)."""
+    out = [b for b in gate.bounds() if not (b[0] in FIT_METRICS and b[0] == claim.metric)]
+    have = {m for m, _, _ in out}
+    for name in layers_used(claim.metric, layers):
+        if f"kl_{name}" not in have:
+            out.append((f"kl_{name}", ">=", gate.min_layer_kl))
+    return out
+
+
+def _layers(rows: pd.DataFrame) -> list[str]:
+    """The latent layers of the rows' models, bottom first (their KL columns with values)."""
+    return latent_layers([c for c in rows.columns if rows[c].notna().any()])
 
 
 def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateCheck]:
-    """Each bound of ``gate`` against the configurations the claim selects (mean over their
-    seeds): its worst configuration, or every configuration that misses it. Bounds on metrics
-    a configuration does not have (e.g. ``ll_gap`` of noise-free data) do not apply to it, nor
-    do the sample bounds (``SAMPLE_GATES``) where ``max_ll_gap`` judges the fit (data with a
-    density), and
-    a claim about a model-free number (a complexity baseline, an exact-density reference:
-    ``metric_names.model_free``) has no gate."""
+    """Each bound of the claim (``claim_bounds``) against the configurations it selects, seed
+    by seed: every configuration that misses it, or else the one whose worst seed comes
+    closest. Bounds on metrics a configuration does not have (e.g. ``ll_gap`` of noise-free
+    data) do not apply to it, nor do the sample bounds (``SAMPLE_GATES``) where ``max_ll_gap``
+    judges the fit (data with a density), and a claim about a model-free number (a complexity
+    baseline, an exact-density reference: ``metric_names.model_free``) has no gate."""
     if model_free(claim.metric) and (claim.versus_metric is None or
                                      model_free(claim.versus_metric)):
         return []  # the same number whatever the models learned: nothing to gate
+    out = []
+    for bound, checks in _bound_checks(claim, gate, trials).items():
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            out += failed
+        elif checks:
+            op = bound[1]
+            out.append(min(checks, key=lambda c: c.worst if op == ">=" else -c.worst))
+    return out
+
+
+def _bound_checks(claim: Claim, gate: Gate,
+                  trials: pd.DataFrame) -> dict[tuple[str, str, float], list[GateCheck]]:
+    """Per bound of the claim, its check on each selected configuration that has the metric."""
     ok = completed_seeds(trials)
     chosen = pd.concat([select(ok, claim.where)] +
                        ([select(ok, claim.versus)] if claim.versus is not None else []))
     if not len(chosen):
-        return []
+        return {}
+    chosen = chosen.drop_duplicates(subset=["trial_id", "seed"]) \
+        if {"trial_id", "seed"} <= set(chosen.columns) else chosen
     factors = factor_columns(chosen)
     groups = list(chosen.groupby(factors, dropna=False, sort=True)) if factors else [((), chosen)]
-    out = []
-    for metric, op, bound in gate.bounds():
+    out: dict[tuple[str, str, float], list[GateCheck]] = {}
+    for metric, op, bound in claim_bounds(claim, gate, _layers(chosen)):
         checks = []
         for key, g in groups:
             if metric not in g.columns or (metric in SAMPLE_GATES
                                            and gate.max_ll_gap is not None and _has_density(g)):
                 continue
-            value = pd.to_numeric(g[metric], errors="coerce").mean()
-            if not math.isfinite(value):
+            values = pd.to_numeric(g[metric], errors="coerce").to_numpy(float)
+            values = values[np.isfinite(values)]
+            if not len(values):
                 continue
+            passing = int((values >= bound).sum() if op == ">=" else (values <= bound).sum())
+            worst = float(values.min() if op == ">=" else values.max())
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{factor_name(f)}={k}" for f, k in zip(factors, key)) or "all"
-            checks.append(GateCheck(metric, op, bound, float(value), label))
-        failed = [c for c in checks if not c.passed]
-        if failed:
-            out += failed
-        elif checks:
-            out.append(min(checks, key=lambda c: c.worst if op == ">=" else -c.worst))
+            checks.append(GateCheck(metric, op, bound, worst, label, passing, len(values)))
+        out[(metric, op, bound)] = checks
     return out
+
+
+def gate_counts(claims: list[Claim], gates: Gate, trials: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration a claim selects, how many of its seeds pass each bound of the claims'
+    gates ("4/5"; "-" where a bound does not apply): the table under the verdicts."""
+    cells: dict[str, dict[str, str]] = {}
+    for claim in claims:
+        if model_free(claim.metric) and (claim.versus_metric is None or
+                                         model_free(claim.versus_metric)):
+            continue
+        for bound, checks in _bound_checks(claim, gates.merged(claim.gate), trials).items():
+            for c in checks:
+                cells.setdefault(c.where, {})[c.text] = f"{c.passing}/{c.seeds}"
+    columns = sorted({k for row in cells.values() for k in row})
+    return pd.DataFrame([{"configuration": where} | {k: row.get(k, "-") for k in columns}
+                         for where, row in sorted(cells.items())])
 
 
 def _has_density(g: pd.DataFrame) -> bool:
@@ -197,24 +217,23 @@ def _has_density(g: pd.DataFrame) -> bool:
 
 
 def missed_gates(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateCheck]:
-    """Each bound of ``gate`` that a configuration the claim selects misses (mean over its
-    seeds)."""
+    """Each bound of ``gate`` that a configuration the claim selects misses in some seed."""
     return [c for c in gate_checks(claim, gate, trials) if not c.passed]
 
 
 def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:
-    """``missed_gates`` as ``metric value < bound (configuration)``."""
+    """``missed_gates`` in words."""
     return [str(c) for c in missed_gates(claim, gate, trials)]
 
 
 # ---------------------------------------------------------------------- verdicts
-def _single_model_auroc(claim: Claim, trials: pd.DataFrame,
-                        scores: pd.DataFrame | None) -> Verdict | None:
-    """One seed, an AUROC against a threshold: a bootstrap interval over its test points. A
-    model-free AUROC (a complexity baseline: the same number for every seed) is one measurement
-    too, so it is decided the same way, on the first seed's scores."""
-    if scores is None or claim.versus is not None or claim.versus_metric is not None or \
-            detection_key(claim.metric) != "auroc" or claim.expect == "equivalent":
+def _single_model_auroc(claim: Claim, trials: pd.DataFrame, scores: pd.DataFrame | None,
+                        alpha: float) -> stats.TestResult | None:
+    """One seed, an AUROC against a threshold: a bootstrap over its test points. A model-free
+    AUROC (a complexity baseline: the same number for every seed) is one measurement too, so
+    it is tested the same way, on the first seed's scores."""
+    if scores is None or claim.compares or detection_key(claim.metric) != "auroc" or \
+            claim.expect == "equivalent":
         return None
     rows = select(completed_seeds(trials), claim.where)
     if not len(rows) or (len(rows) > 1 and not model_free(claim.metric)) or \
@@ -223,72 +242,43 @@ def _single_model_auroc(claim: Claim, trials: pd.DataFrame,
     row = rows.iloc[0]
     mine = scores[(scores["trial_id"] == row["trial_id"]) & (scores["seed"] == row["seed"])]
     split = split_detection(claim.metric, list(mine["score"].unique()))
-    if split is not None:
-        score, ood_set = split
-        inside = mine[(mine["score"] == score) & (mine["set"] == "test")]["value"].to_numpy()
-        outside = mine[(mine["score"] == score) & (mine["set"] == ood_set)]["value"].to_numpy()
-        if not len(inside) or not len(outside):
-            return None
-        auc, low, high = stats.auroc_interval(inside, outside)
-        t = claim.threshold or 0.0
-        what = "a model-free score" if model_free(claim.metric) else "one model"
-        r = stats.TestResult(auc - t, low - t, high - t, math.nan,
-                             f"bootstrap over test points ({what})", 1)
-        side = claim.sign
-        verdict = "supported" if side * r.low > 0 and side * r.high > 0 else \
-            "not supported" if side * r.low < 0 and side * r.high < 0 else "inconclusive"
-        return Verdict(claim, verdict, r, seeds=(1, 0),
-                       note=f"{what}: {len(inside)} + {len(outside)} test points")
-    return None
+    if split is None:
+        return None
+    score, ood_set = split
+    inside = mine[(mine["score"] == score) & (mine["set"] == "test")]["value"].to_numpy()
+    outside = mine[(mine["score"] == score) & (mine["set"] == ood_set)]["value"].to_numpy()
+    if not len(inside) or not len(outside):
+        return None
+    r = stats.auroc_test(inside, outside, claim.threshold or 0.0, alpha)
+    what = "a model-free score" if model_free(claim.metric) else "one model"
+    return stats.TestResult(r.effect, r.low, r.high, r.p, f"{r.test} ({what})", r.n,
+                            r.confidence)
 
 
 def judge_all(claims: list[Claim], trials: pd.DataFrame, gates: Gate | None = None,
               alpha: float = stats.ALPHA, scores: pd.DataFrame | None = None) -> list[Verdict]:
-    """The verdict of every claim of a study (Holm across them; see the module docstring)."""
+    """The verdict of every claim of a study: gates first (a miss: *untestable*), then the
+    per-seed values (or a single model's bootstrap) of the others through
+    ``decide.decide``, one Holm family at level ``alpha``."""
     gates = gates or Gate()
-    verdicts: list[Verdict] = []
-    for claim in claims:
+    verdicts: list[Verdict | None] = []
+    tested: list[tuple[int, Claim, Any, tuple[int, int]]] = []
+    for i, claim in enumerate(claims):
         failures = missed_gates(claim, gates.merged(claim.gate), trials)
         if failures:
             verdicts.append(Verdict(claim, "untestable", gate_failures=failures))
             continue
-        single = _single_model_auroc(claim, trials, scores)
+        verdicts.append(None)
+        single = _single_model_auroc(claim, trials, scores, alpha)
         if single is not None:
-            verdicts.append(single)
+            tested.append((i, claim, single, (1, 0)))
             continue
         d, seeds = claim_values(claim, trials)
-        result = stats.location_test(d, alpha, test=claim.test)
-        eq = stats.equivalence_test(d, claim.margin) if claim.margin is not None else None
-        v = Verdict(claim, "inconclusive", result, eq, seeds=seeds, values=d)
-        if result.n == 0:
-            v.verdict, v.note = "inconclusive", "no completed seeds in the selection"
-        verdicts.append(v)
-    tested = [v for v in verdicts if v.result is not None and math.isfinite(v.result.p)]
-    for v, p in zip(tested, stats.holm([v.result.p for v in tested])):
-        v.p_holm = p
-    with_margin = [v for v in tested if v.equivalence is not None and math.isfinite(v.equivalence.p)]
-    for v, p in zip(with_margin, stats.holm([v.equivalence.p for v in with_margin])):
-        v.p_equivalence_holm = p
-    m = max(1, len(tested))
-    for v in tested:
-        _decide(v, alpha, m)
-    return verdicts
-
-
-def _decide(v: Verdict, alpha: float, m: int) -> None:
-    c, r = v.claim, v.result
-    equivalent = math.isfinite(v.p_equivalence_holm) and v.p_equivalence_holm < alpha
-    if c.expect == "equivalent":
-        outside = r.has_interval and (r.low > c.margin or r.high < -c.margin)
-        v.verdict = "supported" if equivalent else "not supported" if \
-            (v.p_holm < alpha and outside) else "inconclusive"
-    elif v.p_holm < alpha:
-        v.verdict = "supported" if np.sign(r.effect) == c.sign else "not supported"
-    elif equivalent:
-        v.verdict = "equivalent"
-    else:
-        v.verdict = "inconclusive"
-    if v.verdict == "inconclusive":
-        # the seeds that would decide it at the observed effect and spread, at the level a
-        # claim of this family needs in the worst case of Holm's procedure
-        v.needed = stats.seeds_needed(v.values, alpha / m, test=c.test)
+        tested.append((i, claim, d, seeds))
+    decided = decide([t[1] for t in tested], [t[2] for t in tested], alpha)
+    for (i, _, value, seeds), v in zip(tested, decided):
+        v.seeds = seeds
+        if isinstance(value, stats.TestResult):
+            v.note = f"{value.test}: {value.n} test points"
+        verdicts[i] = v
+    return [v for v in verdicts if v is not None]

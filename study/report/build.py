@@ -22,6 +22,7 @@ from study.core.errors import UserError
 from study.core.io import write_text
 from study.core.redact import MASK, redact
 from study.judge.sequential import judge_study
+from study.judge.verdicts import gate_counts
 from study.report.figures import (
     claims_figure,
     curve_figures,
@@ -37,28 +38,39 @@ from study.report.tables import (
     markdown,
     pruning_stats,
     reference_table,
+    verdict_counts,
     verdict_table,
 )
 from study.spec.resolved import ResolvedStudy
 from study.spec.spec_file import load_spec
 from study.spec.study_spec import StudySpec
 from study.store.columns import factor_columns, factor_name
-from study.store.folder import REPORT_DIR, STATE, StudyState, read_state, resolve_results
+from study.store.folder import (
+    REPORT_DIR,
+    STATE,
+    StudyState,
+    read_state,
+    resolve_results,
+)
 from study.store.results import default_folder, read_epochs, read_scores, read_trials
 
 VERDICTS_EXPLAINED = (
     "Each statement of the experiment log, tested on this study's seeds. The seed is the unit: "
     "seed s of every configuration shares its data draw and initialisation (common random "
-    "numbers), so configurations are compared seed by seed (paired). Effect: mean of the "
-    "per-seed differences (or values minus the threshold) with its 95% t-interval, or, when the "
-    "values do not vary, the exact sign test (no interval); a claim marked \"median\" is "
-    "tested by signs (is the value on the expected side in most seeds?), for outcomes that "
-    "split the seeds, such as a layer that switches on in some. p-values are two-sided and "
-    "Holm-adjusted across this study's claims (level {alpha}). *supported* / *not supported*: "
-    "the adjusted test rejects no effect and the effect lies on the expected / the other side; "
-    "*equivalent*: the effect is shown to lie within the claim's margin (TOST); *inconclusive*: "
-    "neither (with the seeds that would decide it); *untestable*: the configurations miss the "
-    "claim's fitness gate, so the models did not learn what the claim is about.")
+    "numbers), so configurations are compared seed by seed (paired). A comparison is about the "
+    "mean of the per-seed differences (paired t test; its null, no effect, makes the "
+    "difference symmetric, where t keeps its level whatever the shape); a claim against a "
+    "threshold, or one marked \"median\", about the median: is the value on the expected side "
+    "in most seeds (exact sign test, with its order-statistic interval; it needs at least 6 "
+    "seeds to reach 0.05, more under Holm). Intervals are at the level the test ran at (the "
+    "look's, under --until-decided). p-values are two-sided and Holm-adjusted across this "
+    "study's claims (level {alpha}). *supported* / *not supported*: the adjusted test rejects "
+    "no effect and the effect lies on the expected / the other side; *equivalent*: the effect "
+    "is shown to lie within the claim's margin (TOST); *inconclusive*: neither; *untestable*: "
+    "a model of the claim missed its gate in some seed (the fit to the data, every layer the "
+    "claim relies on carrying information), so the models did not learn what the claim is "
+    "about. *Confirmatory*: decided on the study file's confirmatory seeds, which no recipe "
+    "was developed on; *exploratory*: on seeds that were.")
 
 
 SEQUENTIAL_EXPLAINED = (
@@ -97,6 +109,8 @@ def _shared_settings(study: ResolvedStudy) -> str:
 def build_report(spec: StudySpec, results: Path) -> Path:
     """Write the report folder; returns the markdown file's path."""
     state = study_state(spec, results)
+    if state.confirmatory and spec.confirmatory_seeds is not None:
+        spec = spec.confirmatory()
     trials, epochs = read_trials(results), read_epochs(results)
     if not len(trials):
         raise UserError(f"{results}: no trials.parquet with rows; run the study first "
@@ -105,10 +119,12 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     folder = results / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     responses = _responses(spec, trials)
-    parts = _head(study, trials)
+    judged = judge_study(spec.claims, trials, state.sequential, spec.gates, spec.alpha,
+                         read_scores(results)) if spec.claims else ([], None, [])
+    parts = _head(study, trials, judged[0], state)
     figures = curve_figures(spec, trials, folder)
     if spec.claims:
-        parts += _verdicts_section(study, trials, state, folder, read_scores(results))
+        parts += _verdicts_section(study, trials, judged, folder)
         parts += [f"![{p.stem}]({p.name})\n" for p in figures]
         figures = []
     fit = fit_table(trials)
@@ -126,7 +142,9 @@ def build_report(spec: StudySpec, results: Path) -> Path:
             parts += [f"## Per level of {factor_name(f)} (all other factors pooled)\n",
                       markdown(level_table(trials, f, responses, sampled))]
     parts += ["## Best configurations\n", markdown(best_configs(trials, epochs, spec)),
-              "## Pruning\n", pruning_stats(trials, study), "## Figures\n"]
+              "## Pruning\n", pruning_stats(trials, study)]
+    parts += _protocol_section(spec, state, trials)
+    parts += ["## Figures\n"]
     for p in (responses_figure(spec, trials, responses, folder),
               learning_curves_figure(spec, epochs, trials, folder)):
         if p is not None:
@@ -136,18 +154,45 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     return path
 
 
-def _head(study: ResolvedStudy, trials: pd.DataFrame) -> list[str]:
-    """The report's first lines: the question, the budget and seeds, the shared settings and
+def evidence_kind(spec: StudySpec, trials: pd.DataFrame) -> str:
+    """*confirmatory* when every seed of the study lies in its confirmatory range, else
+    *exploratory* (seeds that recipes of this study may have been developed on)."""
+    seeds = sorted(set(trials["seed"].astype(int))) if len(trials) else []
+    return "confirmatory" if spec.on_confirmatory_seeds(seeds) else "exploratory"
+
+
+def _seeds_text(trials: pd.DataFrame) -> str:
+    seeds = sorted(set(trials["seed"].astype(int))) if len(trials) else []
+    if not seeds:
+        return "no seeds"
+    return f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else "seeds " + ", ".join(map(str, seeds))
+
+
+def _head(study: ResolvedStudy, trials: pd.DataFrame, verdicts: list,
+          state: StudyState) -> list[str]:
+    """The report's first lines: the question, the verdicts counted (decided / inconclusive /
+    untestable, confirmatory or exploratory), the budget and seeds, the shared settings and
     the notes a compute-matched or smoke study needs."""
     spec, budget = study.spec, study.budget
     per_config = trials.groupby(factor_columns(trials) or (lambda _: 0), dropna=False)["seed"] \
         .nunique()
     seeds = f"{per_config.min()}" if per_config.min() == per_config.max() else \
         f"{per_config.min()} to {per_config.max()}"
-    parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n",
-             f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
-             "completed seeds ± the 95% t-interval half-width.\n",
-             _shared_settings(study)]
+    parts = [f"# {spec.name}\n", f"**Question.** {' '.join(spec.question.split())}\n"]
+    if verdicts:
+        kind = evidence_kind(spec, trials)
+        why = ("the study file's confirmatory range, which no recipe was developed on"
+               if kind == "confirmatory" else
+               "seeds that recipes may have been developed on; `--confirmatory` runs fresh ones"
+               if spec.confirmatory_seeds is not None else
+               "the study file declares no confirmatory seeds")
+        smoke = " (smoke test: nothing below is a finding)" if budget == "smoke" else ""
+        parts.append(f"**Answer: {verdict_counts(verdicts)}**{smoke}; *{kind}*: "
+                     f"{_seeds_text(trials)}, {why}.\n")
+    parts += [f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
+              "completed seeds ± the 95% t-interval half-width.\n",
+              _shared_settings(study)]
     if spec.match_compute is not None:
         parts.append(COMPUTE_MATCHED)
     if budget == "smoke":
@@ -156,13 +201,12 @@ def _head(study: ResolvedStudy, trials: pd.DataFrame) -> list[str]:
     return parts
 
 
-def _verdicts_section(study: ResolvedStudy, trials: pd.DataFrame, state: StudyState,
-                      folder: Path, scores: pd.DataFrame) -> list[str]:
-    """The verdicts of the study's claims: the table, the evidence figure and why a claim was
-    untestable."""
+def _verdicts_section(study: ResolvedStudy, trials: pd.DataFrame, judged: tuple,
+                      folder: Path) -> list[str]:
+    """The verdicts of the study's claims: the table, how many seeds pass each gate, the
+    evidence figure and why a claim was untestable."""
     spec, budget = study.spec, study.budget
-    verdicts, design, looks = judge_study(spec.claims, trials, state.sequential, spec.gates,
-                                          spec.alpha, scores)
+    verdicts, design, looks = judged
     sequential_note = ""
     if design is not None:
         sequential_note = SEQUENTIAL_EXPLAINED.format(
@@ -172,9 +216,15 @@ def _verdicts_section(study: ResolvedStudy, trials: pd.DataFrame, state: StudySt
     parts = ["## Verdicts\n", VERDICTS_EXPLAINED.format(alpha=spec.alpha) + "\n",
              sequential_note,
              markdown(verdict_table(verdicts, budget == "smoke",
-                                    evidence.name if evidence else None))]
+                                    evidence.name if evidence else None,
+                                    evidence_kind(spec, trials)))]
     if evidence is not None:
         parts.append(f"![claims]({evidence.name})\n")
+    counts = gate_counts(spec.claims, spec.gates, trials)
+    if len(counts):
+        parts += ["Seeds of each configuration that pass each bound of the claims' gates (a "
+                  "configuration passes only when every completed seed does):\n",
+                  markdown(counts)]
     if any(v.layer_inactive for v in verdicts):
         parts.append(
             "**Untestable: a layer is inactive.** A claim about a layer (its class "
@@ -192,6 +242,29 @@ def _verdicts_section(study: ResolvedStudy, trials: pd.DataFrame, state: StudySt
             "(docs/cluster.md gives its GPU hours); `--until-decided` adds seeds, not "
             "epochs, so it cannot help a claim that misses its gate.\n")
     return parts
+
+
+def _protocol_section(spec: StudySpec, state: StudyState, trials: pd.DataFrame) -> list[str]:
+    """Every recorded change of a gate, recipe or seed count, and which study file the run
+    used: the verdicts' reader sees what was chosen after looking."""
+    lines = ["## Protocol\n"]
+    now = spec.file_sha256()
+    if state.spec_sha256:
+        same = "unchanged since" if now == state.spec_sha256 else "**changed** since"
+        declared = "none declared" if spec.confirmatory_seeds is None else \
+            f"from seed {spec.confirmatory_seeds}"
+        lines.append(f"Study file SHA-256 at the run: `{state.spec_sha256[:16]}`; {same} the "
+                     f"run (now `{(now or '?')[:16]}`). Seeds: {_seeds_text(trials)}; "
+                     f"confirmatory range: {declared}.\n")
+    if spec.protocol:
+        lines += ["| date | change | reason | after looking at results |", "|---|---|---|---|"]
+        lines += [f"| {p.date} | {p.change} | {p.reason} | {'yes' if p.after_looking else 'no'} |"
+                  for p in spec.protocol]
+        lines.append("")
+    else:
+        lines.append("No change of a gate, recipe or seed count is recorded in the study "
+                     "file.\n")
+    return lines
 
 
 def study_state(spec: StudySpec, results: Path) -> StudyState:

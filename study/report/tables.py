@@ -92,16 +92,23 @@ def config_table(trials: pd.DataFrame, responses: list[str]) -> pd.DataFrame:
 
 def level_table(trials: pd.DataFrame, factor: str, responses: list[str],
                 sampled: bool) -> pd.DataFrame:
-    """Per level of one factor (all other factors pooled); a sampled factor in quantile bins."""
+    """Per level of one factor (all other factors pooled; a sampled factor in quantile bins).
+    The seed stays the unit: each seed's value is its mean over the level's configurations,
+    and the interval is over those per-seed values, never over configuration x seed cells."""
     done = completed_seeds(trials)
     key = done[factor]
     if sampled and pd.api.types.is_numeric_dtype(key) and key.nunique() > LEVEL_BINS:
         key = pd.qcut(key.astype(float), LEVEL_BINS, duplicates="drop")
     rows = []
     for level, g in done.groupby(key, sort=True, observed=True):
-        row = {factor_name(factor): _bin(level), "seeds": len(g)}
+        configs = g["trial_id"].nunique() if "trial_id" in g.columns else 1
+        row = {factor_name(factor): _bin(level), "seeds": g["seed"].nunique(),
+               "configurations": configs}
         for r in responses:
-            mean, half, n = mean_interval(g[r]) if r in g.columns else (math.nan, math.nan, 0)
+            per_seed = pd.to_numeric(g[r], errors="coerce").groupby(g["seed"]).mean() \
+                if r in g.columns else pd.Series(dtype=float)
+            mean, half, n = mean_interval(per_seed.to_numpy()) if len(per_seed) \
+                else (math.nan, math.nan, 0)
             row[metric_label(r, trials)] = fmt_ci(mean, half, n)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -149,18 +156,34 @@ def fit_table(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict_table(verdicts: list[Verdict], smoke: bool, figure: str | None = None) -> pd.DataFrame:
+def verdict_table(verdicts: list[Verdict], smoke: bool, figure: str | None = None,
+                  kind: str | None = None) -> pd.DataFrame:
     """One row per claim, numbered; ``figure``: the file of ``claims_figure``, linked from the
-    row of every claim that has a panel in it."""
+    row of every claim that has a panel in it; ``kind``: *confirmatory* or *exploratory*."""
     rows = []
     for i, v in enumerate(verdicts, 1):
         row = {"#": i} | v.row()
         if smoke:
             row["verdict"] += " (smoke test)"
+        elif kind is not None and v.verdict != "untestable":
+            row["verdict"] += f" ({kind})"
         if figure is not None:
             row["evidence"] = f"[panel {i}]({figure})" if len(v.values) else "-"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def verdict_counts(verdicts: list[Verdict]) -> str:
+    """"N claims: a decided (b supported, ...), c inconclusive, d untestable"."""
+    from collections import Counter
+
+    count = Counter(v.verdict for v in verdicts)
+    decided = [f"{count[k]} {k}" for k in ("supported", "not supported", "equivalent")
+               if count[k]]
+    n_decided = sum(count[k] for k in ("supported", "not supported", "equivalent"))
+    return (f"{len(verdicts)} claims: {n_decided} decided"
+            + (f" ({', '.join(decided)})" if decided else "")
+            + f", {count['inconclusive']} inconclusive, {count['untestable']} untestable")
 
 
 def reference_table(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
@@ -199,7 +222,10 @@ def best_configs(trials: pd.DataFrame, epochs: pd.DataFrame, spec: StudySpec,
 
 def pruning_stats(trials: pd.DataFrame, study: ResolvedStudy) -> str:
     spec = study.spec
-    per_trial = trials.drop_duplicates("trial_id")
+    # a trial's row of its longest-training seed (each seed stops early on its own)
+    per_trial = trials.sort_values("epochs", ascending=False, kind="stable") \
+        .drop_duplicates("trial_id") if "epochs" in trials.columns else \
+        trials.drop_duplicates("trial_id")
     counts = per_trial["trial_status"].value_counts().to_dict()
     pruned = per_trial[per_trial["trial_status"] == "pruned"]
     expected = study.num_trials

@@ -15,15 +15,24 @@ SAMPLE_GATES = ("curve_coverage", "wrong_sample_frac")
 
 
 
-#: how a claim's per-seed values are tested (``study.judge.stats.location_test`` implements
-#: each): ``auto``, the t test of the mean where it applies, else the exact sign test; ``sign``,
-#: the exact sign test of the median. A new test is a name here and its branch there.
-ClaimTest = Literal["auto", "sign"]
+#: what a claim is about, and so how its per-seed values are tested
+#: (``study.judge.stats.location_test`` implements each): ``mean``, the paired t test of a
+#: comparison; ``median`` ("in most seeds"), the exact sign test. A new one is a name here and
+#: its branch there.
+ClaimAbout = Literal["mean", "median"]
+
+#: nats: a latent layer carries information when its KL is at least this (the gate a claim
+#: about a layer gets for every layer it relies on, ``Gate.min_layer_kl``)
+LAYER_KL = 0.01
 
 class Gate(Strict):
-    """What a claim's configurations must have reached before the claim can be judged; each
-    bound is checked on the mean over seeds of every configuration the claim selects, and a
-    claim whose configurations miss it is *untestable* (never supported or not supported).
+    """What a claim's models must have reached before the claim can be judged; each bound is
+    checked on every seed of every configuration the claim selects (a configuration passes
+    only when all its completed seeds pass: a mean over seeds lets a stuck seed hide behind
+    good ones), and a claim whose configurations miss it is *untestable* (never supported or
+    not supported). A claim about a fit metric itself (``ll_gap``, ``curve_coverage``,
+    ``wrong_sample_frac``, e.g. "fixed std 1 stays more than 1 nat from the exact density") is
+    judged by that metric, not gated on it.
 
     max_ll_gap: nats; exact_ll - test_ll at most this (2-D data with noise > 0).
     min_coverage: fraction; curve_coverage at least this: the gate of noise-free data, which has
@@ -35,6 +44,9 @@ class Gate(Strict):
     judges the fit instead of these two sample bounds (issue 14's targets), so a configuration
     is not held to both; without ``max_ll_gap`` they apply to any noise.
     min_kl: layer -> nats; the KL of each named layer (``kl_L``) at least this.
+    min_layer_kl: nats; every layer a claim relies on (``metric_names.layers_used``: the layer
+        of a class accuracy, the layers above k of an LLR>k score) carries at least this KL
+        (default ``LAYER_KL``); ``min_kl`` of a layer overrides it.
     min_epochs: epochs trained at least this.
     at_least / at_most: metric -> bound, for any other metric.
     """
@@ -43,6 +55,7 @@ class Gate(Strict):
     min_coverage: float | None = Field(None, ge=0, le=1)
     max_wrong_samples: float | None = Field(None, ge=0, le=1)
     min_kl: dict[str, float] = Field(default_factory=dict)
+    min_layer_kl: float = Field(LAYER_KL, ge=0)
     min_epochs: int | None = Field(None, ge=1)
     at_least: dict[str, float] = Field(default_factory=dict)
     at_most: dict[str, float] = Field(default_factory=dict)
@@ -81,11 +94,11 @@ class Claim(Strict):
     equivalence test; a directional claim with a ``margin`` is also tested for equivalence when
     it is not decided. ``gate`` adds to (or overrides) the study's ``gates``.
 
-    ``test``: ``auto`` tests the mean of the per-seed values (Student's t, the exact sign test
-    where t cannot be used); ``sign`` always the exact sign test, whose effect is the median:
-    "in most seeds" instead of "on average", for outcomes that split the seeds into two groups
-    (a layer that switches on in some seeds and stays off in the others), where a t interval
-    of three or five values means little. Not with a margin (no equivalence by signs).
+    ``about``: ``mean`` (the default of a comparison) tests the mean of the paired per-seed
+    differences by t; ``median`` ("in most seeds") by the exact sign test, for outcomes that
+    split the seeds (a layer that switches on in some seeds and stays off in others). A claim
+    against a threshold is always about the median: with no symmetric null, the mean of 3-10
+    seeds of a skewed metric has no valid test (``study.judge.stats``).
     """
 
     statement: str
@@ -97,14 +110,15 @@ class Claim(Strict):
     threshold: float | None = None
     margin: float | None = Field(None, gt=0)
     gate: Gate | None = None
-    test: ClaimTest = "auto"
+    about: ClaimAbout | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Claim:
         compares = self.versus is not None or self.versus_metric is not None
-        if self.test == "sign" and self.margin is not None:
-            raise ValueError("a claim tested by signs (test: sign) cannot have a margin: "
-                             "equivalence within a margin is a statement about the mean")
+        if not compares and self.about == "mean":
+            raise ValueError("a claim against a threshold is about the median (in most seeds), "
+                             "tested by signs: the mean of a handful of seeds of a skewed metric "
+                             "has no valid test; drop 'about: mean' or compare configurations")
         if self.versus is not None and self.versus_metric is not None:
             raise ValueError("a claim compares with another selection or another metric, not both")
         if self.expect == "equivalent":
@@ -117,6 +131,17 @@ class Claim(Strict):
         elif not compares and (self.expect not in ("below", "above") or self.threshold is None):
             raise ValueError("a claim without versus needs expect below/above and a threshold")
         return self
+
+    @property
+    def compares(self) -> bool:
+        """Whether the claim compares two selections or two metrics (else: a threshold)."""
+        return self.versus is not None or self.versus_metric is not None
+
+    @property
+    def tested_on(self) -> ClaimAbout:
+        """What the claim's test is about: its ``about``, else the mean of a comparison and the
+        median of a threshold claim."""
+        return self.about or ("mean" if self.compares else "median")
 
     @property
     def sign(self) -> float:

@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from models.registry import model_kind
 from study.spec.config import TrialConfig
 
 #: the share of its epochs a trial with early stopping (``patience`` > 0) trains, on average:
@@ -157,16 +158,17 @@ def train_points(cfg: TrialConfig) -> int:
 
 def evaluation_passes(cfg: TrialConfig) -> Passes:
     """Forward passes of one member's final evaluation: the test likelihood, the latent metrics,
-    and on the test set and each OOD set the ELBO, the K_ood likelihood and LLR>k (k < L);
+    and on the test set and each OOD set the ELBO, the K_ood likelihood and, for a
+    hierarchical model, L>k with K_ood samples for each k < L (LLR>k reuses the likelihood);
     for 2-D data the decoded prior samples."""
     n = test_points(cfg)
-    layers = len(cfg.latents) + (1 if cfg.kind == "avae" else 0)
     K = cfg.eval_importance
     sets = _ood_sets(cfg) + 1
     passes = [(n, max(K, 100)), *([(n, K)] if K < 100 else []),
               (min(n, LATENT_PASSES // 16), 16),
               (sets * n, 1), (sets * n, cfg.ood_importance)]
-    passes += [(sets * n, 1)] * max(layers - 1, 0)
+    if model_kind(cfg.kind).hierarchical:  # L>k with K_ood samples for each k < L
+        passes += [(sets * n, cfg.ood_importance)] * max(len(cfg.latents) - 1, 0)
     if not cfg.is_image:
         passes.append((GENERATED, 1))
     return tuple(passes)

@@ -107,9 +107,37 @@ NATS = ("test_ll", "ll_gap", "exact_ll", "test_ll_lik", "test_ll_kl", "iw_gap", 
 DETECTION_KEYS = ("auroc", "auprc", "fpr80")
 
 
+def latent_layers(columns: list[str]) -> list[str]:
+    """The latent layers whose KL columns (``kl_L``) are among ``columns``, bottom first."""
+    names = [c[3:] for c in columns if c.startswith("kl_")
+             and not c.startswith(("kl_from_", "kl_above_", "kl_units_"))]
+    return sorted(names, key=lambda n: (len(n), n))
+
+
 def is_kl(metric: str) -> bool:
     """A layer's KL term (``kl_z1``, ``kl_from_z2``, ``kl_above_1``), in nats."""
     return metric.startswith("kl_")
+
+
+#: the metrics that measure how well a 2-D model fits (the fit gates' own metrics)
+FIT_METRICS = ("ll_gap", "curve_coverage", "wrong_sample_frac")
+
+
+def layers_used(metric: str, layers: list[str]) -> list[str]:
+    """The latent layers (of ``layers``, bottom first) a claim about ``metric`` relies on
+    carrying information: the layer of ``class_acc_L`` (an inactive layer holds no class at
+    all), every layer above k of an LLR>k score (``auroc_llr_k_S`` ...: the posteriors the
+    ratio uses). A claim about a layer's activity itself (``kl_L``, ``active_units_L``) relies
+    on none: it is about whether the layer is active."""
+    if metric.startswith("class_acc_") and metric[len("class_acc_"):] in layers:
+        return [metric[len("class_acc_"):]]
+    key = detection_key(metric)
+    rest = metric[len(key) + 1:] if key else ""
+    if rest.startswith("llr_"):
+        k = rest[len("llr_"):].split("_", 1)[0]
+        if k.isdigit():
+            return layers[int(k):]
+    return []
 
 
 def detection_key(metric: str) -> str | None:

@@ -37,7 +37,13 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from study.core.errors import SpecError
 from study.core.strict import Strict
@@ -103,6 +109,17 @@ class Resources(Strict):
     gpus: float = Field(0.0, ge=0, le=64)
 
 
+class ProtocolEntry(Strict):
+    """A change of a gate, recipe or seed count, recorded when it was made: the report prints
+    them (its "protocol" section), so a verdict's reader sees what was chosen after looking."""
+
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    change: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    #: whether the change was made after looking at verdicts or gate outcomes of this study
+    after_looking: bool = True
+
+
 class StudySpec(Strict):
     _source: Path | None = PrivateAttr(default=None)
     name: str = Field(pattern=f"^{NAME_PATTERN.pattern}$")
@@ -129,6 +146,12 @@ class StudySpec(Strict):
     #: one at the budget's epochs (``StudySpec.matched_epochs``); claims then compare
     #: configurations at equal compute, not at equal epochs
     match_compute: Literal["training_flops"] | None = None
+    #: the first seed of the confirmatory range: ``--confirmatory`` runs seeds from here on
+    #: (seed s's data draw, test set and initialisation are its own), seeds no recipe of this
+    #: study was developed on; verdicts from any other seeds are *exploratory*
+    confirmatory_seeds: int | None = Field(None, ge=1)
+    #: every change of a gate, recipe or seed count, with its date and reason
+    protocol: list[ProtocolEntry] = Field(default_factory=list)
     _matched: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
 
     @field_validator("match_compute")
@@ -150,6 +173,39 @@ class StudySpec(Strict):
         if not (ok_int or ok_list):
             raise ValueError("seeds must be a count >= 1 or a non-empty list of integers >= 0")
         return v
+
+    def confirmatory(self) -> StudySpec:
+        """This study on its confirmatory seeds: every seed count N (the study's and each
+        budget's) becomes the seeds ``confirmatory_seeds`` .. + N - 1."""
+        if self.confirmatory_seeds is None:
+            raise SpecError(f"{self.source}: --confirmatory needs field 'confirmatory_seeds' "
+                            "(the first seed no recipe of this study was developed on, e.g. 1000)")
+
+        def shifted(seeds: Any, where: str) -> list[int]:
+            if not isinstance(seeds, int):
+                raise SpecError(f"{self.source}: field '{where}' = {seeds!r}: --confirmatory "
+                                "needs seeds as a count")
+            return list(range(self.confirmatory_seeds, self.confirmatory_seeds + seeds))
+
+        budgets = {name: dict(b) | ({"seeds": shifted(b["seeds"], f"budgets.{name}.seeds")}
+                                    if "seeds" in b else {})
+                   for name, b in self.budgets.items()}
+        copy = self.model_copy(update={"seeds": shifted(self.seeds, "seeds"), "budgets": budgets})
+        copy._source, copy._matched = self._source, {}
+        return copy
+
+    def on_confirmatory_seeds(self, seeds: list[int] | tuple[int, ...]) -> bool:
+        """Whether every one of ``seeds`` lies in the confirmatory range."""
+        return self.confirmatory_seeds is not None and bool(seeds) and \
+            min(seeds) >= self.confirmatory_seeds
+
+    def file_sha256(self) -> str | None:
+        """The SHA-256 of the study file as it is now (None for a spec not read from a file)."""
+        import hashlib
+
+        if self._source is None or not Path(self._source).is_file():
+            return None
+        return hashlib.sha256(Path(self._source).read_bytes()).hexdigest()
 
     # ------------------------------------------------------------------ derived
     @property

@@ -16,7 +16,7 @@ from study.core.errors import SpecError
 from study.spec.claims import SAMPLE_GATES, Claim, Gate
 from study.spec.config import TrialConfig
 from study.spec.factors import SHORTHANDS
-from study.spec.metric_names import epoch_metrics, row_metrics
+from study.spec.metric_names import epoch_metrics, model_free, row_metrics
 from study.spec.study_spec import BUDGETS, StudySpec
 from study.store.columns import same_value
 
@@ -100,6 +100,33 @@ def _check_claim(spec: StudySpec, cells: _Cells, claim: Claim, i: int) -> None:
         _check_metric(spec, other, claim.metric, f"{field}.metric")
         both += other
     _check_gate(spec, both, claim.gate, f"{field}.gate")
+    _check_fit_gated(spec, both, claim, field)
+
+
+def _check_fit_gated(spec: StudySpec, chosen: list, claim: Claim, field: str) -> None:
+    """A claim on 2-D models is gated on their fit: the gap to the exact density where the
+    data have one (noise > 0), the decoded samples' coverage of the curve where not; unless
+    the claim is about that fit itself, about a model-free number, or its own gate sets the
+    bound to null on purpose (a claim about training, e.g. divergence)."""
+    if model_free(claim.metric) and (claim.versus_metric is None or
+                                     model_free(claim.versus_metric)):
+        return
+    gate = spec.gates.merged(claim.gate)
+    declared = claim.gate.model_fields_set if claim.gate is not None else set()
+    two_d = [cfg for _, cfg in chosen if not cfg.is_image]
+    needs = []
+    if any(cfg.noise > 0 for cfg in two_d) and gate.max_ll_gap is None \
+            and "max_ll_gap" not in declared and claim.metric != "ll_gap":
+        needs.append("max_ll_gap (nats from the exact density, noisy data)")
+    if any(cfg.noise == 0 for cfg in two_d) and gate.min_coverage is None \
+            and gate.max_wrong_samples is None and "min_coverage" not in declared \
+            and claim.metric not in SAMPLE_GATES:
+        needs.append("min_coverage (the curve covered by decoded samples, noise-free data)")
+    if needs:
+        raise SpecError(f"{spec.source}: field '{field}' ({claim.statement!r}): a claim on 2-D "
+                        f"models is judged only on models that fit; set gates."
+                        f"{' and gates.'.join(n.split(' ')[0] for n in needs)} "
+                        f"({'; '.join(needs)}), or null in the claim's own gate on purpose")
 
 
 def validate_study(spec: StudySpec) -> None:

@@ -110,6 +110,10 @@ class StudyState(BaseModel):
     fingerprint: str | None = None
     sequential: dict[str, Any] | None = None
     rounds: list[dict[str, Any]] | None = None
+    #: the run's seeds are the study file's confirmatory range (``--confirmatory``)
+    confirmatory: bool = False
+    #: the SHA-256 of the study file when the study started (what recipe the verdicts are of)
+    spec_sha256: str | None = None
 
 
 class UnreadableState(UserError):

@@ -27,10 +27,12 @@ Metric names (``Evaluation.members`` keys; ``L`` a layer name such as z1, ``S`` 
   its least-squares trend over the last fifth (nats; about 0 once training has converged, large
   while the model is still learning; ``metrics.tail_gain``).
 - OOD, per set S, scores F (higher = more anomalous): ``neg_elbo`` (IW=1), ``neg_ll`` (-log p(x)
-  with ``ood_importance`` samples: a K-sample estimate, not "the" likelihood), ``llr_k`` (LLR>k
-  of a hierarchical model, k = 1..L-1, with ``kl_above_k``, the KL of the layers above k it
-  relies on); images also ``lit_pixels`` and ``neg_ll_bernoulli`` (complexity baselines: the
-  number of lit pixels and a pixel-independent Bernoulli fitted on the training set).
+  with K_ood = ``ood_importance`` samples: a K-sample estimate, not "the" likelihood), ``llr_k``
+  (LLR>k = L - L>k of a hierarchical model, k = 1..L-1, both bounds K_ood-sample importance
+  estimates with sampled weights, L the very estimate of ``neg_ll``; with ``kl_above_k``, the
+  KL of the layers above k it relies on); images also ``lit_pixels`` and ``neg_ll_bernoulli``
+  (complexity baselines: the number of lit pixels and a pixel-independent Bernoulli fitted on
+  the training set).
   ``auroc_F_S``, ``auprc_F_S``, ``fpr80_F_S``.
 - OOD references (2-D): ``np_auroc_S``, the Neyman-Pearson detector's AUROC (score log p_out -
   log p_in: the best any detector can reach) and ``exact_ll_auroc_S``, the exact -log p_in's
@@ -46,7 +48,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models import LatentVariableModel, estimate_log_likelihood, iw_bound, likelihood_ratio
+from models import (
+    LatentVariableModel,
+    estimate_log_likelihood,
+    iw_bound,
+    likelihood_ratio,
+)
 from study.data import DataBundle
 from study.spec.config import TrialConfig
 from study.trial import metrics
@@ -60,7 +67,9 @@ LOW_LL = -100.0
 REFERENCE_POINTS = 1000
 #: Evaluation draws its Monte Carlo samples from this seed, not from the training RNG state,
 #: so the metrics are a function of the weights alone: a trial evaluated again after a restore
-#: (its driver was killed after training) gets the numbers it got the first time.
+#: (its driver was killed after training) gets the numbers it got the first time. Each member
+#: draws from its own stream seeded by (its seed, EVAL_SEED) (``MemberNoise.forked``), so its
+#: draws do not depend on the other members either.
 EVAL_SEED = 20_240_601
 
 
@@ -89,16 +98,17 @@ def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch:
 
 
 def ood_scores(model: LatentVariableModel, x: torch.Tensor, ood_importance: int) -> dict[str, np.ndarray]:
-    """Per-sample anomaly scores ``[E, N]`` (higher = more OOD): -ELBO, -log p(x) with
-    ``ood_importance`` samples, and LLR>k for each k of a hierarchical model."""
+    """Per-sample anomaly scores ``[E, N]`` (higher = more OOD), nats: -ELBO (IW=1), -log p(x)
+    with K = ``ood_importance`` importance samples and, for each k of a hierarchical model,
+    LLR>k = L - L>k with both bounds K-sample estimates (L: the -log p(x) score's own)."""
     with torch.no_grad():
-        out = {
-            "neg_elbo": -_batched(lambda b: iw_bound(model, b, 1, "analytic"), x),
-            "neg_ll": -estimate_log_likelihood(model, x, ood_importance).log_px.cpu().numpy(),
-        }
+        neg_elbo = -_batched(lambda b: iw_bound(model, b, 1, "analytic"), x)
+        log_px = estimate_log_likelihood(model, x, ood_importance).log_px
+        out = {"neg_elbo": neg_elbo, "neg_ll": -log_px.cpu().numpy()}
         if model.hierarchical:
             for k in range(1, len(model.layer_names)):
-                out[f"llr_{k}"] = _batched(lambda b, k=k: likelihood_ratio(model, b, k), x)
+                llr = likelihood_ratio(model, x, k, ood_importance, log_px=log_px)
+                out[f"llr_{k}"] = llr.cpu().numpy()
     return out
 
 
@@ -107,7 +117,7 @@ def evaluate(model: LatentVariableModel, data: DataBundle, cfg: TrialConfig,
     """Every final metric of the module docstring, per member, and the per-sample scores.
     Leaves the global RNG state as it found it."""
     devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), model.noise.forked(EVAL_SEED):
         torch.manual_seed(EVAL_SEED)
         return _evaluate(model, data, cfg, state)
 
@@ -244,13 +254,18 @@ def _references(data: DataBundle, e: int) -> dict[str, tuple[float, float]]:
 
 def _stability(state: TrainState, E: int, m: dict[str, np.ndarray]) -> None:
     hist = state.history
+    # each member's own curve, up to the epoch it stopped (a stopped member repeats its last
+    # epoch's values after that: counting them would make every early stopper look converged)
+    own = state.member_epochs() if hist else [0] * E
     loss = np.array([h.members["train_loss"] for h in hist]).T if hist else np.zeros((E, 0))
-    m["divergence_jumps"] = np.array([metrics.divergence_jumps(loss[e]) for e in range(E)], float)
+    m["divergence_jumps"] = np.array([metrics.divergence_jumps(loss[e][:own[e]])
+                                      for e in range(E)], float)
     bound = np.array([h.members["val_bound"] for h in hist]).T if hist else np.zeros((E, 0))
-    m["val_gain_tail"] = np.array([metrics.tail_gain(bound[e]) for e in range(E)])
+    m["val_gain_tail"] = np.array([metrics.tail_gain(bound[e][:own[e]]) for e in range(E)])
     if hist and "output_std_min" in hist[0].members:
         stds = np.array([h.members["output_std_min"] for h in hist]).T
-        m["min_output_std"] = np.array([np.nanmin(s) if np.isfinite(s).any() else np.nan for s in stds])
+        m["min_output_std"] = np.array([np.nanmin(s[:n]) if np.isfinite(s[:n]).any() else np.nan
+                                        for s, n in zip(stds, own)])
     diverged = np.array([d is not None for d in state.diverged_epoch])
     m["diverged"] = diverged.astype(float)
     m["diverged_epoch"] = np.array([np.nan if d is None else d for d in state.diverged_epoch], float)

@@ -39,8 +39,10 @@ def mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
 @dataclass
 class EpochMetrics:
     """Metrics after one epoch. ``members[name]`` has one value per ensemble member, in the
-    order of the trial's seeds (NaN once that seed diverged); ``mean[name]`` is the mean over
-    members that have not diverged. Likelihoods and bounds are in nats per data point."""
+    order of the trial's seeds (NaN once that seed diverged; once a seed has stopped early, the
+    values of its last trained epoch, repeated: its model is frozen); ``mean[name]`` is the
+    mean over members that have not diverged, stopped ones included. Likelihoods and bounds are
+    in nats per data point."""
 
     epoch: int
     members: dict[str, list[float]]
@@ -69,7 +71,10 @@ def tracked_metrics(mean: dict[str, float], n_diverged: float | None) -> dict[st
 
 @dataclass
 class TrainState:
-    """What a trial knows about its own training so far."""
+    """What a trial knows about its own training so far. ``epoch`` is the number of epochs the
+    trial has run (its longest-training member's); per member, ``diverged_epoch`` is the epoch
+    its loss turned non-finite and ``stopped_epoch`` the last epoch it trained before its own
+    validation bound reached a plateau (``plateaued(..., member=e)``); None: not (yet)."""
 
     epoch: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
@@ -77,6 +82,15 @@ class TrainState:
     #: per seed, the initialisation training went on with (``TrialConfig.restarts``): 0 is the
     #: seed's own; empty without restarts
     restart: list[int] = field(default_factory=list)
+    stopped_epoch: list[int | None] = field(default_factory=list)
+
+    def member_epochs(self) -> list[int]:
+        """``[E]`` the epochs each member trained: its stop epoch, its divergence epoch (it was
+        frozen from then on), else every epoch of the trial. A seed trained alone would have
+        run exactly these epochs (the final per-seed ``epochs``)."""
+        stopped = self.stopped_epoch or [None] * len(self.diverged_epoch)
+        return [s if s is not None else d if d is not None else self.epoch
+                for s, d in zip(stopped, self.diverged_epoch)]
 
     def keep_members(self, idx: list[int]) -> TrainState:
         """This state for the members ``idx`` alone, in that order: every epoch's per-member
@@ -89,7 +103,8 @@ class TrainState:
                                    for k, v in members.items() if k != "diverged"}
             history.append(EpochMetrics(h.epoch, members, mean, int(diverged.sum())))
         return TrainState(self.epoch, history, [self.diverged_epoch[i] for i in idx],
-                          [self.restart[i] for i in idx] if self.restart else [])
+                          [self.restart[i] for i in idx] if self.restart else [],
+                          [self.stopped_epoch[i] for i in idx] if self.stopped_epoch else [])
 
 
 @dataclass(frozen=True)
@@ -166,13 +181,15 @@ def history_of(result: dict[str, Any]) -> list[EpochMetrics]:
 
 
 def plateaued(history: list[EpochMetrics], patience: int, min_improvement: float,
-              metric: str = "val_bound") -> bool:
-    """Early stopping: whether the mean over seeds of ``metric`` (higher is better, nats) has
-    not beaten its best before the last ``patience`` epochs by ``min_improvement`` in those
-    epochs. Never with ``patience`` 0 or fewer than ``patience`` + 1 epochs of history."""
+              metric: str = "val_bound", member: int | None = None) -> bool:
+    """Early stopping: whether ``metric`` (higher is better, nats) has not beaten its best
+    before the last ``patience`` epochs by ``min_improvement`` in those epochs: member
+    ``member``'s own value (how the trainer stops each seed), or with None the mean over seeds.
+    Never with ``patience`` 0 or fewer than ``patience`` + 1 epochs of history."""
     if patience <= 0 or len(history) <= patience:
         return False
-    values = [m.mean.get(metric, float("nan")) for m in history]
+    values = [m.mean.get(metric, float("nan")) if member is None else
+              m.members.get(metric, [float("nan")] * (member + 1))[member] for m in history]
     before = [v for v in values[:-patience] if math.isfinite(v)]
     recent = [v for v in values[-patience:] if math.isfinite(v)]
     if not before or not recent:

@@ -5,9 +5,12 @@
 checkpoints to resume from are, what happens after each epoch (progress lines, or batched Tune
 results and Tune checkpoints), and where the finished trial's files go.
 
-The files of a finished trial (``FILES``): ``metrics.json`` (final metrics per seed and mean),
-``epochs.parquet`` (the learning curves, one row per epoch and seed), ``scores.parquet``
-(per-sample OOD scores) and ``plots/*.png``; beside them ``trainer.pt`` (the checkpoint).
+The files of a finished trial (``FILES``): ``metrics.json`` (final metrics per seed and mean,
+and per seed ``epochs``, the epochs that seed trained: early stopping stops each seed on its own
+validation bound, ``TrainState.member_epochs``), ``epochs.parquet`` (the learning curves, one
+row per epoch and seed; a stopped seed's rows after its stop repeat its last trained epoch),
+``scores.parquet`` (per-sample OOD scores) and ``plots/*.png``; beside them ``trainer.pt`` (the
+checkpoint).
 
 A checkpoint that cannot be read (truncated, corrupt) is not fatal: the next older one is tried,
 and with none left the trial starts from epoch 0; ``Restored.note`` says which, and the trial's
@@ -25,7 +28,7 @@ from typing import Protocol
 from study.core.io import write_json, write_parquet
 from study.data import DataBundle, load_data
 from study.spec.config import TrialConfig
-from study.trial.evaluate import Evaluation, evaluate
+from study.trial.evaluate import EVAL_SEED, Evaluation, evaluate
 from study.trial.files import CHECKPOINT, EPOCHS, FILES, METRICS, PLOTS, SCORES
 from study.trial.records import EpochMetrics, Restored
 from study.trial.trainer import ConfigMismatch, Trainer, read_checkpoint
@@ -107,11 +110,16 @@ def run_trial(cfg: TrialConfig, io: TrialIO, *, data: DataBundle | None = None,
 
 def write_trial_files(folder: Path, cfg: TrialConfig, trainer: Trainer, data: DataBundle,
                       ev: Evaluation, plots: bool = True) -> list[Path]:
-    """``FILES`` of an evaluated trial into ``folder``; returns the plot paths."""
+    """``FILES`` of an evaluated trial into ``folder``; returns the plot paths. Beside the
+    evaluation's metrics, ``metrics.json`` carries per seed ``epochs`` (the trials.parquet
+    column of that name, per seed) and its mean."""
     seeds = list(cfg.seeds)
+    epochs = [float(n) for n in trainer.state.member_epochs()]
     write_json(folder / METRICS, {"config": cfg.model_dump(mode="json"), "seeds": seeds,
-                                  "layers": ev.layer_names, "members": ev.members,
-                                  "mean": ev.mean, "units": ev.units})
+                                  "layers": ev.layer_names,
+                                  "members": ev.members | {"epochs": epochs},
+                                  "mean": ev.mean | {"epochs": sum(epochs) / len(epochs)},
+                                  "units": ev.units})
     rows = [row for m in trainer.state.history for row in m.rows(seeds)]
     write_parquet(folder / EPOCHS, _columns(rows))
     write_parquet(folder / SCORES, ev.scores)
@@ -119,7 +127,8 @@ def write_trial_files(folder: Path, cfg: TrialConfig, trainer: Trainer, data: Da
         return []
     from study.trial.plots import all_plots
 
-    return all_plots(trainer.model, data, ev, trainer.state, folder / PLOTS, cfg)
+    with trainer.model.noise.forked(EVAL_SEED):  # each member's draws a function of its weights
+        return all_plots(trainer.model, data, ev, trainer.state, folder / PLOTS, cfg)
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:

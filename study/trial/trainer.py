@@ -1,17 +1,24 @@
 """Train one configuration for all of its seeds at once (one ensemble), with checkpoints.
 
 ``Trainer`` runs Adam on an E-member ensemble: member e has its own initialisation (seed e),
-its own data order (a generator seeded with seed e) and its own noise; the loss is the sum of
-the members' losses, so no gradient is shared. After every epoch it computes per-member and
-mean metrics and calls a callback, which may ask to stop (pruning).
+its own data order (a generator seeded with seed e) and its own noise (the model's generator of
+member e: reparameterisation, dynamic binarisation); the loss is the sum of the members'
+losses, so no gradient is shared. Each member is an independent replicate: it trains as it
+would alone (same parameters, to float rounding), whatever the other seeds. After every epoch
+the trainer computes per-member and mean metrics and calls a callback, which may ask to stop
+(pruning).
 
-A member whose loss turns non-finite is marked ``diverged`` at that epoch and frozen (its
-parameters are kept as they were); the other members train on. Nothing is dropped: the
-divergence is recorded in the history and in the final metrics.
+Early stopping is per member: a member whose own validation bound has reached a plateau
+(``cfg.patience``, ``records.plateaued(..., member=e)``) stops at that epoch
+(``TrainState.stopped_epoch``) and is frozen from then on, its epoch metrics repeating those of
+its last trained epoch; the trial ends when every member has stopped or diverged, or at
+``cfg.epochs``. A member whose loss turns non-finite is marked ``diverged`` at that epoch and
+frozen (its parameters are kept as they were); the other members train on. Nothing is dropped:
+the divergence is recorded in the history and in the final metrics.
 
-``Trainer.save`` / ``Trainer.load`` checkpoint model, optimizer, epoch, history and every RNG
-(global torch, CUDA, the per-member data-order generators), so a resumed run is bit-identical to
-an uninterrupted one.
+``Trainer.save`` / ``Trainer.load`` checkpoint model, optimizer, epoch, history, the members'
+stop and divergence epochs and every RNG (global torch, CUDA, the per-member data-order and
+noise generators), so a resumed run is bit-identical to an uninterrupted one.
 
 The command line for one trial is ``python -m study.train`` (study/train.py).
 """
@@ -59,7 +66,8 @@ class Trainer:
         self._members = torch.arange(len(cfg.seeds), device=self.device)[:, None]
         self.order_rngs = [torch.Generator().manual_seed(int(s)) for s in cfg.seeds]
         E = len(cfg.seeds)
-        self.state = TrainState(diverged_epoch=[None] * E)
+        self.state = TrainState(diverged_epoch=[None] * E, stopped_epoch=[None] * E)
+        #: the parameters of each diverged member, restored after every step
         self._frozen: dict[int, dict[str, torch.Tensor]] = {}
 
     @property
@@ -68,7 +76,18 @@ class Trainer:
 
     @property
     def alive(self) -> np.ndarray:
+        """``[E]`` the members that have not diverged (stopped ones included)."""
         return np.array([d is None for d in self.state.diverged_epoch])
+
+    @property
+    def stopped(self) -> np.ndarray:
+        """``[E]`` the members early stopping has stopped."""
+        return np.array([s is not None for s in self.state.stopped_epoch])
+
+    @property
+    def training(self) -> np.ndarray:
+        """``[E]`` the members still training: neither diverged nor stopped."""
+        return self.alive & ~self.stopped
 
     # ------------------------------------------------------------------ training
     def _batches(self) -> torch.Tensor:
@@ -84,6 +103,21 @@ class Trainer:
             self.state.diverged_epoch[e] = self.state.epoch + 1  # 1-based, as in history
             self._frozen[int(e)] = {k: p[e].detach().clone()
                                     for k, p in self.model.named_parameters()}
+
+    def _stop_plateaued(self) -> None:
+        """Stop every training member whose own validation bound has reached a plateau, at the
+        last epoch trained. A stopped member is frozen at no cost per step: its Adam moments are
+        zeroed here and its loss is masked out of every later backward pass, so its gradients
+        are zero and Adam's update m / (sqrt(v) + eps) is exactly 0 (the rare step with a
+        non-finite loss zeroes its gradients explicitly, ``_step_with_diverged_members``)."""
+        cfg = self.cfg
+        for e in np.flatnonzero(self.training):
+            if plateaued(self.state.history, cfg.patience, cfg.min_improvement, member=int(e)):
+                self.state.stopped_epoch[e] = self.state.epoch
+                for st in self.optimizer.state.values():
+                    for v in st.values():
+                        if torch.is_tensor(v) and v.dim() > 0:
+                            v[e].zero_()
 
     def _restore_frozen(self) -> None:
         with torch.no_grad():
@@ -110,18 +144,22 @@ class Trainer:
         E, dev = self.n_members, self.device
         loss_sum, bound_sum = torch.zeros(E, device=dev), torch.zeros(E, device=dev)
         kl_sum = torch.zeros(E, len(model.layer_names), device=dev)
+        # stopped members' losses are masked out (their gradients are zero: frozen)
+        training = None if self.training.all() else torch.as_tensor(self.training, device=dev)
         for i in range(n_batches):
             idx = order[:, i * cfg.batch_size : (i + 1) * cfg.batch_size]
             # [E, b, D]: each member's own points (2-D data is drawn per seed)
             x = self.x_train[self._members, idx] if self.x_train.dim() == 3 else self.x_train[idx]
-            if self.data.binarize == "dynamic":
-                x = torch.bernoulli(x)
+            if self.data.binarize == "dynamic":  # Bernoulli(x), from each member's own stream
+                x = (model.noise.uniform([x.shape[1:]], x.dtype)[0] < x).to(x.dtype)
             beta = beta_schedule(self.state.epoch + i / n_batches, cfg.warmup_epochs)
             with self._precision():
                 terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta, cfg.free_bits)
             if not self._frozen and bool(torch.isfinite(terms.loss_per_member).all()):
                 self.optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
+                loss = terms.loss if training is None else \
+                    torch.where(training, terms.loss_per_member, 0.0).sum()
+                loss.backward()
                 if cfg.grad_clip:
                     self._clip_per_member(cfg.grad_clip)
                 self.optimizer.step()
@@ -139,20 +177,21 @@ class Trainer:
 
     def _step_with_diverged_members(self, terms) -> bool:
         """The rare step where a member's loss is not finite or a member has diverged before:
-        mark the new ones diverged (frozen as they were), step the others only. False when no
-        member is left."""
+        mark the new ones among the training members diverged (frozen as they were; a stopped
+        member is never marked), step the training members only. False when no member is left
+        training."""
         losses = terms.loss_per_member.detach().cpu().numpy()
-        newly = self.alive & ~np.isfinite(losses)
+        newly = self.training & ~np.isfinite(losses)
         if newly.any():
             self._mark_diverged(newly)
-        alive = torch.as_tensor(self.alive, device=self.device)
-        if not alive.any():
+        training = torch.as_tensor(self.training, device=self.device)
+        if not training.any():
             return False
         self.optimizer.zero_grad(set_to_none=False)
-        torch.where(alive, terms.loss_per_member, 0.0).sum().backward()
+        torch.where(training, terms.loss_per_member, 0.0).sum().backward()
         with torch.no_grad():
             for p in self.model.parameters():
-                p.grad[~alive] = 0.0
+                p.grad[~training] = 0.0
             if self.cfg.grad_clip:
                 self._clip_per_member(self.cfg.grad_clip)
         self.optimizer.step()
@@ -195,8 +234,11 @@ class Trainer:
     def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None) -> bool:
         """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
         ``callback(metrics)``; a True return stops training (returns True: stopped early).
-        Training also ends, to be evaluated as usual, when every member has diverged or the
-        validation bound has reached a plateau (``cfg.patience``, ``records.plateaued``).
+        Before each epoch every training member whose own validation bound has reached a
+        plateau stops (``cfg.patience``, ``_stop_plateaued``); training ends, to be evaluated
+        as usual, when no member is left training (each stopped or diverged). A stopped
+        member's epoch metrics repeat those of its last trained epoch, so the epoch means stay
+        means over every member that has not diverged.
         With restarts (``cfg.restarts`` > 1) a fresh start first runs ``choose_restarts`` and
         then calls ``callback`` for each of its epochs, as if they had just been trained."""
         if self.cfg.choice_epoch and self.state.epoch == 0:
@@ -205,14 +247,17 @@ class Trainer:
                 stop = bool(callback(metrics)) if callback else False
                 if stop or not self.alive.any():
                     return stop
-        while self.state.epoch < self.cfg.epochs and not plateaued(
-                self.state.history, self.cfg.patience, self.cfg.min_improvement):
+        while self.state.epoch < self.cfg.epochs:
+            self._stop_plateaued()
+            if not self.training.any():
+                break
             start = time.perf_counter()
+            frozen = self.stopped  # stopped before this epoch: their values are carried
             values = self.train_epoch() | self.validate()
             if self.scheduler is not None:
                 self.scheduler.step()
-            bad_val = self.alive & ~(np.isfinite(values["val_elbo"]) &
-                                     np.isfinite(values["val_bound"]))
+            bad_val = self.training & ~(np.isfinite(values["val_elbo"]) &
+                                        np.isfinite(values["val_bound"]))
             if bad_val.any():
                 self._mark_diverged(bad_val)
             self.state.epoch += 1
@@ -220,6 +265,12 @@ class Trainer:
             values["diverged"] = (~alive).astype(float)
             members = {k: [float(x) if alive[i] or k == "diverged" else float("nan")
                            for i, x in enumerate(v)] for k, v in values.items()}
+            if frozen.any():
+                last = self.state.history[-1].members
+                for k, v in members.items():
+                    for e in np.flatnonzero(frozen):
+                        v[e] = last[k][e] if k in last else float("nan")
+                values = {k: np.asarray(v, float) for k, v in members.items()}
             mean = {k: mean_alive(np.asarray(v), alive) for k, v in values.items() if k != "diverged"}
             mean["beta"] = beta_schedule(self.state.epoch, self.cfg.warmup_epochs)
             mean["seconds"] = time.perf_counter() - start
@@ -256,6 +307,8 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(cand.scheduler.state_dict())
         self.order_rngs = [cand.order_rngs[m] for m in keep]
+        cand_noise = cand.model.noise.get_state()
+        self.model.noise.set_state([cand_noise[m] for m in keep])
         cand.state.restart = [m // E for m in range(R * E)]
         self.state = cand.state.keep_members(keep)
         self._frozen = {e: cand._frozen[m] for e, m in enumerate(keep) if m in cand._frozen}
@@ -269,11 +322,13 @@ class Trainer:
             "epoch": self.state.epoch,
             "history": [vars(m) for m in self.state.history],
             "diverged_epoch": [-1 if d is None else d for d in self.state.diverged_epoch],
+            "stopped_epoch": [-1 if d is None else d for d in self.state.stopped_epoch],
             "restart": list(self.state.restart),
             "frozen": {str(e): p for e, p in self._frozen.items()},
             "rng_torch": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "rng_order": [g.get_state() for g in self.order_rngs],
+            "rng_noise": self.model.noise.get_state(),
             "config": self.cfg.model_dump_json(),
         }
 
@@ -290,13 +345,18 @@ class Trainer:
             history=[EpochMetrics(**m) for m in state["history"]],
             diverged_epoch=[None if d < 0 else int(d) for d in state["diverged_epoch"]],
             restart=[int(r) for r in state.get("restart", [])],
+            stopped_epoch=[None if d < 0 else int(d)
+                           for d in state.get("stopped_epoch", [-1] * self.n_members)],
         )
         self._frozen = {int(e): p for e, p in state["frozen"].items()}
-        torch.set_rng_state(state["rng_torch"])
+        # generator states are CPU byte tensors (read_checkpoint maps tensors to the device)
+        torch.set_rng_state(state["rng_torch"].cpu())
         if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         for g, s in zip(self.order_rngs, state["rng_order"]):
-            g.set_state(s)
+            g.set_state(s.cpu())
+        if "rng_noise" in state:  # (checkpoints before per-member noise: streams from the seeds)
+            self.model.noise.set_state(state["rng_noise"])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a checkpoint atomically (temporary file, then rename)."""
