@@ -37,6 +37,7 @@ from study.spec.metric_names import (
     latent_layers,
     layers_used,
     model_free,
+    model_free_claim,
     split_detection,
 )
 from study.store.columns import (
@@ -148,8 +149,7 @@ def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateChec
     data) do not apply to it, nor do the sample bounds (``SAMPLE_GATES``) where ``max_ll_gap``
     judges the fit (data with a density), and a claim about a model-free number (a complexity
     baseline, an exact-density reference: ``metric_names.model_free``) has no gate."""
-    if model_free(claim.metric) and (claim.versus_metric is None or
-                                     model_free(claim.versus_metric)):
+    if model_free_claim(claim.metric, claim.versus_metric):
         return []  # the same number whatever the models learned: nothing to gate
     out = []
     for bound, checks in _bound_checks(claim, gate, trials).items():
@@ -199,8 +199,7 @@ def gate_counts(claims: list[Claim], gates: Gate, trials: pd.DataFrame) -> pd.Da
     gates ("4/5"; "-" where a bound does not apply): the table under the verdicts."""
     cells: dict[str, dict[str, str]] = {}
     for claim in claims:
-        if model_free(claim.metric) and (claim.versus_metric is None or
-                                         model_free(claim.versus_metric)):
+        if model_free_claim(claim.metric, claim.versus_metric):
             continue
         for bound, checks in _bound_checks(claim, gates.merged(claim.gate), trials).items():
             for c in checks:

@@ -67,6 +67,12 @@ def model_free(metric: str) -> bool:
                for score in MODEL_FREE_SCORES)
 
 
+def model_free_claim(metric: str, versus_metric: str | None) -> bool:
+    """Whether a claim on ``metric`` (against ``versus_metric``, if any) reads no number a
+    trained model enters, so no gate of the models' fit applies to it."""
+    return model_free(metric) and (versus_metric is None or model_free(versus_metric))
+
+
 def final_metrics(cfg: TrialConfig) -> set[str]:
     """Every key of ``Evaluation.members`` for a trial of ``cfg``."""
     layers = layer_names(cfg)

@@ -16,7 +16,7 @@ from study.core.errors import SpecError
 from study.spec.claims import SAMPLE_GATES, Claim, Gate
 from study.spec.config import TrialConfig
 from study.spec.factors import SHORTHANDS
-from study.spec.metric_names import epoch_metrics, model_free, row_metrics
+from study.spec.metric_names import epoch_metrics, model_free_claim, row_metrics
 from study.spec.study_spec import BUDGETS, StudySpec
 from study.store.columns import same_value
 
@@ -108,8 +108,7 @@ def _check_fit_gated(spec: StudySpec, chosen: list, claim: Claim, field: str) ->
     data have one (noise > 0), the decoded samples' coverage of the curve where not; unless
     the claim is about that fit itself, about a model-free number, or its own gate sets the
     bound to null on purpose (a claim about training, e.g. divergence)."""
-    if model_free(claim.metric) and (claim.versus_metric is None or
-                                     model_free(claim.versus_metric)):
+    if model_free_claim(claim.metric, claim.versus_metric):
         return
     gate = spec.gates.merged(claim.gate)
     declared = claim.gate.model_fields_set if claim.gate is not None else set()
