@@ -1,6 +1,7 @@
 """Re-run studies at a budget and publish their reports under docs/results/ (never edited by hand).
 
-Run: ``python benchmarks/rerun_results.py [NAME ...] [--budget default] [--until-decided NAME:N ...]``
+Run: ``python benchmarks/rerun_results.py [NAME ...] [--budget default] [--confirmatory]
+[--until-decided NAME:N ...]``
 (all studies by default; up to 15 minutes each on 2 CPUs). For each study, in a fresh process
 as the README says: ``python -m study.run NAME --budget B`` into ``--work DIR/NAME`` (kept, so
 the Parquet tables can be read again), then ``python -m study.report NAME``; the report and its
@@ -152,6 +153,11 @@ def index(work: Path) -> str:
             "the test ran at, and its p-value Holm-adjusted across the study's claims (the "
             "verdict uses the adjusted one); the gate, each bound with the seeds that pass it; "
             "and what would change the answer.", ""]
+    indexed = {json.loads(f.read_text())["study"] for f in work.glob("*.json")}
+    stale = sorted(d.name for d in DOCS.iterdir() if d.is_dir() and d.name not in indexed)
+    if stale:
+        head += [f"Not re-run with the rest (their pages show an earlier run, with the command, "
+                 f"date and commit in each page's first line): {', '.join(stale)}.", ""]
     return "\n".join(head + body) + "\n"
 
 
@@ -165,6 +171,8 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/hvae-results", help="where the runs' results stay")
     p.add_argument("--until-decided", action="append", default=[], metavar="NAME:MAX_SEEDS",
                    help="run NAME with --until-decided --max-seeds MAX_SEEDS")
+    p.add_argument("--confirmatory", action="store_true",
+                   help="run each study on its confirmatory seeds (study.run --confirmatory)")
     p.add_argument("--index", action="store_true",
                    help="only rewrite docs/results/README.md from the kept results")
     p.add_argument("--report-again", action="store_true",
@@ -185,6 +193,7 @@ def main() -> None:
         sequential = dict(s.split(":") for s in args.until_decided)
         for name in args.names or available():
             extra = ["--until-decided", "--max-seeds", sequential[name]] if name in sequential else []
+            extra += ["--confirmatory"] if args.confirmatory else []
             record = run_one(name, args.budget, work, extra, env)
             print(json.dumps(record), flush=True)
     (DOCS / "README.md").write_text(index(work))
