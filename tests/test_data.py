@@ -215,3 +215,21 @@ def test_seeds_get_their_own_draw_the_same_in_every_configuration():
     assert not np.array_equal(a.x_train[0], a.x_train[1])  # seeds are independent draws
     np.testing.assert_array_equal(a.x_train[1], b.x_train[0])  # seed 1 alike in both
     np.testing.assert_array_equal(a.member(1).ood["shifted_1"], b.member(0).ood["shifted_1"])
+
+
+def test_exact_density_cache_keys_on_the_points_and_the_curve():
+    """The process cache returns the computed values for the same points, never another
+    set's (points, curve, sigma or offset differ), and a caller cannot alter what it keeps."""
+    from study.data import exact_density
+
+    x = MOONS.sample(300, 0.05, np.random.default_rng(3))[0]
+    fresh = exact_density._log_density(np.ascontiguousarray(x, dtype=np.float64), MOONS, 0.05,
+                                       0.0, 1024)
+    first = exact_log_density(x, MOONS, 0.05)
+    first[:] = 0.0  # the caller's copy
+    np.testing.assert_array_equal(exact_log_density(x.copy(), MOONS, 0.05), fresh)
+    moved = x + np.array([1e-3, 0.0])
+    assert not np.allclose(exact_log_density(moved, MOONS, 0.05), fresh)
+    assert not np.allclose(exact_log_density(x, MOONS, 0.1), fresh)
+    assert not np.allclose(exact_log_density(x, MOONS, 0.05, offset=0.25), fresh)
+    np.testing.assert_allclose(exact_log_density(x[:200], MOONS, 0.05), fresh[:200])

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from study.core.errors import UserError
 from study.judge import stats
 from study.judge.sequential import Design
+from study.judge.verdicts import single_model_claim
 from study.spec.claims import Claim
-from study.spec.metric_names import detection_key, model_free
 from study.spec.resolved import ResolvedStudy
 
-#: bootstrap resamples of a single-model AUROC claim (``stats.auroc_test``'s default)
-BOOTSTRAP = 1999
 #: budgets whose report judges nothing (it says the models are not trained)
 NOT_JUDGED = ("smoke",)
 
@@ -52,12 +50,6 @@ class Decidability:
                 f"{self.level:.2g}): {self.claim.statement}")
 
 
-def _single_model(claim: Claim, seeds: int) -> bool:
-    return (not claim.compares and claim.expect != "equivalent"
-            and detection_key(claim.metric) == "auroc"
-            and (model_free(claim.metric) or seeds == 1))
-
-
 def _looks(design: Design | None, seeds: int, alpha: float) -> list[tuple[int, float]]:
     """(seeds, level) of each test a claim can get: the looks of ``design``, or one test."""
     if design is None:
@@ -73,8 +65,8 @@ def claim_decidability(claims: list[Claim], seeds: int, alpha: float = stats.ALP
     out = []
     for i, c in enumerate(claims):
         looks = _looks(design, seeds, alpha)
-        if _single_model(c, seeds):
-            smallest = 2 / (1 + BOOTSTRAP)
+        if single_model_claim(c, seeds):
+            smallest = 2 / (1 + stats.BOOTSTRAP)
             out.append(Decidability(i, c, "bootstrap over test points", looks[-1][0], smallest,
                                     looks[0][1] / m, 1))
             continue

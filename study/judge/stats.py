@@ -42,6 +42,8 @@ from scipy import stats
 from study.spec.claims import ClaimAbout
 
 ALPHA = 0.05
+#: bootstrap resamples of a single-model AUROC test (smallest p: 2 / (1 + BOOTSTRAP))
+BOOTSTRAP = 1999
 POWER = 0.8
 SIGN_TEST = "sign test (exact)"
 T_TEST = "t"
@@ -110,8 +112,9 @@ def sign_test(d: np.ndarray, alpha: float = ALPHA, interval: bool = True) -> Tes
     """The exact two-sided sign test of median(d) = 0, as ``scipy.stats.quantile_test`` does it
     (values at 0 count against rejection: p = min(1, 2 P(B >= max(#{d > 0}, #{d < 0}))) with
     B ~ Binomial(n, 1/2), n counting the zeros), from the binomial tail directly
-    (quantile_test costs 1.5 ms, which a simulation of thousands of studies feels); with quantile_test's order-statistic
-    interval of the median at 1 - ``alpha`` (NaN when n is too small for one)."""
+    (quantile_test costs 1.5 ms, which a simulation of thousands of studies feels); with
+    quantile_test's order-statistic interval of the median at 1 - ``alpha`` (NaN when n is
+    too small for one)."""
     d = _clean(d)
     n = len(d)
     most = max(int((d > 0).sum()), int((d < 0).sum()))
@@ -227,7 +230,8 @@ def _sign_test_seeds(d: np.ndarray, alpha: float, power: float,
 
 
 def auroc_test(score_in: np.ndarray, score_out: np.ndarray, threshold: float,
-               alpha: float = ALPHA, n_resamples: int = 1999, seed: int = 0) -> TestResult:
+               alpha: float = ALPHA, n_resamples: int = BOOTSTRAP,
+               seed: int = 0) -> TestResult:
     """One model's AUROC against ``threshold``: the effect AUROC - threshold with its
     1 - ``alpha`` percentile-bootstrap interval over the test points (in- and
     out-of-distribution points resampled separately; OOD positive) and the two-sided bootstrap

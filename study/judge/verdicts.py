@@ -226,17 +226,22 @@ def gate_failures(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[str]:
 
 
 # ---------------------------------------------------------------------- verdicts
+def single_model_claim(claim: Claim, seeds: int) -> bool:
+    """Whether ``claim`` at ``seeds`` seeds is about one measurement of an AUROC against a
+    threshold, decided by a bootstrap over the test points: one model (one seed), or a
+    model-free score (a complexity baseline: the same number for every seed)."""
+    return (not claim.compares and claim.expect != "equivalent"
+            and detection_key(claim.metric) == "auroc"
+            and (model_free(claim.metric) or seeds == 1))
+
+
 def _single_model_auroc(claim: Claim, trials: pd.DataFrame, scores: pd.DataFrame | None,
                         alpha: float) -> stats.TestResult | None:
-    """One seed, an AUROC against a threshold: a bootstrap over its test points. A model-free
-    AUROC (a complexity baseline: the same number for every seed) is one measurement too, so
-    it is tested the same way, on the first seed's scores."""
-    if scores is None or claim.compares or detection_key(claim.metric) != "auroc" or \
-            claim.expect == "equivalent":
+    """A ``single_model_claim``'s bootstrap over the test points of its first seed's scores."""
+    if scores is None or "trial_id" not in scores.columns:
         return None
     rows = select(completed_seeds(trials), claim.where)
-    if not len(rows) or (len(rows) > 1 and not model_free(claim.metric)) or \
-            "trial_id" not in scores.columns:
+    if not len(rows) or not single_model_claim(claim, len(rows)):
         return None
     row = rows.iloc[0]
     mine = scores[(scores["trial_id"] == row["trial_id"]) & (scores["seed"] == row["seed"])]
