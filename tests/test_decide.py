@@ -119,3 +119,73 @@ def test_null_values_put_the_threshold_at_the_median():
     for name, (draw, median) in DISTRIBUTIONS.items():
         x = null_values(claim, 20_000, draw, median, rng)
         assert abs(np.mean(x < 0) - np.mean(x > 0)) < 0.03 or name.startswith("tied"), name
+
+
+def _family_error(claims: list[Claim], means: list[float], wrong, sims: int, n: int,
+                  seed: int) -> tuple[float, float]:
+    """(rate, its standard error) of simulated studies with a false verdict: each claim's
+    per-seed values N(mean, 1), ``wrong(i, verdict)`` saying which verdicts are false."""
+    rng = np.random.default_rng(seed)
+    bad = 0
+    for _ in range(sims):
+        values = [rng.normal(mu, 1.0, n) for mu in means]
+        bad += any(wrong(i, v.verdict) for i, v in enumerate(decide(claims, values,
+                                                                    needed=False)))
+    rate = bad / sims
+    return rate, float(np.sqrt(0.05 * 0.95 / sims))
+
+
+def test_equivalence_verdicts_share_the_family_wise_level():
+    """A claim with no effect and a claim whose true mean sits exactly on its margin: with the
+    equivalence tests in a Holm family of their own the chance of any false verdict was about
+    0.08 (0.038 + 0.045, n = 10); in the one family it stays at alpha."""
+    se_margin = 3 / np.sqrt(10)  # the margin: 3 standard errors of a mean of 10 seeds
+    a = Claim(statement="a", metric="m", where={"x": 1}, versus={"x": 0}, expect="higher")
+    b = Claim(statement="b", metric="m", where={"x": 1}, versus={"x": 0}, expect="higher",
+              margin=se_margin)
+    rate, se = _family_error([a, b], [0.0, se_margin],
+                             lambda i, v: (i == 0 and v != "inconclusive")
+                             or (i == 1 and v == "equivalent"), 4000, 10, 11)
+    assert rate <= stats.ALPHA + 3 * se, rate
+
+
+def test_an_equivalence_claim_is_not_supported_only_at_its_level():
+    """An ``equivalent`` claim whose true mean is exactly its margin is 'not supported' (shown
+    outside) at most alpha / 2 of the time, and one whose mean is 0 'not supported' almost
+    never; an effect well outside the margin is found outside (power)."""
+    c = Claim(statement="eq", metric="m", where={"x": 1}, versus={"x": 0}, expect="equivalent",
+              margin=0.5)
+    at, se = _family_error([c], [0.5], lambda i, v: v == "not supported", 4000, 10, 12)
+    assert at <= stats.ALPHA / 2 + 3 * se, at
+    zero, _ = _family_error([c], [0.0], lambda i, v: v == "not supported", 2000, 10, 13)
+    assert zero <= 0.005, zero
+    far, _ = _family_error([c], [2.0], lambda i, v: v != "not supported", 500, 10, 14)
+    assert far <= 0.05, far
+
+
+def test_grouped_holm_is_holm_with_one_hypothesis_per_group_and_never_smaller():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        p = rng.uniform(0, 0.2, rng.integers(1, 7)).tolist()
+        np.testing.assert_allclose([g[0] for g in stats.grouped_holm([[x] for x in p])],
+                                   stats.holm(p))
+        pairs = [[x, y] for x, y in zip(p, rng.uniform(0, 1, len(p)))]
+        grouped = stats.grouped_holm(pairs)
+        # a pair's worst p enters the others' family: never less strict than Holm on the firsts
+        assert all(g[0] >= h - 1e-12 for g, h in zip(grouped, stats.holm(p)))
+
+
+def test_a_sequential_design_is_decidable_only_when_one_of_its_own_looks_can_decide():
+    """Max seeds do not decide monotonically: with 3 sign-test claims, first 6 seeds and steps
+    of 3, a maximum of 9 works (look 2 at 9 seeds can reach its level) but 10 does not (its
+    looks at 6, 9, 10 seeds each need a smaller p than 8-10 agreeing seeds give)."""
+    from study.judge.decidable import claim_decidability
+
+    c = Claim(statement="t", metric="m", where={"x": 1}, expect="above", threshold=0.0)
+    for most, ok in ((9, True), (10, False)):
+        design = Design(6, 3, most)
+        levels = [design.level(k) / 3 for k in range(len(design.looks))]
+        reach = any(stats.smallest_p(n, "median") < lv for n, lv in zip(design.looks, levels))
+        assert reach is ok, (most, design.looks, levels)
+        d = claim_decidability([c] * 3, 6, design=design)[0]
+        assert d.decidable is ok and (ok or d.needs > most), (most, d)

@@ -165,6 +165,37 @@ def test_a_gate_holds_in_every_seed_not_on_the_mean():
                                         {"configuration": "depth=2", "ll_gap >= -0.3": "4/5"}]
 
 
+def test_diverged_seeds_and_missing_values_miss_the_gate():
+    """3 of 8 seeds of a learning rate diverge: the 5 survivors fit, but judging the claim on
+    them would select the seeds that happened to work; the gate counts the 3 as misses. A seed
+    with no value of a metric its configuration has elsewhere misses too; all seeds diverged is
+    a miss, not a configuration the bound does not apply to. A claim about divergence counts its
+    diverged seeds as values and gates the others."""
+    rows = _rows({1: [1.0] * 8, 2: [2.0] * 8})
+    rows["ll_gap"] = -0.1
+    rows.loc[rows["factor.depth"] == 2, "seed_status"] = ["diverged"] * 3 + ["finished"] * 5
+    rows.loc[(rows["factor.depth"] == 2) & (rows["seed_status"] == "diverged"), "ll_gap"] = np.nan
+    claim = _claim(where={"depth": 2}, versus={"depth": 1}, expect="higher")
+    v = judge_all([claim], rows, gates=Gate(max_ll_gap=0.3))[0]
+    assert v.verdict == "untestable"
+    assert str(v.gate_failures[0]) == ("ll_gap >= -0.3: 5/8 seeds pass, 3 diverged (worst -0.1: "
+                                       "depth=2)")
+    gap = rows.copy()
+    gap.loc[0, "ll_gap"] = np.nan  # depth 1, seed 0: evaluated, no value
+    checks = gate_checks(claim, Gate(max_ll_gap=0.3), gap)
+    assert {(c.where, c.passing, c.seeds) for c in checks if not c.passed} == {
+        ("depth=1", 7, 8), ("depth=2", 5, 8)}
+    lost = rows.copy()
+    lost.loc[lost["factor.depth"] == 2, "seed_status"] = "diverged"
+    lost.loc[lost["factor.depth"] == 2, "ll_gap"] = np.nan
+    assert [(c.passing, c.seeds, c.diverged) for c in gate_checks(claim, Gate(max_ll_gap=0.3), lost)
+            if not c.passed] == [(0, 8, 8)]
+    jumps = _claim(metric="divergence_jumps", where={"depth": 2}, versus={"depth": 1},
+                   expect="higher")
+    rows["divergence_jumps"] = 0.0
+    assert gate_checks(jumps, Gate(max_ll_gap=0.3), rows)[0].passed
+
+
 def test_a_claim_about_a_layer_is_gated_on_the_layers_it_relies_on():
     """LLR>1 of a 3-layer model uses the posteriors of z2 and z3: an inactive z3 makes the claim
     untestable without any gate declared; a claim about z3's activity itself is not gated."""

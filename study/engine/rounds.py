@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from study.spec.resolved import ResolvedStudy
 from study.store.folder import RAY_DIR, ROUNDS_DIR, StudyFolder
-from study.store.results import read_trials
+from study.store.results import read_scores, read_trials
 
 if TYPE_CHECKING:
     from ray import tune
@@ -67,7 +67,7 @@ class Rounds:
 
             round_ = next_round(self.spec.claims, self.study.cells,
                                 read_trials(self.folder.path), self.design, done=k,
-                                gates=self.spec.gates)
+                                gates=self.spec.gates, scores=read_scores(self.folder.path))
             if round_ is None:
                 return None
             self.planned.append(round_)

@@ -38,10 +38,14 @@ class Decidability:
     smallest: float
     level: float
     needs: int
+    #: some look (or the one test) of the run as planned can reach its level: under a
+    #: sequential design more max seeds lower every look's level, so ``needs`` alone (the
+    #: fewest that work) does not say whether a larger maximum does
+    reachable: bool = True
 
     @property
     def decidable(self) -> bool:
-        return self.seeds >= self.needs
+        return self.reachable and self.seeds >= self.needs
 
     def line(self) -> str:
         state = "decidable" if self.decidable else "NOT decidable"
@@ -68,26 +72,32 @@ def claim_decidability(claims: list[Claim], seeds: int, alpha: float = stats.ALP
         if single_model_claim(c, seeds):
             smallest = 2 / (1 + stats.BOOTSTRAP)
             out.append(Decidability(i, c, "bootstrap over test points", looks[-1][0], smallest,
-                                    looks[0][1] / m, 1))
+                                    looks[0][1] / m, 1,
+                                    any(smallest < level / m for _, level in looks)))
             continue
         about = c.tested_on
         test = "t test of the mean" if about == "mean" else "sign test of the median"
         n, level = looks[-1]  # shown at the last look; decidable when any look can decide
+        reachable = any(stats.smallest_p(k, about) < lk / m for k, lk in looks)
         out.append(Decidability(i, c, test, n, stats.smallest_p(n, about), level / m,
-                                _needs(about, alpha, m, design)))
+                                _needs(about, alpha, m, design, n), reachable))
     return out
 
 
-def _needs(about: str, alpha: float, m: int, design: Design | None) -> int:
-    """The fewest seeds (fixed design) or max seeds (a sequential design of the same first
-    seeds and step) at which some test of the claim can reach its level."""
+def _needs(about: str, alpha: float, m: int, design: Design | None, planned: int) -> int:
+    """The fewest seeds (fixed design) at which the claim's test can reach its level, or the
+    max seeds of a sequential design of the same first seeds and step at which some look
+    can: the fewest when the ``planned`` maximum works, else the fewest above it (more max
+    seeds lower the early looks' levels, so a maximum between two that work may not)."""
     if design is None:
         return stats.seeds_to_decide(alpha / m, about)
-    for most in range(design.first, 10_000):
-        d = Design(design.first, design.step, most, design.alpha)
-        if any(stats.smallest_p(n, about) < d.level(k) / m for k, n in enumerate(d.looks)):
-            return most
-    return 10_000
+    works = lambda most: any(  # noqa: E731
+        stats.smallest_p(n, about) < d.level(k) / m
+        for d in [Design(design.first, design.step, most, design.alpha)]
+        for k, n in enumerate(d.looks))
+    if works(planned):
+        return next(most for most in range(design.first, planned + 1) if works(most))
+    return next((most for most in range(planned + 1, 10_000) if works(most)), 10_000)
 
 
 def study_decidability(study: ResolvedStudy,

@@ -5,12 +5,14 @@ running a study (tests/test_decide.py does, at each study's own seed counts): ea
 values are tested as its ``Claim.tested_on`` says (the paired t test of a mean, the exact sign
 test of a median; ``study.judge.stats``), or arrive already tested (one model's bootstrap over
 its test points, a ``stats.TestResult``); the p-values are Holm-adjusted across the claims
-given (the study's family: every claim that was tested, model-free ones included); and each
+given (the study's family: every claim that was tested, model-free ones included; a claim's
+equivalence test within its margin in the same family, ``stats.grouped_holm``); and each
 claim gets one of
 
 - *supported* / *not supported*: the adjusted test rejects "no effect" and the effect lies on
   the side the statement expects / on the other side (an ``equivalent`` claim: supported when
-  equivalence within its margin is shown, not supported when its interval lies outside it);
+  equivalence within its margin is shown, not supported when the effect is shown to lie
+  outside it);
 - *equivalent*: a directional claim whose difference is shown to lie within its margin;
 - *inconclusive*: none of these, with the seeds that would decide it.
 
@@ -47,6 +49,7 @@ class Verdict:
     equivalence: stats.TestResult | None = None
     p_holm: float = math.nan
     p_equivalence_holm: float = math.nan
+    p_outside: float = math.nan  # an ``equivalent`` claim: p of "within the margin"
     seeds: tuple[int, int] = (0, 0)
     gate_failures: list[Any] = field(default_factory=list)  # verdicts.GateCheck, the misses
     needed: int | None = None
@@ -126,6 +129,8 @@ class Verdict:
             else f"{self.seeds[0]}"
         p = "-" if r is None or not math.isfinite(r.p) else f"{r.p:.3g} ({r.test})"
         holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
+        if c.expect == "equivalent" and math.isfinite(self.p_holm):
+            holm = f"outside ±{c.margin:g}: {self.p_holm:.3g}"
         if math.isfinite(self.p_equivalence_holm):
             holm += f"; TOST ±{c.margin:g}: {self.p_equivalence_holm:.3g}"
         why = "; ".join(map(str, self.gate_failures)) or self.note
@@ -177,6 +182,8 @@ def decide(claims: Sequence[Claim], values: Sequence[np.ndarray | stats.TestResu
         result, eq = test_values(claim, d, alpha, interval=needed)
         verdict = Verdict(claim, "inconclusive", result, eq, values=d,
                           seeds=(len(d), len(d) if claim.compares else 0))
+        if claim.expect == "equivalent":
+            verdict.p_outside = stats.outside_test(d, claim.margin, claim.tested_on)
         if result.n == 0:
             verdict.note = "no completed seeds in the selection"
         verdicts.append(verdict)
@@ -185,14 +192,21 @@ def decide(claims: Sequence[Claim], values: Sequence[np.ndarray | stats.TestResu
 
 
 def settle(verdicts: list[Verdict], alpha: float, needed: bool = True) -> None:
-    """Holm across the verdicts that have a p-value, then each one's verdict (in place)."""
+    """Holm across the verdicts that have a p-value, then each one's verdict (in place).
+
+    A claim with a margin tests two hypotheses that exclude each other ("no effect" and "not
+    within the margin"; an ``equivalent`` claim: "not within" and "within"), so at most one
+    of them is true; both are adjusted in the one family by ``stats.grouped_holm`` (closed
+    testing), which keeps the family-wise level alpha over every verdict, equivalence ones
+    included, with the claims as its m."""
     tested = [v for v in verdicts if v.result is not None and math.isfinite(v.result.p)]
-    for v, p in zip(tested, stats.holm([v.result.p for v in tested])):
-        v.p_holm = p
-    with_margin = [v for v in tested if v.equivalence is not None
-                   and math.isfinite(v.equivalence.p)]
-    for v, p in zip(with_margin, stats.holm([v.equivalence.p for v in with_margin])):
-        v.p_equivalence_holm = p
+    groups = []
+    for v in tested:
+        eq = v.equivalence.p if v.equivalence is not None else math.nan
+        first = v.p_outside if v.claim.expect == "equivalent" else v.result.p
+        groups.append([first, eq])
+    for v, (p, p_eq) in zip(tested, stats.grouped_holm(groups)):
+        v.p_holm, v.p_equivalence_holm = p, p_eq
     m = max(1, len(tested))
     for v in tested:
         v.family, v.level = m, alpha
@@ -203,9 +217,9 @@ def _decide(v: Verdict, alpha: float, m: int, needed: bool) -> None:
     c, r = v.claim, v.result
     equivalent = math.isfinite(v.p_equivalence_holm) and v.p_equivalence_holm < alpha
     if c.expect == "equivalent":
-        outside = r.has_interval and (r.low > c.margin or r.high < -c.margin)
+        # p_holm is the test of "within the margin": rejected, the effect lies outside it
         v.verdict = "supported" if equivalent else "not supported" if \
-            (v.p_holm < alpha and outside) else "inconclusive"
+            v.p_holm < alpha else "inconclusive"
     elif v.p_holm < alpha:
         v.verdict = "supported" if np.sign(r.effect) == c.sign else "not supported"
     elif equivalent:

@@ -200,13 +200,17 @@ class Round:
 
 
 def next_round(claims: list[Claim], cells: list[dict[str, Any]], trials: pd.DataFrame,
-               design: Design, done: int, gates: Gate | None = None) -> Round | None:
+               design: Design, done: int, gates: Gate | None = None,
+               scores: pd.DataFrame | None = None) -> Round | None:
     """The round after ``done`` rounds (round 0 included), or None when every claim is decided
-    (or untestable) or the design's last look has been reached."""
+    (or untestable) or the design's last look has been reached. ``scores``: the per-point
+    scores, so that the claims are judged as the report judges them (a single-model AUROC by
+    its bootstrap, not by signs of identical per-seed values)."""
     look = done  # round r is seen by look r
     if look >= len(design.looks):
         return None
-    verdicts, _ = judge(claims, trials, design, gates)
+    scores = scores if scores is not None and len(scores) else None
+    verdicts, _ = judge(claims, trials, design, gates, scores)
     todo = open_configurations(claims, verdicts, cells)
     if not todo:
         return None

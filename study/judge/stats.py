@@ -164,6 +164,24 @@ def equivalence_test(d: np.ndarray, margin: float, about: ClaimAbout = "mean") -
                       float(max(p_above, p_below)), "TOST (exact sign)", n, 1 - 2 * ALPHA)
 
 
+def outside_test(d: np.ndarray, margin: float, about: ClaimAbout = "mean") -> float:
+    """p of "the mean (or median) lies within [-margin, margin]": the smaller of the one-sided
+    tests of mean > margin and mean < -margin (t; exact sign tests of the median for
+    ``about`` ``median`` or where t cannot be used), doubled for the two sides. p < alpha: the
+    effect is shown to lie outside the margin (an ``equivalent`` claim is not supported)."""
+    d = _clean(d)
+    n = len(d)
+    if n == 0:
+        return math.nan
+    if about == "mean" and n >= 3 and varies(d):
+        above = float(stats.ttest_1samp(d, margin, alternative="greater").pvalue)
+        below = float(stats.ttest_1samp(d, -margin, alternative="less").pvalue)
+    else:
+        above = _one_sided(d - margin, greater=True)
+        below = _one_sided(d + margin, greater=False)
+    return min(1.0, 2.0 * min(above, below))
+
+
 def _one_sided(d: np.ndarray, greater: bool) -> float:
     """The one-sided exact sign test of median(d) > 0 (``greater``) or < 0, values at 0
     counting against it (as ``scipy.stats.quantile_test``): P(B >= count), B ~ Bin(n, 1/2)."""
@@ -187,6 +205,22 @@ def holm(p_values: list[float]) -> list[float]:
         steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
         out[order] = np.maximum.accumulate(steps)
     return out.tolist()
+
+
+def grouped_holm(groups: list[list[float]]) -> list[list[float]]:
+    """Adjusted p-values of hypotheses in groups of which at most one null can be true in each
+    group (a claim's "no effect" and "not within its margin" exclude each other), at
+    family-wise level alpha over all of them: closed testing with Bonferroni local tests,
+    whose intersections hold at most one hypothesis per group, so the adjusted p of
+    hypothesis h of group i is Holm's adjusted p of p_h among p_h and the largest p of every
+    other group (m: the groups with a p-value). With one hypothesis per group this is
+    ``holm``. NaN stays NaN."""
+    worst = [max((p for p in g if math.isfinite(p)), default=math.nan) for g in groups]
+    out = []
+    for i, g in enumerate(groups):
+        others = [w for j, w in enumerate(worst) if j != i and math.isfinite(w)]
+        out.append([holm([p] + others)[0] if math.isfinite(p) else math.nan for p in g])
+    return out
 
 
 def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER,

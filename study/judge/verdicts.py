@@ -22,6 +22,7 @@ counts in the same Holm family.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,8 @@ class GateCheck:
     worst: float   # the value of the configuration's worst seed
     where: str     # that configuration, as "factor=level, ..."
     passing: int = 0  # its seeds that pass
-    seeds: int = 0    # its completed seeds with a value
+    seeds: int = 0    # its seeds: completed, diverged ones and ones without a value included
+    diverged: int = 0  # of them, diverged (each a miss)
 
     @property
     def passed(self) -> bool:
@@ -121,8 +123,9 @@ class GateCheck:
         if self.passed:
             return (f"{self.text}: all {self.seeds} seeds pass (worst {self.worst:.3g}: "
                     f"{self.where})")
-        return (f"{self.text}: {self.passing}/{self.seeds} seeds pass (worst {self.worst:.3g}: "
-                f"{self.where})")
+        lost = f", {self.diverged} diverged" if self.diverged else ""
+        return (f"{self.text}: {self.passing}/{self.seeds} seeds pass{lost} (worst "
+                f"{self.worst:.3g}: {self.where})")
 
 
 def claim_bounds(claim: Claim, gate: Gate, layers: list[str]) -> list[tuple[str, str, float]]:
@@ -164,8 +167,14 @@ def gate_checks(claim: Claim, gate: Gate, trials: pd.DataFrame) -> list[GateChec
 
 def _bound_checks(claim: Claim, gate: Gate,
                   trials: pd.DataFrame) -> dict[tuple[str, str, float], list[GateCheck]]:
-    """Per bound of the claim, its check on each selected configuration that has the metric."""
-    ok = completed_seeds(trials)
+    """Per bound of the claim, its check on each selected configuration that has the metric.
+    Every seed of a completed trial counts: a diverged seed misses every bound (its
+    configuration did not learn the data in that seed; keeping only the survivors would judge
+    the claim on a selected subset), except for a claim about divergence, whose values count
+    it (its gates see the seeds that did not diverge); a seed without a value of a metric its
+    configuration has elsewhere misses too."""
+    ok = completed_seeds(trials) if claim.metric == "divergence_jumps" else \
+        trials[trials["trial_status"].isin(COMPLETED)] if len(trials) else trials
     chosen = pd.concat([select(ok, claim.where)] +
                        ([select(ok, claim.versus)] if claim.versus is not None else []))
     if not len(chosen):
@@ -181,15 +190,19 @@ def _bound_checks(claim: Claim, gate: Gate,
             if metric not in g.columns or (metric in SAMPLE_GATES
                                            and gate.max_ll_gap is not None and _has_density(g)):
                 continue
-            values = pd.to_numeric(g[metric], errors="coerce").to_numpy(float)
-            values = values[np.isfinite(values)]
-            if not len(values):
-                continue
+            every = pd.to_numeric(g[metric], errors="coerce").to_numpy(float)
+            diverged = (g["seed_status"] == "diverged").to_numpy() \
+                if "seed_status" in g.columns else np.zeros(len(g), bool)
+            values = every[np.isfinite(every) & ~diverged]
+            if not len(values) and not diverged.all():
+                continue  # a metric this configuration does not have (e.g. no exact density)
             passing = int((values >= bound).sum() if op == ">=" else (values <= bound).sum())
-            worst = float(values.min() if op == ">=" else values.max())
+            worst = math.nan if not len(values) else \
+                float(values.min() if op == ">=" else values.max())
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{factor_name(f)}={k}" for f, k in zip(factors, key)) or "all"
-            checks.append(GateCheck(metric, op, bound, worst, label, passing, len(values)))
+            checks.append(GateCheck(metric, op, bound, worst, label, passing, len(g),
+                                    int(diverged.sum())))
         out[(metric, op, bound)] = checks
     return out
 
