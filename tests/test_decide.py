@@ -189,3 +189,13 @@ def test_a_sequential_design_is_decidable_only_when_one_of_its_own_looks_can_dec
         assert reach is ok, (most, design.looks, levels)
         d = claim_decidability([c] * 3, 6, design=design)[0]
         assert d.decidable is ok and (ok or d.needs > most), (most, d)
+
+
+@pytest.mark.parametrize("name", [n for n in available() if load_spec(n).claims])
+def test_every_study_with_claims_can_be_confirmed_and_keeps_a_protocol(name):
+    """A study's published verdicts come from its confirmatory seeds: each study with claims
+    declares where they start (above every seed its budgets use) and records its changes."""
+    spec = load_spec(name)
+    used = max(int(spec.budget(b).get("seeds", spec.seeds)) for b in spec.budgets)
+    assert spec.confirmatory_seeds is not None and spec.confirmatory_seeds >= 100 > used, name
+    assert spec.protocol, name
