@@ -165,3 +165,15 @@ def test_the_auroc_bootstrap_covers_the_true_auroc_and_its_p_value_keeps_its_lev
 def test_no_data_is_no_verdict(d):
     r = stats.location_test(d)
     assert r.n == 0 and math.isnan(r.p)
+
+
+def test_seeds_needed_for_a_median_claim_reads_the_signs_not_the_mean():
+    """[-3, 1, 1, 1] has mean 0 but 3 of 4 seeds on one side: a sign test at that frequency
+    is decided by enough seeds; seeds at 0 count against it, as they do in the test."""
+    from study.judge.stats import seeds_needed
+
+    assert seeds_needed(np.array([-3.0, 1, 1, 1]), 0.05, about="median") == \
+        seeds_needed(np.array([-1.0, 1, 1, 1]), 0.05, about="median") is not None
+    assert seeds_needed(np.array([-3.0, 1, 1, 1]), 0.05, about="mean") is None
+    with_zeros = seeds_needed(np.array([1.0, 1, 0, 0, 1]), 0.05, about="median")
+    assert with_zeros > seeds_needed(np.array([1.0, 1, 1, 1, 1]), 0.05, about="median")

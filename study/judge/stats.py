@@ -229,12 +229,14 @@ def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER,
     (``about`` ``median``) the exact sign test at the observed fraction of positive signs (None
     when the observed effect is zero: no number of seeds would)."""
     d = _clean(d)
-    if len(d) == 0 or float(np.abs(d.mean())) == 0.0:
+    if len(d) == 0:
+        return None
+    if about == "median":  # by the signs: a zero mean can still have most seeds on one side
+        return _sign_test_seeds(d, alpha, power)
+    if float(np.abs(d.mean())) == 0.0:
         return None
     if not varies(d):
         return seeds_to_decide(alpha, "median")  # all signs equal: 2^(1-n) < alpha
-    if about == "median":
-        return _sign_test_seeds(d, alpha, power)
     from statsmodels.stats.power import TTestPower
 
     effect = abs(float(d.mean())) / float(np.std(d, ddof=1))
@@ -248,10 +250,10 @@ def seeds_needed(d: np.ndarray, alpha: float = ALPHA, power: float = POWER,
 def _sign_test_seeds(d: np.ndarray, alpha: float, power: float,
                      most: int = 10_000) -> int | None:
     """The fewest seeds n at which the exact two-sided sign test rejects with probability
-    ``power`` when each seed's sign is the majority sign of ``d`` with the observed frequency q:
-    P(Binom(n, q) >= k_n) >= power, k_n the smallest count with binomtest p < alpha."""
-    nonzero = d[d != 0]
-    q = max(float(np.mean(nonzero > 0)), float(np.mean(nonzero < 0))) if len(nonzero) else 0.5
+    ``power`` when each seed's value is on the majority side of ``d`` with the observed
+    frequency q (values at 0 count against it, as in the test): P(Binom(n, q) >= k_n) >=
+    power, k_n the smallest count with p < alpha."""
+    q = max(float(np.mean(d > 0)), float(np.mean(d < 0))) if len(d) else 0.5
     if q <= 0.5:
         return None
     for n in range(2, most + 1):
