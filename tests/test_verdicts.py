@@ -317,3 +317,11 @@ def test_one_trained_model_gets_an_interval_over_its_test_points():
     assert v.verdict == "supported"  # the true AUROC is Phi(2 / sqrt 2) = 0.92
     high = _claim(metric="auroc_neg_ll_far", where={"depth": 1}, expect="above", threshold=0.99)
     assert judge_all([high], rows, scores=scores)[0].verdict == "not supported"
+
+
+def test_a_claims_own_bound_keeps_the_studys_bounds_on_other_metrics():
+    study = Gate(at_least={"a": 1.0}, min_kl={"z1": 0.1}, max_ll_gap=0.3)
+    merged = study.merged(Gate(at_least={"c": 0.0}, max_ll_gap=None))
+    assert merged.at_least == {"a": 1.0, "c": 0.0} and merged.min_kl == {"z1": 0.1}
+    assert merged.max_ll_gap is None  # a scalar set by the claim replaces the study's
+    assert study.merged(Gate(at_least={"a": 2.0})).at_least == {"a": 2.0}

@@ -61,10 +61,16 @@ class Gate(Strict):
     at_most: dict[str, float] = Field(default_factory=dict)
 
     def merged(self, override: Gate | None) -> Gate:
-        """This gate with ``override``'s fields (those it sets) taking precedence."""
+        """This gate with ``override``'s fields (those it sets) taking precedence; the
+        per-metric bounds (``min_kl``, ``at_least``, ``at_most``) are merged metric by metric,
+        so a claim's own bound on one metric keeps the study's bounds on the others."""
         if override is None:
             return self
-        return self.model_copy(update=override.model_dump(exclude_unset=True))
+        update = override.model_dump(exclude_unset=True)
+        for name in ("min_kl", "at_least", "at_most"):
+            if name in update:
+                update[name] = {**getattr(self, name), **update[name]}
+        return self.model_copy(update=update)
 
     def bounds(self) -> list[tuple[str, str, float]]:
         """(metric, ">=" or "<=", bound) of every check."""
