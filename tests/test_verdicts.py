@@ -325,3 +325,4 @@ def test_a_claims_own_bound_keeps_the_studys_bounds_on_other_metrics():
     assert merged.at_least == {"a": 1.0, "c": 0.0} and merged.min_kl == {"z1": 0.1}
     assert merged.max_ll_gap is None  # a scalar set by the claim replaces the study's
     assert study.merged(Gate(at_least={"a": 2.0})).at_least == {"a": 2.0}
+    assert study.merged(Gate(at_least={})).at_least == {}  # cleared on purpose

@@ -63,12 +63,13 @@ class Gate(Strict):
     def merged(self, override: Gate | None) -> Gate:
         """This gate with ``override``'s fields (those it sets) taking precedence; the
         per-metric bounds (``min_kl``, ``at_least``, ``at_most``) are merged metric by metric,
-        so a claim's own bound on one metric keeps the study's bounds on the others."""
+        so a claim's own bound on one metric keeps the study's bounds on the others, and an
+        empty one (``at_most: {}``) clears the study's bounds of that kind."""
         if override is None:
             return self
         update = override.model_dump(exclude_unset=True)
         for name in ("min_kl", "at_least", "at_most"):
-            if name in update:
+            if update.get(name):
                 update[name] = {**getattr(self, name), **update[name]}
         return self.model_copy(update=update)
 
