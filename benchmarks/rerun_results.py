@@ -66,9 +66,9 @@ def report(work: Path, record: dict, env: dict[str, str]) -> dict:
                            str(work / name), "--no-mlflow"], cwd=REPO, env=env,
                           capture_output=True, text=True)
     record = record | {"report_exit": done.returncode, "report_commit": commit()}
-    if done.returncode == 0:
+    if done.returncode == 0 and record["exit"] == 0:  # a stopped run's report is not an answer
         publish(work / name, record)
-    (work / f"{name}.json").write_text(json.dumps(record, indent=1))
+        (work / f"{name}.json").write_text(json.dumps(record, indent=1))
     return record
 
 
