@@ -125,6 +125,7 @@ def judge(claims: list[Claim], trials: pd.DataFrame, design: Design, gates: Gate
     that look's level; a claim keeps its first decision, an undecided one its last look's
     verdict. Returns (verdicts, looks)."""
     have = int(trials["seed"].max()) + 1 - design.start if len(trials) else 0
+    scores = scores if scores is not None and len(scores) else None
 
     def look(open_: list[int], n: int, level: float) -> list[Verdict]:
         return judge_all([claims[i] for i in open_], first_seeds(trials, n, design.start),
@@ -154,7 +155,6 @@ def judge_study(claims: list[Claim], trials: pd.DataFrame, sequential: dict | No
     """The verdicts of a study whose ``study.json`` records the design ``sequential``: under it
     when the study ran ``--until-decided`` (``judge``), else (None) at level ``alpha``
     (``judge_all``). Returns (verdicts, design or None, looks)."""
-    scores = scores if scores is not None and len(scores) else None
     design = Design.from_state(sequential)
     if design is None:
         return judge_all(claims, trials, gates, alpha, scores), None, []
@@ -209,7 +209,6 @@ def next_round(claims: list[Claim], cells: list[dict[str, Any]], trials: pd.Data
     look = done  # round r is seen by look r
     if look >= len(design.looks):
         return None
-    scores = scores if scores is not None and len(scores) else None
     verdicts, _ = judge(claims, trials, design, gates, scores)
     todo = open_configurations(claims, verdicts, cells)
     if not todo:
