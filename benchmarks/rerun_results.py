@@ -47,7 +47,9 @@ def run_one(name: str, budget: str, work: Path, extra: list[str], env: dict[str,
     cmd = ["python", "-m", "study.run", name, "--budget", budget, *extra]
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
+    # the report is made by its own step below (the run's wall time is the study's alone)
     done = subprocess.run([sys.executable, *cmd[1:], "--results", str(results), "--quiet",
+                           "--no-report",
                            "--tracking-uri", f"sqlite:///{work}/mlflow.db"],
                           cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start

@@ -79,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-step", type=int, default=None, metavar="N",
                    help="with --until-decided: seeds added per round (default: the study's seeds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--no-report", action="store_true", help="no report at the end (nor the "
+                   "answer on the MLflow parent run); python -m study.report makes it later")
     return p
 
 
@@ -316,7 +318,13 @@ def _report_end(args: argparse.Namespace, spec, out) -> int:
     c = out.counts
     print(f"\n{c.get('finished', 0)} finished, {c.get('diverged', 0)} diverged, "
           f"{c.get('pruned', 0)} pruned, {c.get('failed', 0)} failed of {out.total} trials")
-    print(where_things_are(args, spec, out))
+    report, failed = _publish(args, spec, out) if out.exit_status == 0 and not args.no_report \
+        else (None, None)
+    print(where_things_are(args, spec, out, report))
+    if failed:
+        print(f"error: every trial is recorded, but the report could not be made: {failed}; "
+              f"make it with: {_report_command(args, spec, out)}", file=sys.stderr)
+        return 1
     if out.mlflow_losses:
         trials = len({x["trial_id"] for x in out.mlflow_losses if x["what"] != "end-parent"})
         print(f"warning: {len(out.mlflow_losses)} MLflow writes ({trials} trials) were not "
@@ -334,9 +342,29 @@ def _report_end(args: argparse.Namespace, spec, out) -> int:
     return out.exit_status
 
 
-def where_things_are(args: argparse.Namespace, spec, out) -> str:
+def _report_command(args: argparse.Namespace, spec, out) -> str:
+    return f"python -m study.report {spec.name}" + (f" --results {out.results}"
+                                                    if args.results else "")
+
+
+def _publish(args: argparse.Namespace, spec, out) -> tuple[object, str | None]:
+    """The report of a run that recorded every trial, written and put on the MLflow parent
+    run (``study.report.build.publish_report``); (its path, None) or (None, why it failed)."""
+    from study.core.redact import redact
+    from study.report.build import publish_report
+
+    try:
+        path, _ = publish_report(spec, out.results, out.tracking_uri)
+        return path, None
+    except UserError as err:
+        return None, redact(str(err))
+    except OSError as err:
+        return None, f"{err.filename or ''} {err.strerror or err}".strip()
+
+
+def where_things_are(args: argparse.Namespace, spec, out, report=None) -> str:
     """The four lines that say where a finished run's results, MLflow runs, report and Optuna
-    study are, each as a command that opens it."""
+    study are, each as a command that opens it (the report's file once it is written)."""
     from study.core.redact import redact
 
     tracking = redact(out.tracking_uri)
@@ -349,8 +377,8 @@ def where_things_are(args: argparse.Namespace, spec, out) -> str:
     return "\n".join([
         f"results:  {out.results}  (trials.parquet, epochs.parquet/, scores.parquet/)",
         f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})",
-        f"report:   python -m study.report {spec.name}"
-        + (f" --results {out.results}" if args.results else ""),
+        (f"report:   {report}  (and on the MLflow parent run: its description, Artifacts "
+         "report/report.html)" if report else f"report:   {_report_command(args, spec, out)}"),
         f"optuna:   optuna-dashboard sqlite:///{out.results}/optuna.db"])
 
 

@@ -53,6 +53,13 @@ def test_overwrite_removes_only_what_the_study_wrote(tmp_path):
     first = _study(tmp_path, "--overwrite")  # beside the user's file, which stays
     assert first.returncode == 0, first.stderr
     state = json.loads((folder / "study.json").read_text())
+    # the run ends by writing its report and putting it on the MLflow parent run
+    assert f"report:   {folder / 'report' / 'report.md'}" in first.stdout
+    assert (folder / "report" / "report.html").is_file()
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(state["parent_run_id"])
+    assert parent.data.tags["mlflow.note.content"].startswith("**Question.** test study ok")
     assert state["study"] == "ok" and "trials.parquet" in state["manifest"]
     (folder / "mine").mkdir()
     (folder / "mine" / "keep.csv").write_text("1,2")

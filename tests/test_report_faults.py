@@ -87,7 +87,7 @@ def test_a_full_disk_leaves_the_previous_report_whole(tmp_path):
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
     try:
         _ready(tmp_path, disk / "res")
         args = ("study.report", str(tmp_path / "rep.yaml"), "--results", str(disk / "res"),
@@ -113,3 +113,25 @@ def test_a_full_disk_leaves_the_previous_report_whole(tmp_path):
         assert not [p for p in report.iterdir() if "hvae-tmp" in p.name]
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_run_whose_report_cannot_be_made_says_so_and_keeps_its_results(tmp_path, capsys):
+    """``study.run`` ends by writing the report; when that fails (here ``report`` is a file,
+    so its folder cannot be made) every trial is still recorded: one ``error:`` line says so
+    and gives the command that makes the report, exit 1, and the results are untouched."""
+    from study.engine.launch import StudyOutcome
+    from study.run import _report_end, parser
+
+    results = tmp_path / "res"
+    spec = _ready(tmp_path, results)
+    (results / "report").write_text("not a folder")
+    before = (results / "trials.parquet").read_bytes()
+    out = StudyOutcome(results, "run-id", {"finished": 2}, 2, f"sqlite:///{tmp_path}/m.db")
+    args = parser().parse_args([str(tmp_path / "rep.yaml"), "--results", str(results)])
+    assert _report_end(args, spec, out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: every trial is recorded, but the report "
+                                               "could not be made: ")
+    assert err[0].endswith(f"make it with: python -m study.report rep --results {results}")
+    assert (results / "trials.parquet").read_bytes() == before
+    assert (results / "report").read_text() == "not a folder"

@@ -11,10 +11,12 @@ from study.core.io import atomic_path
 
 
 def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
-    """Lay out, write as PNG (atomically: a full disk leaves the previous file whole, never an
-    empty one) and close ``fig``; returns ``path``."""
+    """Lay out (tightly, unless the figure has a layout engine of its own, e.g. constrained
+    layout that keeps a suptitle clear of the panels), write as PNG (atomically: a full disk
+    leaves the previous file whole, never an empty one) and close ``fig``; returns ``path``."""
     try:
-        fig.tight_layout()
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format="png")
     finally:

@@ -32,7 +32,7 @@ import numpy as np
 
 from study.judge import stats
 from study.spec.claims import Claim
-from study.spec.metric_names import is_kl
+from study.spec.metric_names import is_kl, unit
 
 DECIDED = ("supported", "not supported", "equivalent")
 
@@ -113,6 +113,37 @@ class Verdict:
             return f"about {self.needed} seeds per configuration at the observed {what}"
         return ("more seeds would not decide it: the seeds split evenly or the observed effect "
                 "is zero")
+
+    def headline(self, kind: str | None = None) -> str:
+        """The verdict in one plain line, as the report and the MLflow parent run open with:
+        the statement, the verdict, and the effect with its interval, Holm-adjusted p and seeds
+        (in the metric's unit), or, untestable, the gate its models missed and in how many
+        seeds. ``kind``: *confirmatory* or *exploratory*, said of a decided verdict."""
+        c, r = self.claim, self.result
+        head = f"{c.statement.rstrip('.')}: **{self.verdict}**"
+        if self.verdict == "untestable":
+            missed = [f"{g.where} passes {g.text} in {g.passing}/{g.seeds} seeds"
+                      for g in self.gate_failures]
+            more = f" (+{len(missed) - 2} more)" if len(missed) > 2 else ""
+            return f"{head}: " + ("; ".join(missed[:2]) + more if missed else self.note or "-")
+        if r is None or not math.isfinite(r.effect):
+            return f"{head}: " + (self.note or "no value to test")
+        units = unit(c.metric)
+        units = f" {units}" if units == "nats" else ""
+        about = "median " if r.test == stats.SIGN_TEST else ""
+        paired = c.versus is not None or c.versus_metric is not None
+        shift, sign = (0.0, "+") if paired else (c.threshold or 0.0, "")
+        effect = f"{about}{'difference ' if paired else ''}{r.effect + shift:{sign}.3g}{units}"
+        if r.has_interval:
+            effect += (f" [{r.low + shift:{sign}.3g}, {r.high + shift:{sign}.3g}] "
+                       f"({100 * r.confidence:.3g}% CI)")
+        if not paired:
+            effect += f" against {c.threshold:g}"
+        p = f", p (Holm) {self.p_holm:.2g}" if math.isfinite(self.p_holm) else ""
+        n = f"{self.seeds[0]} vs {self.seeds[1]} seeds" if c.versus is not None else \
+            f"{r.n} test points" if self.single_model else f"{self.seeds[0]} seeds"
+        tail = f", {kind}" if kind and self.verdict in DECIDED else ""
+        return f"{head}, {effect}{p}, {n}{tail}"
 
     def row(self) -> dict[str, Any]:
         c = self.claim

@@ -14,21 +14,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from study.core.errors import UserError
-from study.core.io import write_text
+from study.core.io import write_json, write_text
 from study.core.redact import MASK, redact
 from study.judge.sequential import judge_study
 from study.judge.verdicts import gate_counts
+from study.report.answer import (
+    VERDICTS_FILE,
+    answer_tags_and_metrics,
+    answer_text,
+    configuration_means,
+    verdict_records,
+)
 from study.report.figures import (
     claims_figure,
     curve_figures,
     learning_curves_figure,
     responses_figure,
 )
+from study.report.html import write_html
 from study.report.tables import (
     best_configs,
     config_table,
@@ -151,6 +160,12 @@ def build_report(spec: StudySpec, results: Path) -> Path:
             parts.append(f"![{p.stem}]({p.name})\n")
     path = folder / "report.md"
     write_text(path, "\n".join(parts))
+    if spec.claims:
+        write_json(folder / VERDICTS_FILE,
+                   verdict_records(judged[0], evidence_kind(spec, trials)))
+    else:
+        (folder / VERDICTS_FILE).unlink(missing_ok=True)
+    write_html(path, spec.name)
     return path
 
 
@@ -190,6 +205,8 @@ def _head(study: ResolvedStudy, trials: pd.DataFrame, verdicts: list,
         smoke = " (smoke test: nothing below is a finding)" if budget == "smoke" else ""
         parts.append(f"**Answer: {verdict_counts(verdicts)}**{smoke}; *{kind}*: "
                      f"{_seeds_text(trials)}, {why}.\n")
+        parts.append("\n".join(f"{i}. {v.headline(kind)}" for i, v in enumerate(verdicts, 1))
+                     + "\n")
     parts += [f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
               "completed seeds ± the 95% t-interval half-width.\n",
               _shared_settings(study)]
@@ -292,9 +309,17 @@ def copy_to_storage(results: Path, state: StudyState) -> None:
         Mirror(study_uri(state.storage, state.study, state.study_id), results).push(REPORT_DIR)
 
 
-def log_to_mlflow(results: Path, state: StudyState, tracking_uri: str | None) -> str | None:
-    """Log the report folder to the study's MLflow parent run; returns its id."""
-    from study.store.tracking import STUDY_ID_TAG, Tracker, recorded_uri
+def log_to_mlflow(spec: StudySpec, results: Path, state: StudyState,
+                  tracking_uri: str | None) -> str | None:
+    """Put the study's answer on its MLflow parent run: the question and one line per claim as
+    the run's description, a tag and metrics per claim and the responses' means per
+    configuration (``study.report.answer``), and the report folder (``report.html`` shows it
+    whole, figures included); returns the run's id."""
+    import json
+
+    from mlflow.entities import Metric, RunTag
+
+    from study.store.tracking import DESCRIPTION_TAG, STUDY_ID_TAG, Tracker, recorded_uri
 
     if state.parent_run_id is None:
         return None
@@ -312,8 +337,35 @@ def log_to_mlflow(results: Path, state: StudyState, tracking_uri: str | None) ->
         raise UserError(f"the MLflow parent run {state.parent_run_id} of {results} is not this "
                         f"study's in {redact(tracker.uri)}; give its store with --tracking-uri, "
                         "or add --no-mlflow")
-    tracker.client.log_artifacts(state.parent_run_id, str(results / REPORT_DIR), REPORT_DIR)
-    return state.parent_run_id
+    folder = results / REPORT_DIR
+    verdicts = folder / VERDICTS_FILE
+    records = json.loads(verdicts.read_text()) if verdicts.is_file() else []
+    tags, metrics = answer_tags_and_metrics(records) if records else ({}, {})
+    tags[DESCRIPTION_TAG] = (answer_text(spec.question, records) if records else
+                             f"**Question.** {' '.join(spec.question.split())}")[:5000] + \
+        "\n\nThe whole report, figures included: Artifacts, report/report.html."
+    trials = read_trials(results)
+    metrics |= configuration_means(trials, _responses(spec, trials))
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    run_id = state.parent_run_id
+    tracker.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
+        tracker.client.log_batch(run_id, metrics=batch[i:i + 1000])
+    tracker.client.log_artifacts(run_id, str(folder), REPORT_DIR)
+    return run_id
+
+
+def publish_report(spec: StudySpec, results: Path, tracking_uri: str | None = None,
+                   mlflow: bool = True) -> tuple[Path, str | None]:
+    """Write the report of the study in ``results``, copy it to the study's storage and put
+    the answer on its MLflow parent run (``mlflow``); (the markdown file, the parent run id).
+    What ``python -m study.report`` does, and ``python -m study.run`` at the end of a run."""
+    state = study_state(spec, results)
+    path = build_report(spec, results)
+    copy_to_storage(results, state)
+    run = log_to_mlflow(spec, results, state, tracking_uri) if mlflow else None
+    return path, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,10 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.name)
         results = resolve_results(args.results or default_folder(spec.name))
-        state = study_state(spec, results)
-        path = build_report(spec, results)
-        copy_to_storage(results, state)
-        run = None if args.no_mlflow else log_to_mlflow(results, state, args.tracking_uri)
+        path, run = publish_report(spec, results, args.tracking_uri, not args.no_mlflow)
     except UserError as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2

@@ -173,11 +173,12 @@ def verdict_table(verdicts: list[Verdict], smoke: bool, figure: str | None = Non
     return pd.DataFrame(rows)
 
 
-def verdict_counts(verdicts: list[Verdict]) -> str:
-    """"N claims: a decided (b supported, ...), c inconclusive, d untestable"."""
+def verdict_counts(verdicts: list[Verdict] | list[str]) -> str:
+    """"N claims: a decided (b supported, ...), c inconclusive, d untestable" of verdicts (or
+    of verdict words)."""
     from collections import Counter
 
-    count = Counter(v.verdict for v in verdicts)
+    count = Counter(v if isinstance(v, str) else v.verdict for v in verdicts)
     decided = [f"{count[k]} {k}" for k in ("supported", "not supported", "equivalent")
                if count[k]]
     n_decided = sum(count[k] for k in ("supported", "not supported", "equivalent"))
