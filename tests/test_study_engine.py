@@ -73,6 +73,8 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["status"] == "finished" and child.info.status == "FINISHED"
         assert child.data.params["factor.lr"] in ("0.003", "0.01")
+        # named by its configuration, as the Optuna trial's user attribute "name" is
+        assert child.info.run_name == f"lr={child.data.params['factor.lr']}"
         assert child.data.params["dataset"] == "moons"
         assert len(client.get_metric_history(child.info.run_id, "val_elbo")) == 2
         assert "final/test_ll" in child.data.metrics
@@ -88,6 +90,8 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
     study = optuna.load_study(study_name="tiny_grid", storage=f"sqlite:///{out.results}/optuna.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert sorted(t.params["lr"] for t in study.trials) == [0.003, 0.01]
+    assert sorted(t.user_attrs["name"] for t in study.trials) == \
+        sorted(c.info.run_name for c in children)
 
     report = build_report(spec, out.results).read_text()
     assert "## Responses per configuration" in report and "0.003" in report and "±" in report

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from study.store.tracking import PARENT_TAG, metric_key
+
 logger = logging.getLogger(__name__)
 
-PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ray_trial_id"
 #: the artifact of a child run with its final metrics per seed (the run's metrics are the means)
 PER_SEED_FILE = "final_per_seed.csv"
@@ -48,11 +49,6 @@ class _Op:
     what: str  # "create", "epochs", "final", "finish", "end-parent"
     payload: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
-
-
-def metric_key(name: str) -> str:
-    """MLflow metric names allow letters, digits, _ - . space / only."""
-    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
 
 
 def is_permanent(err: BaseException) -> bool:

@@ -148,14 +148,25 @@ class OptunaPruningScheduler(FIFOScheduler):
             elif trial.status in (Trial.TERMINATED, Trial.ERROR):  # ended, never told
                 self._tell_ended(trial, trial.last_result or {}, trial.status == Trial.ERROR)
             return
-        self._ids[trial.trial_id] = self._create(trial.trial_id, params, seeds)
+        self._ids[trial.trial_id] = self._create(trial.trial_id, params, seeds,
+                                                 self._name(trial, seeds))
         self._claimed.add(self._ids[trial.trial_id])
 
-    def _create(self, ray_id: str, params: dict[str, Any], seeds: str | None) -> int:
-        """A RUNNING Optuna trial with ``params`` and its Ray id, written in one transaction:
-        a write cut short (a full disk, a killed driver) leaves no trial without its Ray id,
-        which a resume could neither find nor tell apart from a second record of the trial."""
-        attrs = {RAY_ID: ray_id} | ({SEEDS: seeds} if seeds is not None else {})
+    def _name(self, trial: Trial, seeds: str | None) -> str:
+        """The trial's name, as its MLflow child run has it (``recorder.run_name``)."""
+        from study.engine.recorder import run_name
+        from study.spec.seed_range import SeedRange
+
+        factors = {k: trial.config.get(k) for k in self.distributions if k in trial.config}
+        return run_name(factors, SeedRange.parse(seeds).seeds if seeds else None)
+
+    def _create(self, ray_id: str, params: dict[str, Any], seeds: str | None,
+                name: str) -> int:
+        """A RUNNING Optuna trial with ``params``, its Ray id and its ``name`` (the MLflow
+        child run's), written in one transaction: a write cut short (a full disk, a killed
+        driver) leaves no trial without its Ray id, which a resume could neither find nor tell
+        apart from a second record of the trial."""
+        attrs = {RAY_ID: ray_id, "name": name} | ({SEEDS: seeds} if seeds is not None else {})
         template = optuna.trial.create_trial(
             state=TrialState.RUNNING, params=params, user_attrs=attrs,
             distributions={k: self.distributions[k] for k in params})

@@ -82,9 +82,12 @@ def disk_full_detail(err: BaseException) -> str:
 
 
 def run_name(factors: dict[str, Any], round_seeds: list[int] | None = None) -> str:
-    """A trial's MLflow child run name: its factors, and the seeds of a round of
-    ``--until-decided``."""
-    name = "trial " + ", ".join(f"{k}={v}" for k, v in factors.items())
+    """A trial's name, its configuration: the factors (``depth=4``), and the seeds of a round
+    of ``--until-decided`` (``depth=4, seeds 5-9``); the MLflow child run's name and the Optuna
+    trial's user attribute ``name`` (``study.engine.pruning``), so a chart's legend names the
+    configuration. The trial's plots folder is ``plots/<its Ray trial id>``, the child run's tag
+    ``ray_trial_id``."""
+    name = ", ".join(f"{k}={v}" for k, v in factors.items()) or "trial"
     if round_seeds:
         name += f", seeds {SeedRange(round_seeds[0], round_seeds[-1]).text}"
     return name[:200]

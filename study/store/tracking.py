@@ -44,6 +44,11 @@ STUDY_ID_TAG, GENERATION_TAG, FOLDER_TAG = "study_id", "study_generation", "resu
 PARENT_TAG = "mlflow.parentRunId"
 
 
+def metric_key(name: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . space / only."""
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
+
+
 def resolve_uri(uri: str | None) -> str:
     """``uri``, else ``$MLFLOW_TRACKING_URI``, else MLflow 3's default ``sqlite:///mlflow.db``."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
