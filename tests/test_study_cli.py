@@ -12,6 +12,11 @@ from cli import run_cli as _run
 from conftest import REPO
 from studies import write_spec
 
+from models import build_model
+from models.ensemble import EnsembleLinear
+from study.core.errors import SpecError
+from study.spec.spec_file import load_spec
+
 
 def test_list_shows_every_study_with_its_question(tmp_path):
     r = _run("study.run", "--list", cwd=REPO)
@@ -261,17 +266,57 @@ def test_until_decided_needs_claims_a_grid_and_a_cap(tmp_path, fields, flags, ex
     assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_the_readme_example_study_file_is_valid_and_small_at_smoke(tmp_path):
-    """README.md's "Writing a study" file, as written (benchmarks/smoke_times.py times it)."""
-    from study.spec.spec_file import load_spec
-
+def _readme_study(tmp_path):
+    """README.md's "Writing a study" file, as written, loaded."""
     text = (REPO / "README.md").read_text()
     block = text[text.index("## Writing a study"):].split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "my_study.yaml").write_text(block)
-    spec = load_spec(str(tmp_path / "my_study.yaml"))
+    return load_spec(str(tmp_path / "my_study.yaml"))
+
+
+def test_the_readme_example_study_file_is_valid_and_small_at_smoke(tmp_path):
+    """README.md's "Writing a study" file, as written (benchmarks/smoke_times.py times it)."""
+    spec = _readme_study(tmp_path)
     assert spec.num_trials("smoke") == 12
     smoke = spec.trial_config(spec.grid_cells()[0], "smoke")
     assert smoke.n_test <= 500 and smoke.eval_importance <= 50  # K=1000 on 10,000 points is not a smoke test
+
+
+def test_the_readme_example_trains_the_widths_its_width_factor_gives(tmp_path):
+    spec = _readme_study(tmp_path)
+    seen = set()
+    for cell in spec.grid_cells():
+        factors = cell | {"lr": 1e-3}
+        cfg = spec.trial_config(factors, "smoke")
+        model = build_model(cfg.architecture(), cfg.seeds[:1])
+        w = int(cell["width"])
+        depth = 2 if cell["model"] == "hvae" else 1
+        assert [list(b) for b in cfg.hidden] == [[w, w]] * depth
+        hidden_outs = {m.out_features for m in model.modules() if isinstance(m, EnsembleLinear)
+                       and m.out_features > 4}  # the hidden layers (outputs and latents are 2-4)
+        assert hidden_outs == {w}, (cell, hidden_outs)
+        seen.add((cell["model"], w))
+    assert seen == {(m, w) for m in ("vae", "hvae") for w in (16, 32, 64)}
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"factors": {"width": {"grid": [16, 32]},
+                  "model": {"levels": {"a": {"hidden": [[64, 64]]}, "b": {"latents": [2]}}}}},
+     ("factors.width", "factors.model.levels.a.hidden")),
+    ({"fixed": {"width": 32}, "factors": {"model": {"levels": {"a": {"hidden": [[8, 8]]}}}}},
+     ("fixed.width", "factors.model.levels.a.hidden")),
+    ({"factors": {"depth": {"grid": [1, 2]},
+                  "model": {"levels": {"a": {"latents": [2, 2]}}}}},
+     ("factors.depth", "factors.model.levels.a.latents")),
+])
+def test_a_shorthand_that_would_replace_a_levels_shape_is_refused_naming_both(
+        tmp_path, fields, named):
+    path = write_spec(tmp_path, "clash", **fields)
+    with pytest.raises(SpecError) as err:
+        load_spec(str(path))
+    line = str(err.value)
+    assert "\n" not in line and str(path) in line
+    assert all(f"'{n}'" in line for n in named), line
 
 
 GATED = {"gates": {"max_ll_gap": 0.3}}

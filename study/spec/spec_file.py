@@ -86,14 +86,15 @@ def load_spec(name_or_path: str, limits: Limits = Limits()) -> StudySpec:
             raise SpecError(f"{path}: field 'factors.{name}': unknown setting {name!r}; "
                             f"a factor must be a TrialConfig field, a shorthand "
                             f"({', '.join(sorted(SHORTHANDS))}) or define levels")
+    from study.spec.validate import check_no_override, validate_study
+
+    check_no_override(spec)  # before any configuration is built from the clashing fields
     for budget in BUDGETS:
         for cell in spec.grid_cells():
             for corner in itertools.product(*(f.corners() for f in spec.sampled_factors.values())):
                 factors = cell | dict(zip(spec.sampled_factors, corner))
                 where = f"{path} (budget {budget}, factors {factors})"
                 check_widths(spec.trial_config(factors, budget, where), limits, where)
-    from study.spec.validate import validate_study
-
     validate_study(spec)
     return spec
 

@@ -128,8 +128,41 @@ def _check_fit_gated(spec: StudySpec, chosen: list, claim: Claim, field: str) ->
                         f"({'; '.join(needs)}), or null in the claim's own gate on purpose")
 
 
+#: the fields a shorthand replaces, and the shorthands that replace each
+REPLACED_BY = {"hidden": ("width", "hidden_layers", "hidden_block"),
+               "latents": ("depth", "latent_dim")}
+
+
+def check_no_override(spec: StudySpec) -> None:
+    """A factor's levels (or a factor) that set ``hidden`` or ``latents`` are never replaced
+    in silence by a shorthand set elsewhere (``width``, ``depth``, ...): the trials would train
+    other shapes than the levels say. Refused with one line naming both."""
+    for name, factor in spec.factors.items():
+        levels = factor.levels or {}
+        for target, shorthands in REPLACED_BY.items():
+            setters = [f"factors.{name}.levels.{lv}.{target}" for lv, v in levels.items()
+                       if target in v] + ([f"factors.{name}"] if name == target else [])
+            if not setters:
+                continue
+            places = [f"factors.{other}" for other in spec.factors
+                      if other in shorthands and other != name]
+            places += [f"fixed.{k}" for k in spec.fixed if k in shorthands]
+            places += [f"budgets.{b}.{k}" for b in BUDGETS for k in spec.budget(b)
+                       if k in shorthands]
+            places += [f"factors.{name}.levels.{lv}.{k}" for lv, v in levels.items()
+                       for k in v if k in shorthands]
+            if places:
+                raise SpecError(
+                    f"{spec.source}: field '{places[0]}' would replace '{target}' set by "
+                    f"'{setters[0]}' (the trials would not train the shapes the levels give); "
+                    f"set {target} in one place: drop {places[0].rsplit('.', 1)[-1]!r}, or "
+                    f"give the levels the shorthand instead of {target!r}")
+
+
 def validate_study(spec: StudySpec) -> None:
-    """Every name the study file uses exists, under every budget (see the module docstring)."""
+    """Every name the study file uses exists, under every budget (see the module docstring),
+    and no shorthand replaces the shapes a factor's levels set (``check_no_override``)."""
+    check_no_override(spec)
     for budget in BUDGETS:
         cells = _Cells(spec, budget)
         every = [c for c in cells.cells]
@@ -156,4 +189,4 @@ def validate_study(spec: StudySpec) -> None:
         _check_gate(spec, every, spec.gates, "gates")
 
 
-__all__ = ["SHORTHANDS", "suggest", "validate_study"]
+__all__ = ["SHORTHANDS", "check_no_override", "suggest", "validate_study"]
