@@ -18,7 +18,10 @@ measured on one H100 (docs/benchmarks.md):
 The cluster of ``ray_cluster.yaml`` has A10G GPUs (g5.xlarge), not measured here: its column
 assumes 0.47x the H100's rate for the image models (the ratio of their FP32 peaks, 31.2 vs 67
 TFLOP/s) and the same step time for the launch-bound 2-D models. Evaluation is counted at the
-training rate. Prints a markdown table.
+training rate. The dollar column is the A10G hours at ``G5_XLARGE_USD``, g5.xlarge's Linux
+on-demand price (us-east-1, AWS's rate card as of June 2026; check your region's): the GPU
+time only, not the head node (m6i.2xlarge, ``M6I_2XLARGE_USD`` an hour while the cluster is
+up). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ H100_TFLOPS = 13.3  # measured, training, MNIST VAE [512, 512] z=64, E=10, IW=10
 SHARE_GAIN = {0.5: 400_027 / 320_429}  # two processes on one H100 vs one (measured)
 STEP_2D_S = 6.93e-3  # measured, 2-D HVAE z=[2, 2], E=10, IW=10, one step on the H100
 A10G_FACTOR = 31.2 / 67.0
+G5_XLARGE_USD = 1.006  # an hour, on-demand, Linux, us-east-1, June 2026
+M6I_2XLARGE_USD = 0.384  # an hour, on-demand, Linux, us-east-1
 
 
 def trial_cost(cfg) -> tuple[float, float]:
@@ -89,14 +94,16 @@ def main() -> None:
     args = p.parse_args()
     rows = [study_hours(n, args.budget) for n in available()]
     print("| study | trials | PFLOP | H100 GPU hours | A10G GPU hours (assumed rate) | "
-          "--gpus-per-trial |")
-    print("|---|---:|---:|---:|---:|---|")
+          f"USD on g5.xlarge (${G5_XLARGE_USD}/h) | --gpus-per-trial |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['study']} | {r['trials']} | {r['pflop']:.2f} | {r['h100']:.2f} | "
-              f"{r['a10g']:.2f} | {r['share']} |")
+              f"{r['a10g']:.2f} | {r['a10g'] * G5_XLARGE_USD:.2f} | {r['share']} |")
     total = sum(r["a10g"] for r in rows)
     print(f"\nall studies: {sum(r['h100'] for r in rows):.1f} H100 GPU hours, "
-          f"{total:.1f} A10G GPU hours ({args.budget} budgets)")
+          f"{total:.1f} A10G GPU hours, about ${total * G5_XLARGE_USD:.0f} of g5.xlarge time "
+          f"on demand ({args.budget} budgets; the head node adds ${M6I_2XLARGE_USD}/h while "
+          "the cluster is up)")
 
 
 if __name__ == "__main__":
