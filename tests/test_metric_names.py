@@ -48,3 +48,14 @@ def test_ll_over_bernoulli_is_the_gain_over_the_pixel_frequencies(shared_data):
     gain = np.array(result.evaluation.members["ll_over_bernoulli"])
     assert np.allclose(gain, np.array(result.evaluation.members["test_ll"]) - baseline)
     assert (gain < -100).all()  # ~ -543 nats of p = 1/2 against ~ -200 of the frequencies
+
+
+def test_figures_title_metrics_in_plain_words():
+    from study.spec.metric_names import human_name
+
+    assert human_name("test_ll") == "test log-likelihood"
+    assert human_name("kl_z3") == "KL of z3"
+    assert human_name("kl_from_z2") == "KL from layer z2"  # the longest prefix wins
+    assert human_name("auroc_neg_ll_shifted_0.5") == "AUROC of -log p, shifted 0.5"
+    assert human_name("np_auroc_uniform") == "AUROC of the exact density, uniform"
+    assert human_name("no_such_metric") == "no_such_metric"

@@ -8,12 +8,14 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
 from study.core.figures import save_figure
 from study.judge.stats import mean_interval
 from study.report.tables import metric_label, show
+from study.spec.metric_names import human_name
 from study.spec.metric_names import unit as unit_of
 from study.spec.study_spec import StudySpec
 from study.store.columns import completed_seeds, factor_columns, factor_name
@@ -38,7 +40,8 @@ def responses_figure(spec: StudySpec, trials: pd.DataFrame, responses: list[str]
     x, others = factors[0], factors[1:]
     cols = min(3, len(responses))
     rows = math.ceil(len(responses) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False,
+                             layout="constrained")
     for ax, r in zip(axes.flat, responses):
         groups = done.groupby(others, sort=True) if others else [((), done)]
         for key, g in groups:
@@ -46,19 +49,33 @@ def responses_figure(spec: StudySpec, trials: pd.DataFrame, responses: list[str]
             levels = sorted(g[x].unique(), key=_sort_key)
             stats_ = [mean_interval(pd.to_numeric(g[g[x] == lv][r], errors="coerce"))
                       for lv in levels]
-            label = ", ".join(f"{factor_name(o)}={show(k)}" for o, k in zip(others, key)) or "mean"
+            label = ", ".join(f"{factor_name(o)}={show(k)}" for o, k in zip(others, key)) or None
             ax.errorbar([show(lv) for lv in levels], [s[0] for s in stats_],
                         yerr=[0 if not math.isfinite(s[1]) else s[1] for s in stats_],
                         marker="o", capsize=3, label=label)
         ax.set_xlabel(factor_name(x))
         unit = unit_of(r)
         ax.set_ylabel(metric_label(r, trials) + (f" [{unit}]" if unit and unit not in r else ""))
-        ax.set_title(r, fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(human_name(r), fontsize=9)
+        _reference_lines(ax, r, spec)
+        if ax.get_legend_handles_labels()[0]:  # settings of other factors, reference lines
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(responses):]:
         ax.set_axis_off()
     fig.suptitle(f"{spec.name}: responses, mean and 95% interval over seeds")
     return save_figure(fig, folder / "responses.png", dpi=90)
+
+
+def _reference_lines(ax, metric: str, spec: StudySpec) -> None:
+    """The lines a response is read against: chance (0.5) for an AUROC; the exact density (0)
+    and the study's gate for the gap to it."""
+    if metric.startswith(("auroc_", "np_auroc_", "exact_ll_auroc_")):
+        ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
+    elif metric == "ll_gap":
+        ax.axhline(0.0, color="grey", ls=":", lw=1, label="exact density")
+        if spec.gates.max_ll_gap is not None:
+            ax.axhline(-spec.gates.max_ll_gap, color="tab:red", ls="--", lw=1,
+                       label=f"gate (-{spec.gates.max_ll_gap:g})")
 
 
 def learning_curves_figure(spec: StudySpec, epochs: pd.DataFrame, trials: pd.DataFrame,
@@ -71,21 +88,29 @@ def learning_curves_figure(spec: StudySpec, epochs: pd.DataFrame, trials: pd.Dat
     fig, ax = plt.subplots(figsize=(8, 4.5))
     per_trial = trials.drop_duplicates("trial_id").set_index("trial_id")
     factors = factor_columns(per_trial)
-    for tid, g in epochs.groupby("trial_id"):
-        curve = g.groupby("epoch")[metric].mean()
+    def order(tid):  # the legend in the configurations' order (depth=1 first), not Ray's
+        row = per_trial.loc[tid] if tid in per_trial.index else None
+        return tuple(_sort_key(row[f]) for f in factors) if row is not None else ((2, 0, tid),)
+
+    groups = dict(list(epochs.groupby("trial_id")))
+    for tid in sorted(groups, key=order):
+        curve = groups[tid].groupby("epoch")[metric].mean()
         row = per_trial.loc[tid] if tid in per_trial.index else None
         label = ", ".join(f"{factor_name(f)}={show(row[f])}" for f in factors) if row is not None else tid
         pruned = row is not None and row["trial_status"] == "pruned"
         ax.plot(curve.index, curve.values, ":" if pruned else "-", lw=1,
                 label=(label + " (pruned)") if pruned else label)
     finite = epochs[metric][np.isfinite(epochs[metric].astype(float))]
-    if len(finite):
-        ax.set_ylim(np.percentile(finite, 5), finite.max() + 0.1 * abs(finite.max()) + 0.1)
+    if len(finite):  # the worst 5% (first epochs, a diverging seed) may leave the frame
+        low, high = np.percentile(finite, 5), finite.max()
+        pad = 0.05 * (high - low) or 0.1
+        ax.set_ylim(low - pad, high + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric} [nats], mean over seeds")
-    ax.set_title(f"{spec.name}: learning curves of {metric}")
+    ax.set_title(f"{spec.name}: {human_name(metric)} per epoch")
     if epochs["trial_id"].nunique() <= 24:
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, folder / "learning_curves.png", dpi=90)
 
 

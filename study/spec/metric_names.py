@@ -174,6 +174,35 @@ def unit(metric: str) -> str:
     return ""
 
 
+#: plain words for a metric's name, by its whole name or its prefix (the rest, e.g. a layer or
+#: an OOD set, follows); ``human_name`` uses the longest that fits
+HUMAN = {
+    "test_ll": "test log-likelihood", "ll_gap": "gap to the exact density",
+    "exact_ll": "exact log-density", "iw_gap": "IW bound minus ELBO",
+    "curve_coverage": "curve covered by samples", "wrong_sample_frac": "samples off the curve",
+    "val_bound": "validation bound", "val_elbo": "validation ELBO",
+    "val_gain_tail": "late gain of the validation bound", "kl_from_": "KL from layer",
+    "kl_above_": "KL above layer", "kl_": "KL of", "active_units_": "active units of",
+    "class_acc_": "class accuracy from", "np_auroc_": "AUROC of the exact density,",
+    "auroc_neg_elbo_": "AUROC of -ELBO,", "auroc_neg_ll_": "AUROC of -log p,",
+    "auroc_llr_": "AUROC of LLR>", "auprc_": "AUPRC of", "fpr80_": "FPR at 80% TPR of",
+    "auroc_": "AUROC of", "output_std_min": "smallest output std",
+}
+
+
+def human_name(metric: str) -> str:
+    """``metric`` in plain words, for a figure's title: ``kl_z3`` -> "KL of z3",
+    ``auroc_neg_ll_shifted_0.5`` -> "AUROC of -log p, shifted 0.5"; the name itself where no
+    words are known."""
+    if metric in HUMAN:
+        return HUMAN[metric]
+    prefix = max((k for k in HUMAN if k.endswith("_") and metric.startswith(k)), key=len,
+                 default=None)
+    if prefix is None:
+        return metric
+    return f"{HUMAN[prefix]} {metric[len(prefix):].replace('_', ' ')}"
+
+
 def importance_setting(metric: str) -> str | None:
     """The TrialConfig setting holding the importance samples K behind ``metric``:
     ``eval_importance`` for the test log-likelihood and its parts, ``ood_importance`` for the
