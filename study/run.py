@@ -369,14 +369,19 @@ def where_things_are(args: argparse.Namespace, spec, out, report=None) -> str:
 
     tracking = redact(out.tracking_uri)
     if out.tracking_uri.startswith(("http://", "https://")):
-        ui = f"open {tracking}"
+        ui, base = "", tracking.rstrip("/")
     elif out.tracking_uri == "sqlite:///mlflow.db":
-        ui = "mlflow ui"
+        ui, base = "mlflow ui, then ", "http://127.0.0.1:5000"
     else:
-        ui = f"mlflow ui --backend-store-uri {tracking}"
+        ui, base = f"mlflow ui --backend-store-uri {tracking}, then ", "http://127.0.0.1:5000"
+    # the runs' own pages: a fresh browser's MLflow 3 opens an experiment on its GenAI view
+    page = f"{base}/#/experiments/{out.experiment_id}/runs"
+    mlflow = (f"{ui}{page}/{out.parent_run_id}  (the answer: Overview, Description; every "
+              f"run of experiment '{spec.name}': {page})" if out.experiment_id else
+              f"{ui}{base}  (experiment '{spec.name}', parent run {out.parent_run_id})")
     return "\n".join([
         f"results:  {out.results}  (trials.parquet, epochs.parquet/, scores.parquet/)",
-        f"MLflow:   {ui}   (experiment '{spec.name}', parent run {out.parent_run_id})",
+        f"MLflow:   {mlflow}",
         (f"report:   {report}  (and on the MLflow parent run: its description, Artifacts "
          "report/report.html)" if report else f"report:   {_report_command(args, spec, out)}"),
         f"optuna:   optuna-dashboard sqlite:///{out.results}/optuna.db"])

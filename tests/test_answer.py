@@ -134,14 +134,16 @@ def test_the_parent_run_carries_the_question_the_answer_and_each_claims_numbers(
     assert run_id == parent
     run = tracker.client.get_run(parent)
     description = run.data.tags[DESCRIPTION_TAG]
-    assert description.startswith("**Question.** test study ans")
-    assert "1. A larger step helps: **supported**" in description
+    assert description.startswith("**Answer: 1 claims: 1 decided (1 supported)")
+    assert "\n1. A larger step helps: **supported**" in description
+    assert "**Question.** test study ans" in description
     assert run.data.tags["claim_1.verdict"] == "supported"
     d = TEST_LL[0.2] - TEST_LL[0.1]
     m = run.data.metrics
     assert math.isclose(m["claim_1.effect"], d.mean(), rel_tol=1e-9)
     assert m["claim_1.ci_low"] < d.mean() < m["claim_1.ci_high"] and m["claim_1.p_holm"] < 0.05
     assert m["claims.decided"] == 1 and m["claims.untestable"] == 0
-    assert math.isclose(m["lr-0.2/test_ll"], TEST_LL[0.2].mean(), rel_tol=1e-9)
+    assert math.isclose(m["configurations/test_ll/lr-0.2"], TEST_LL[0.2].mean(),
+                        rel_tol=1e-9)
     artifacts = {a.path for a in tracker.client.list_artifacts(parent, "report")}
     assert {"report/report.md", "report/report.html", "report/verdicts.json"} <= artifacts

@@ -55,6 +55,7 @@ def test_overwrite_removes_only_what_the_study_wrote(tmp_path):
     state = json.loads((folder / "study.json").read_text())
     # the run ends by writing its report and putting it on the MLflow parent run
     assert f"report:   {folder / 'report' / 'report.md'}" in first.stdout
+    assert f"/runs/{state['parent_run_id']}  (the answer" in first.stdout  # its page, linked
     assert (folder / "report" / "report.html").is_file()
     from mlflow.tracking import MlflowClient
 

@@ -75,6 +75,7 @@ class StudyOutcome:
     interrupted: int | None = None
     exit_status: int = 0
     error: str | None = None
+    experiment_id: str = ""  # the study's MLflow experiment
 
     @property
     def recorded(self) -> int:
@@ -308,7 +309,8 @@ def _run(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
         if own:
             interruption.__exit__(None, None, None)
     missing = rounds.total - sum(counts.values())
-    out = StudyOutcome(folder.path, parent, counts, rounds.total, tracker.uri, losses)
+    out = StudyOutcome(folder.path, parent, counts, rounds.total, tracker.uri, losses,
+                       experiment_id=tracker.experiment_id)
     if error is not None:
         out.error, out.exit_status = _describe(error), 1
     elif stopped and missing:

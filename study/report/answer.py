@@ -49,12 +49,13 @@ def verdict_records(verdicts: list[Verdict], evidence: str) -> list[dict[str, An
 
 
 def answer_text(question: str, records: list[dict[str, Any]]) -> str:
-    """The question, the verdicts counted and one line per claim (``verdict_records``): the
-    markdown the parent run's description shows (MLflow renders it as markdown)."""
+    """The verdicts counted, one line per claim (``verdict_records``) and the question: the
+    markdown the parent run's description shows (MLflow renders it as markdown, its first
+    lines before "Show more", so the answer comes first)."""
     evidence = records[0]["evidence"] if records else ""
-    lines = [f"**Question.** {' '.join(question.split())}", "",
-             f"**Answer: {verdict_counts([r['verdict'] for r in records])}** ({evidence})", ""]
+    lines = [f"**Answer: {verdict_counts([r['verdict'] for r in records])}** ({evidence})", ""]
     lines += [f"{r['number']}. {r['headline']}" for r in records]
+    lines += ["", f"**Question.** {' '.join(question.split())}"]
     return "\n".join(lines)
 
 
@@ -81,9 +82,10 @@ def answer_tags_and_metrics(records: list[dict[str, Any]]) -> tuple[dict[str, st
 
 
 def configuration_means(trials: pd.DataFrame, responses: list[str]) -> dict[str, float]:
-    """``CONFIGURATION/METRIC`` -> the mean over the configuration's completed seeds of each
-    response, the parent run's summary metrics (the configuration named by its factors,
-    ``depth-2`` or ``model-vae_exclude_label-0``; MLflow keys allow no ``=`` or ``,``)."""
+    """``configurations/METRIC/CONFIGURATION`` -> the mean over the configuration's completed
+    seeds of each of ``responses``: the parent run's summary metrics, one section of MLflow's
+    charts (the configuration named by its factors, ``depth-2`` or
+    ``model-vae_exclude_label-0``; MLflow keys allow no ``=`` or ``,``)."""
     done = completed_seeds(trials)
     factors = factor_columns(done)
     if not len(done) or not factors:
@@ -96,5 +98,5 @@ def configuration_means(trials: pd.DataFrame, responses: list[str]) -> dict[str,
             if r in g.columns:
                 mean = pd.to_numeric(g[r], errors="coerce").mean()
                 if math.isfinite(mean):
-                    out[metric_key(f"{name}/{r}")] = float(mean)
+                    out[metric_key(f"configurations/{r}/{name}")] = float(mean)
     return out

@@ -345,7 +345,10 @@ def log_to_mlflow(spec: StudySpec, results: Path, state: StudyState,
                              f"**Question.** {' '.join(spec.question.split())}")[:5000] + \
         "\n\nThe whole report, figures included: Artifacts, report/report.html."
     trials = read_trials(results)
-    metrics |= configuration_means(trials, _responses(spec, trials))
+    about = [m for c in spec.claims for m in (c.metric, c.versus_metric) if m] or \
+        _responses(spec, trials)  # what the answer is about, else the study's responses
+    metrics |= configuration_means(trials, [m for m in dict.fromkeys(about)
+                                            if m in trials.columns])
     now = int(time.time() * 1000)
     batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
     run_id = state.parent_run_id
