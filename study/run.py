@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from study.core.errors import UserError
@@ -321,10 +322,6 @@ def _report_end(args: argparse.Namespace, spec, out) -> int:
     report, failed = _publish(args, spec, out) if out.exit_status == 0 and not args.no_report \
         else (None, None)
     print(where_things_are(args, spec, out, report))
-    if failed:
-        print(f"error: every trial is recorded, but the report could not be made: {failed}; "
-              f"make it with: {_report_command(args, spec, out)}", file=sys.stderr)
-        return 1
     if out.mlflow_losses:
         trials = len({x["trial_id"] for x in out.mlflow_losses if x["what"] != "end-parent"})
         print(f"warning: {len(out.mlflow_losses)} MLflow writes ({trials} trials) were not "
@@ -339,27 +336,44 @@ def _report_end(args: argparse.Namespace, spec, out) -> int:
         print(f"error: {c['failed']} of {out.total} trials failed (status 'failed' in "
               "trials.parquet; their errors are in the Ray folder's error.txt files)",
               file=sys.stderr)
+    elif failed:
+        print(f"error: every trial is recorded, but {failed}; make it with: "
+              f"{_report_command(args, spec, out)}", file=sys.stderr)
+        return 1
     return out.exit_status
 
 
 def _report_command(args: argparse.Namespace, spec, out) -> str:
-    return f"python -m study.report {spec.name}" + (f" --results {out.results}"
+    """The command that makes the report again: the study as it was named (a name or a
+    study file's path), and the results folder when one was given."""
+    return f"python -m study.report {args.name}" + (f" --results {out.results}"
                                                     if args.results else "")
 
 
 def _publish(args: argparse.Namespace, spec, out) -> tuple[object, str | None]:
-    """The report of a run that recorded every trial, written and put on the MLflow parent
-    run (``study.report.build.publish_report``); (its path, None) or (None, why it failed)."""
+    """The report of a run that recorded every trial, written and its answer put on the
+    MLflow parent run (``study.report.build``); (its path or None, why a step failed or None).
+    Any failure is one redacted line: the run's records are complete whatever happens here."""
     from study.core.redact import redact
-    from study.report.build import publish_report
+    from study.report.build import build_report, copy_to_storage, log_to_mlflow, study_state
 
+    path = None
     try:
-        path, _ = publish_report(spec, out.results, out.tracking_uri)
+        state = study_state(spec, out.results)
+        path = build_report(spec, out.results)
+        copy_to_storage(out.results, state)
+        log_to_mlflow(spec, out.results, state, out.tracking_uri)
         return path, None
-    except UserError as err:
-        return None, redact(str(err))
+    except KeyboardInterrupt:
+        why = "interrupted"
     except OSError as err:
-        return None, f"{err.filename or ''} {err.strerror or err}".strip()
+        why = f"{err.filename or ''} {err.strerror or err}".strip()
+    except Exception as err:  # noqa: BLE001 - UserError, MLflow's, any: one line, no traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        why = redact(first)[:300]
+    if path is not None:
+        return path, f"the report is written, but not on the MLflow parent run ({why})"
+    return None, f"the report could not be made ({why})"
 
 
 def where_things_are(args: argparse.Namespace, spec, out, report=None) -> str:
@@ -368,8 +382,11 @@ def where_things_are(args: argparse.Namespace, spec, out, report=None) -> str:
     from study.core.redact import redact
 
     tracking = redact(out.tracking_uri)
-    if out.tracking_uri.startswith(("http://", "https://")):
-        ui, base = "", tracking.rstrip("/")
+    if out.tracking_uri.startswith(("http://", "https://")):  # the server, without secrets
+        parts = urllib.parse.urlsplit(out.tracking_uri)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        ui, base = "", f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
     elif out.tracking_uri == "sqlite:///mlflow.db":
         ui, base = "mlflow ui, then ", "http://127.0.0.1:5000"
     else:

@@ -51,7 +51,7 @@ def test_a_decided_comparison_reads_as_one_line_with_its_effect_interval_and_see
     assert v.verdict == "supported"
     assert line.startswith("A larger step helps: **supported**, difference +")
     assert f"+{d.mean():.3g} nats [+{v.result.low:.3g}, +{v.result.high:.3g}] (95% CI)" in line
-    assert line.endswith(f"p (Holm) {v.p_holm:.2g}, 8 vs 8 seeds, confirmatory")
+    assert line.endswith(f"p (Holm) {v.p_holm:.3g}, 8 seeds (paired), confirmatory")
 
 
 def test_a_threshold_claim_reads_as_the_value_against_its_threshold():
@@ -63,9 +63,10 @@ def test_a_threshold_claim_reads_as_the_value_against_its_threshold():
     v = judge_all([claim], rows)[0]
     line = v.headline("exploratory")
     assert v.verdict == "supported"
-    # the median of the values, not its distance to the threshold
-    assert f"median {np.median(kl[0.2]):.3g} nats" in line and "against 0.01" in line
-    assert "8 seeds, exploratory" in line
+    # the median of the values, then its distance to the threshold (what the sign test tests)
+    distance = np.median(kl[0.2]) - 0.01
+    assert f"median {np.median(kl[0.2]):.4g} nats, {distance:+.3g} [" in line
+    assert "from 0.01, p (Holm)" in line and line.endswith("8 seeds, exploratory")
 
 
 def test_an_untestable_claim_names_the_gate_and_how_many_seeds_pass():
@@ -79,27 +80,46 @@ def test_an_untestable_claim_names_the_gate_and_how_many_seeds_pass():
                             "ll_gap >= -0.15 in 2/8 seeds")
 
 
-@pytest.fixture
-def study_folder(tmp_path):
+def test_an_equivalence_claim_reads_with_its_margin_and_equivalence_test():
+    rows = _rows(test_ll={0.1: BASE, 0.2: BASE + NOISE})
+    claim = Claim(statement="The step does not matter", metric="test_ll", where={"lr": 0.2},
+                  versus={"lr": 0.1}, expect="equivalent", margin=0.2)
+    v = judge_all([claim], rows)[0]
+    assert v.verdict == "supported"
+    line = v.headline("confirmatory")
+    assert f"outside ±0.2: {v.p_holm:.3g}" in line  # the p that decided it, with the margin
+    assert v.holm_text() in line and "TOST ±0.2: " in line and "p (Holm) 1," not in line
+
+
+def _study_folder(tmp_path, budget: str = "default", first_seed: int | None = None):
     """A constructed results folder of a study with one claim, and its MLflow parent run in a
-    sqlite store; (spec, results folder, tracker, parent run id)."""
+    sqlite store; (spec, results folder, tracker, parent run id). ``first_seed``: the study
+    ran on its confirmatory seeds, from there."""
     claim = {"statement": "A larger step helps", "metric": "test_ll", "where": {"lr": 0.2},
              "versus": {"lr": 0.1}, "expect": "higher"}
+    extra = {"confirmatory_seeds": first_seed} if first_seed is not None else {}
     spec = load_spec(str(write_spec(tmp_path, "ans", factors={"lr": {"grid": [0.1, 0.2]}},
-                                    seeds=SEEDS, budgets={"default": {"epochs": 3}},
+                                    seeds=SEEDS, budgets={budget: {"epochs": 3}},
                                     responses=["test_ll"], claims=[claim],
-                                    gates={"max_ll_gap": 0.5})))
+                                    gates={"max_ll_gap": 0.5}, **extra)))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "ans", spec.question)
     parent = tracker.client.create_run(tracker.experiment_id, tags={"study_id": "s1"}).info.run_id
     results = tmp_path / "results"
     results.mkdir()
     (results / "study.json").write_text(json.dumps(
-        {"study": "ans", "budget": "default", "study_id": "s1", "parent_run_id": parent,
-         "tracking_uri": uri}))
+        {"study": "ans", "budget": budget, "study_id": "s1", "parent_run_id": parent,
+         "tracking_uri": uri, "confirmatory": first_seed is not None}))
     fit = {lr: np.full(SEEDS, -0.1) for lr in TEST_LL}
-    write_parquet(results / "trials.parquet", _rows(test_ll=TEST_LL, ll_gap=fit))
+    rows = _rows(test_ll=TEST_LL, ll_gap=fit)
+    rows["seed"] += first_seed or 0
+    write_parquet(results / "trials.parquet", rows)
     return spec, results, tracker, parent
+
+
+@pytest.fixture
+def study_folder(tmp_path):
+    return _study_folder(tmp_path)
 
 
 def test_the_report_opens_with_one_line_per_claim_and_keeps_them_as_data(study_folder):
@@ -147,3 +167,32 @@ def test_the_parent_run_carries_the_question_the_answer_and_each_claims_numbers(
                         rel_tol=1e-9)
     artifacts = {a.path for a in tracker.client.list_artifacts(parent, "report")}
     assert {"report/report.md", "report/report.html", "report/verdicts.json"} <= artifacts
+
+
+def test_a_smoke_runs_answer_says_it_is_no_finding_everywhere(tmp_path):
+    spec, results, tracker, parent = _study_folder(tmp_path, budget="smoke")
+    path, _ = publish_report(spec, results)
+    records = json.loads((path.parent / "verdicts.json").read_text())
+    assert records[0]["evidence"] == "smoke test" and records[0]["headline"].endswith(
+        ", smoke test")
+    run = tracker.client.get_run(parent)
+    assert run.data.tags["claim_1.verdict"].endswith("(smoke test)")
+    assert "(smoke test: nothing here is a finding)" in run.data.tags[DESCRIPTION_TAG]
+
+
+def test_a_confirmatory_run_ends_with_its_report_and_answer(tmp_path, capsys):
+    """study.run hands the report its confirmatory study (seeds from 1000): the report must
+    not shift the seeds a second time (it did: every --confirmatory run ended with exit 1)."""
+    from study.engine.launch import StudyOutcome
+    from study.run import _report_end, parser
+
+    spec, results, tracker, parent = _study_folder(tmp_path, first_seed=1000)
+    out = StudyOutcome(results, parent, {"finished": 2}, 2, tracker.uri,
+                       experiment_id=tracker.experiment_id)
+    args = parser().parse_args([str(tmp_path / "ans.yaml"), "--results", str(results),
+                                "--confirmatory"])
+    assert spec.confirmatory().confirmatory().seeds == list(range(1000, 1000 + SEEDS))
+    assert _report_end(args, spec.confirmatory(), out) == 0, capsys.readouterr().err
+    text = (results / "report" / "report.md").read_text()
+    assert "*confirmatory*: seeds 1000-1007" in text
+    assert tracker.client.get_run(parent).data.tags["claim_1.verdict"] == "supported"

@@ -131,7 +131,9 @@ def test_a_run_whose_report_cannot_be_made_says_so_and_keeps_its_results(tmp_pat
     assert _report_end(args, spec, out) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: every trial is recorded, but the report "
-                                               "could not be made: ")
-    assert err[0].endswith(f"make it with: python -m study.report rep --results {results}")
+                                               "could not be made (")
+    # the study as the user named it: a study file's path here
+    assert err[0].endswith(f"make it with: python -m study.report {tmp_path / 'rep.yaml'} "
+                           f"--results {results}")
     assert (results / "trials.parquet").read_bytes() == before
     assert (results / "report").read_text() == "not a folder"

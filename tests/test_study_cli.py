@@ -266,6 +266,15 @@ def test_until_decided_needs_claims_a_grid_and_a_cap(tmp_path, fields, flags, ex
     assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def test_a_shorthand_in_another_level_of_the_same_factor_is_no_clash(tmp_path):
+    """Level a sets hidden, level b uses width: no trial has both, so nothing is replaced."""
+    path = write_spec(tmp_path, "fine", factors={"model": {"levels": {
+        "a": {"hidden": [[64, 64]]}, "b": {"width": 32}}}})
+    spec = load_spec(str(path))
+    shapes = {c["model"]: spec.trial_config(c, "smoke").hidden for c in spec.grid_cells()}
+    assert shapes == {"a": ((64, 64),), "b": ((32, 32),)}
+
+
 def _readme_study(tmp_path):
     """README.md's "Writing a study" file, as written, loaded."""
     text = (REPO / "README.md").read_text()
@@ -308,6 +317,9 @@ def test_the_readme_example_trains_the_widths_its_width_factor_gives(tmp_path):
     ({"factors": {"depth": {"grid": [1, 2]},
                   "model": {"levels": {"a": {"latents": [2, 2]}}}}},
      ("factors.depth", "factors.model.levels.a.latents")),
+    ({"factors": {"model": {"levels": {"a": {"hidden": [[64, 64]]}}},  # another factor's level
+                  "size": {"levels": {"s": {"width": 16}}}}},
+     ("factors.size.levels.s.width", "factors.model.levels.a.hidden")),
 ])
 def test_a_shorthand_that_would_replace_a_levels_shape_is_refused_naming_both(
         tmp_path, fields, named):

@@ -116,9 +116,11 @@ class Verdict:
 
     def headline(self, kind: str | None = None) -> str:
         """The verdict in one plain line, as the report and the MLflow parent run open with:
-        the statement, the verdict, and the effect with its interval, Holm-adjusted p and seeds
-        (in the metric's unit), or, untestable, the gate its models missed and in how many
-        seeds. ``kind``: *confirmatory* or *exploratory*, said of a decided verdict."""
+        the statement, the verdict, and the effect with its interval (in the metric's unit; a
+        threshold claim's value, then its distance to the threshold, which is what is tested),
+        the Holm-adjusted p as the table gives it and the seeds; or, untestable, the gate its
+        models missed and in how many seeds. ``kind`` (*confirmatory*, *exploratory*, "smoke
+        test") is said of a decided verdict."""
         c, r = self.claim, self.result
         head = f"{c.statement.rstrip('.')}: **{self.verdict}**"
         if self.verdict == "untestable":
@@ -128,22 +130,34 @@ class Verdict:
             return f"{head}: " + ("; ".join(missed[:2]) + more if missed else self.note or "-")
         if r is None or not math.isfinite(r.effect):
             return f"{head}: " + (self.note or "no value to test")
-        units = unit(c.metric)
-        units = f" {units}" if units == "nats" else ""
+        units = " nats" if unit(c.metric) == "nats" else ""
         about = "median " if r.test == stats.SIGN_TEST else ""
-        paired = c.versus is not None or c.versus_metric is not None
-        shift, sign = (0.0, "+") if paired else (c.threshold or 0.0, "")
-        effect = f"{about}{'difference ' if paired else ''}{r.effect + shift:{sign}.3g}{units}"
-        if r.has_interval:
-            effect += (f" [{r.low + shift:{sign}.3g}, {r.high + shift:{sign}.3g}] "
-                       f"({100 * r.confidence:.3g}% CI)")
-        if not paired:
-            effect += f" against {c.threshold:g}"
-        p = f", p (Holm) {self.p_holm:.2g}" if math.isfinite(self.p_holm) else ""
-        n = f"{self.seeds[0]} vs {self.seeds[1]} seeds" if c.versus is not None else \
-            f"{r.n} test points" if self.single_model else f"{self.seeds[0]} seeds"
+        interval = (f" [{r.low:+.3g}, {r.high:+.3g}] ({100 * r.confidence:.3g}% CI)"
+                    if r.has_interval else "")
+        if c.versus is not None or c.versus_metric is not None:
+            effect = f"{about}difference {r.effect:+.3g}{units}{interval}"
+            n = f"{r.n} seeds (paired)"
+        else:
+            value = r.effect + (c.threshold or 0.0)
+            effect = (f"{about}{value:.4g}{units}, {r.effect:+.3g}{interval} from "
+                      f"{c.threshold:g}")
+            n = f"{r.n} test points" if self.single_model else f"{r.n} seeds"
+        p = self.holm_text()
+        p = f", p (Holm) {p}" if p != "-" else ""
         tail = f", {kind}" if kind and self.verdict in DECIDED else ""
         return f"{head}, {effect}{p}, {n}{tail}"
+
+    def holm_text(self) -> str:
+        """The Holm-adjusted p-values of the claim's tests in words: of "no effect", or for an
+        ``equivalent`` claim of "outside the margin", and of the equivalence test (TOST)
+        where one ran."""
+        c = self.claim
+        holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
+        if c.expect == "equivalent" and math.isfinite(self.p_holm):
+            holm = f"outside ±{c.margin:g}: {self.p_holm:.3g}"
+        if math.isfinite(self.p_equivalence_holm):
+            holm += f"; TOST ±{c.margin:g}: {self.p_equivalence_holm:.3g}"
+        return holm
 
     def row(self) -> dict[str, Any]:
         c = self.claim
@@ -159,15 +173,11 @@ class Verdict:
         seeds = f"{self.seeds[0]} vs {self.seeds[1]}" if c.versus is not None \
             else f"{self.seeds[0]}"
         p = "-" if r is None or not math.isfinite(r.p) else f"{r.p:.3g} ({r.test})"
-        holm = "-" if not math.isfinite(self.p_holm) else f"{self.p_holm:.3g}"
-        if c.expect == "equivalent" and math.isfinite(self.p_holm):
-            holm = f"outside ±{c.margin:g}: {self.p_holm:.3g}"
-        if math.isfinite(self.p_equivalence_holm):
-            holm += f"; TOST ±{c.margin:g}: {self.p_equivalence_holm:.3g}"
         why = "; ".join(map(str, self.gate_failures)) or self.note
         return {"statement": c.statement, "test": describe(c),
                 "effect [CI]": (what + effect) if effect != "-" else effect,
-                "seeds": seeds, "p": p, "p (Holm)": holm, "verdict": f"**{self.verdict}**",
+                "seeds": seeds, "p": p, "p (Holm)": self.holm_text(),
+                "verdict": f"**{self.verdict}**",
                 "why": why or "-", "would change it": self.would_change()}
 
 

@@ -3,11 +3,14 @@
 and a few metrics per claim), so the answer is where researchers look, not only in a page.
 
 A record: ``number`` (1-based, as in the report), ``statement``, ``verdict``, ``evidence``
-(*confirmatory* / *exploratory*), ``headline`` (the report's one-line answer), ``test``,
-``effect`` (the claim's effect in the metric's unit: a difference for a comparison, the value
-minus the threshold for a threshold claim), ``low`` / ``high`` / ``confidence`` (its interval
-and level), ``p`` and ``p_holm`` (two-sided, Holm-adjusted across the study's claims), ``seeds``
-and ``why`` (the gates missed, or the note). Numbers that do not exist are ``None``.
+(*confirmatory* / *exploratory* / "smoke test"), ``headline`` (the report's one-line answer),
+``test``, ``effect`` (the claim's effect in the metric's unit: a difference for a comparison,
+the value minus the threshold for a threshold claim), ``low`` / ``high`` / ``confidence`` (its
+interval and level), ``p`` (the test of no effect) and ``p_holm`` (Holm-adjusted across the
+study's claims; for an ``equivalent`` claim, of "outside the margin"), ``p_equivalence_holm``
+(the equivalence test's, TOST, where one ran), ``p_holm_text`` (both in words, as the report's
+table), ``seeds`` and ``why`` (the gates missed, or the note). Numbers that do not exist are
+``None``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from typing import Any
 import pandas as pd
 
 from study.judge.decide import Verdict, describe
-from study.report.tables import show, verdict_counts
+from study.report.tables import verdict_counts
 from study.store.columns import completed_seeds, factor_columns, factor_name
 from study.store.tracking import metric_key
 
 #: the report folder's file of the verdicts, one record per claim
 VERDICTS_FILE = "verdicts.json"
+#: the evidence of a ``smoke`` budget's verdicts: not findings
+SMOKE = "smoke test"
 
 
 def _number(x: float | None) -> float | None:
@@ -43,6 +48,8 @@ def verdict_records(verdicts: list[Verdict], evidence: str) -> list[dict[str, An
             "high": _number(r.high) if r is not None and r.has_interval else None,
             "confidence": _number(r.confidence) if r is not None else None,
             "p": _number(r.p) if r is not None else None, "p_holm": _number(v.p_holm),
+            "p_equivalence_holm": _number(v.p_equivalence_holm),
+            "p_holm_text": v.holm_text(),
             "seeds": list(v.seeds),
             "why": "; ".join(map(str, v.gate_failures)) or v.note or None})
     return out
@@ -53,6 +60,8 @@ def answer_text(question: str, records: list[dict[str, Any]]) -> str:
     markdown the parent run's description shows (MLflow renders it as markdown, its first
     lines before "Show more", so the answer comes first)."""
     evidence = records[0]["evidence"] if records else ""
+    if evidence == SMOKE:
+        evidence += ": nothing here is a finding"
     lines = [f"**Answer: {verdict_counts([r['verdict'] for r in records])}** ({evidence})", ""]
     lines += [f"{r['number']}. {r['headline']}" for r in records]
     lines += ["", f"**Question.** {' '.join(question.split())}"]
@@ -68,7 +77,8 @@ def answer_tags_and_metrics(records: list[dict[str, Any]]) -> tuple[dict[str, st
     metrics: dict[str, float] = {}
     for r in records:
         key = f"claim_{r['number']}"
-        tags[f"{key}.verdict"] = r["verdict"]
+        smoke = " (smoke test)" if r["evidence"] == SMOKE else ""
+        tags[f"{key}.verdict"] = r["verdict"] + smoke
         tags[f"{key}.statement"] = r["statement"][:250]
         for name, field in (("effect", "effect"), ("ci_low", "low"), ("ci_high", "high"),
                             ("p_holm", "p_holm")):
@@ -93,7 +103,8 @@ def configuration_means(trials: pd.DataFrame, responses: list[str]) -> dict[str,
     out: dict[str, float] = {}
     for keys, g in done.groupby(factors, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
-        name = "_".join(f"{factor_name(f)}-{show(k)}" for f, k in zip(factors, keys))
+        # full precision: sampled values that round alike stay apart
+        name = "_".join(f"{factor_name(f)}-{k}" for f, k in zip(factors, keys))
         for r in responses:
             if r in g.columns:
                 mean = pd.to_numeric(g[r], errors="coerce").mean()

@@ -25,6 +25,7 @@ from study.core.redact import MASK, redact
 from study.judge.sequential import judge_study
 from study.judge.verdicts import gate_counts
 from study.report.answer import (
+    SMOKE,
     VERDICTS_FILE,
     answer_tags_and_metrics,
     answer_text,
@@ -161,8 +162,7 @@ def build_report(spec: StudySpec, results: Path) -> Path:
     path = folder / "report.md"
     write_text(path, "\n".join(parts))
     if spec.claims:
-        write_json(folder / VERDICTS_FILE,
-                   verdict_records(judged[0], evidence_kind(spec, trials)))
+        write_json(folder / VERDICTS_FILE, verdict_records(judged[0], _evidence(study, trials)))
     else:
         (folder / VERDICTS_FILE).unlink(missing_ok=True)
     write_html(path, spec.name)
@@ -174,6 +174,11 @@ def evidence_kind(spec: StudySpec, trials: pd.DataFrame) -> str:
     *exploratory* (seeds that recipes of this study may have been developed on)."""
     seeds = sorted(set(trials["seed"].astype(int))) if len(trials) else []
     return "confirmatory" if spec.on_confirmatory_seeds(seeds) else "exploratory"
+
+
+def _evidence(study: ResolvedStudy, trials: pd.DataFrame) -> str:
+    """What a verdict of this run is: *confirmatory*, *exploratory*, or a smoke test."""
+    return SMOKE if study.budget == "smoke" else evidence_kind(study.spec, trials)
 
 
 def _seeds_text(trials: pd.DataFrame) -> str:
@@ -205,8 +210,8 @@ def _head(study: ResolvedStudy, trials: pd.DataFrame, verdicts: list,
         smoke = " (smoke test: nothing below is a finding)" if budget == "smoke" else ""
         parts.append(f"**Answer: {verdict_counts(verdicts)}**{smoke}; *{kind}*: "
                      f"{_seeds_text(trials)}, {why}.\n")
-        parts.append("\n".join(f"{i}. {v.headline(kind)}" for i, v in enumerate(verdicts, 1))
-                     + "\n")
+        parts.append("\n".join(f"{i}. {v.headline(_evidence(study, trials))}"
+                               for i, v in enumerate(verdicts, 1)) + "\n")
     parts += [f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
               "completed seeds ± the 95% t-interval half-width.\n",
               _shared_settings(study)]

@@ -153,6 +153,7 @@ class StudySpec(Strict):
     #: every change of a gate, recipe or seed count, with its date and reason
     protocol: list[ProtocolEntry] = Field(default_factory=list)
     _matched: dict[str, dict[str, int]] = PrivateAttr(default_factory=dict)
+    _on_confirmatory: bool = PrivateAttr(default=False)  # ``confirmatory()`` made it
 
     @field_validator("match_compute")
     @classmethod
@@ -176,7 +177,10 @@ class StudySpec(Strict):
 
     def confirmatory(self) -> StudySpec:
         """This study on its confirmatory seeds: every seed count N (the study's and each
-        budget's) becomes the seeds ``confirmatory_seeds`` .. + N - 1."""
+        budget's) becomes the seeds ``confirmatory_seeds`` .. + N - 1 (a study already on them
+        is returned as it is)."""
+        if self._on_confirmatory:
+            return self
         if self.confirmatory_seeds is None:
             raise SpecError(f"{self.source}: --confirmatory needs field 'confirmatory_seeds' "
                             "(the first seed no recipe of this study was developed on, e.g. 1000)")
@@ -191,7 +195,7 @@ class StudySpec(Strict):
                                     if "seeds" in b else {})
                    for name, b in self.budgets.items()}
         copy = self.model_copy(update={"seeds": shifted(self.seeds, "seeds"), "budgets": budgets})
-        copy._source, copy._matched = self._source, {}
+        copy._source, copy._matched, copy._on_confirmatory = self._source, {}, True
         return copy
 
     def on_confirmatory_seeds(self, seeds: list[int] | tuple[int, ...]) -> bool:

@@ -134,29 +134,34 @@ REPLACED_BY = {"hidden": ("width", "hidden_layers", "hidden_block"),
 
 
 def check_no_override(spec: StudySpec) -> None:
-    """A factor's levels (or a factor) that set ``hidden`` or ``latents`` are never replaced
-    in silence by a shorthand set elsewhere (``width``, ``depth``, ...): the trials would train
-    other shapes than the levels say. Refused with one line naming both."""
+    """A factor's level (or a factor) that sets ``hidden`` or ``latents`` is never replaced in
+    silence by a shorthand (``width``, ``depth``, ...) that can meet it in a trial: set in the
+    same level, in another factor (as a factor or in any of its levels), in ``fixed`` or in a
+    budget. The trials would train other shapes than the level says. Refused with one line
+    naming both."""
     for name, factor in spec.factors.items():
         levels = factor.levels or {}
         for target, shorthands in REPLACED_BY.items():
-            setters = [f"factors.{name}.levels.{lv}.{target}" for lv, v in levels.items()
-                       if target in v] + ([f"factors.{name}"] if name == target else [])
-            if not setters:
-                continue
-            places = [f"factors.{other}" for other in spec.factors
-                      if other in shorthands and other != name]
-            places += [f"fixed.{k}" for k in spec.fixed if k in shorthands]
-            places += [f"budgets.{b}.{k}" for b in BUDGETS for k in spec.budget(b)
-                       if k in shorthands]
-            places += [f"factors.{name}.levels.{lv}.{k}" for lv, v in levels.items()
-                       for k in v if k in shorthands]
-            if places:
-                raise SpecError(
-                    f"{spec.source}: field '{places[0]}' would replace '{target}' set by "
-                    f"'{setters[0]}' (the trials would not train the shapes the levels give); "
-                    f"set {target} in one place: drop {places[0].rsplit('.', 1)[-1]!r}, or "
-                    f"give the levels the shorthand instead of {target!r}")
+            setters = {f"factors.{name}.levels.{lv}.{target}": v for lv, v in levels.items()
+                       if target in v}
+            if name == target:
+                setters[f"factors.{name}"] = {}
+            elsewhere = [f"factors.{other}" for other in spec.factors if other in shorthands]
+            elsewhere += [f"factors.{other}.levels.{lv}.{k}" for other, f in spec.factors.items()
+                          if other != name for lv, v in (f.levels or {}).items()
+                          for k in v if k in shorthands]
+            elsewhere += [f"fixed.{k}" for k in spec.fixed if k in shorthands]
+            elsewhere += [f"budgets.{b}.{k}" for b in BUDGETS for k in spec.budget(b)
+                          if k in shorthands]
+            for setter, level in setters.items():
+                same = [f"{setter.rsplit('.', 1)[0]}.{k}" for k in level if k in shorthands]
+                places = same + elsewhere
+                if places:
+                    raise SpecError(
+                        f"{spec.source}: field '{places[0]}' would replace '{target}' set by "
+                        f"'{setter}' (the trials would not train the shapes the levels give); "
+                        f"set {target} in one place: drop {places[0].rsplit('.', 1)[-1]!r}, "
+                        f"or give the levels the shorthand instead of {target!r}")
 
 
 def validate_study(spec: StudySpec) -> None:
