@@ -153,7 +153,7 @@ def assert_complete(results: Path, tracking_uri: str, reference: Path | None = N
         for seed in (0, 1):
             logged = float(finals.loc[finals["seed"] == seed, "test_ll"].iloc[0])
             assert math.isclose(logged, by_id.loc[(tid, seed), "test_ll"], rel_tol=1e-6)
-        steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_elbo")]
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "curves/val_elbo")]
         assert sorted(steps) == list(range(1, EPOCHS + 1)), (tid, steps)
     assert_optuna_complete(results, trials)
     return trials

@@ -76,8 +76,12 @@ def test_smoke_study_end_to_end(local_ray, tmp_path):
         # named by its configuration, as the Optuna trial's user attribute "name" is
         assert child.info.run_name == f"lr={child.data.params['factor.lr']}"
         assert child.data.params["dataset"] == "moons"
-        assert len(client.get_metric_history(child.info.run_id, "val_elbo")) == 2
+        assert len(client.get_metric_history(child.info.run_id, "curves/val_elbo")) == 2
         assert "final/test_ll" in child.data.metrics
+        # the curves lead the run's charts (sections alphabetical: curves, final, seeds)
+        assert {"curves/val_bound", "curves/train_loss", "seeds/val_bound/seed_0",
+                "seeds/val_bound/seed_1"} <= set(child.data.metrics)
+        assert not [k for k in child.data.metrics if "/" not in k]  # no section after them
         assert not [k for k in child.data.metrics if "/seed_" in k and k.startswith("final/")]
         assert child.data.tags["mlflow.source.name"].startswith("python -m study.run")
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
@@ -159,7 +163,7 @@ def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray,
     epochs = read_epochs(out.results)
     assert sorted(zip(epochs["epoch"], epochs["seed"])) == [(e, s) for e in (1, 2, 3, 4) for s in (0, 1)]
     _, _, children = _runs(uri, "tiny_restarts")
-    history = MlflowClient(uri).get_metric_history(children[0].info.run_id, "val_bound")
+    history = MlflowClient(uri).get_metric_history(children[0].info.run_id, "curves/val_bound")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
     study = optuna.load_study(study_name="tiny_restarts", storage=f"sqlite:///{out.results}/optuna.db")
     assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4]

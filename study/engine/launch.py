@@ -56,6 +56,7 @@ from study.store.tracking import (
     Tracker,
     absolute_uri,
     check_usable,
+    curve_key,
     git_commit,
     recorded_uri,
 )
@@ -350,7 +351,8 @@ def _open_records(study: ResolvedStudy, folder: StudyFolder, *,
               GENERATION_TAG: str(state.generation), **source},
         run_name=f"{spec.name} {budget} {time.strftime('%Y-%m-%d %H:%M')}",
     )
-    outbox = MlflowOutbox(tracker.uri, tracker.experiment_id, spec.search.metric, run_tags=source)
+    outbox = MlflowOutbox(tracker.uri, tracker.experiment_id, curve_key(spec.search.metric),
+                          run_tags=source)
     if parent != state.parent_run_id:
         if state.parent_run_id is not None:  # --new-parent: the recorded trials go there too
             from study.engine.replay import replay_trials

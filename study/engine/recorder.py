@@ -39,6 +39,7 @@ from study.spec.seed_range import SeedRange
 from study.spec.study_spec import ROUND_SEEDS
 from study.store.columns import factor_column
 from study.store.results import ResultsStore
+from study.store.tracking import curve_key, final_key, seed_curve_key
 from study.store.storage import Mirror
 from study.trial.records import epochs_trained, history_of, is_epoch_result, reported
 
@@ -180,9 +181,10 @@ class StudyRecorder(Callback):
         for m in history_of(result):
             for row in m.rows(seeds):
                 rows[(m.epoch, row["seed"])] = row
-            metrics = m.tracked()
+            metrics = {curve_key(k): v for k, v in m.tracked().items()}
             for name in PER_SEED_TO_MLFLOW:
-                metrics |= {f"{name}/seed_{s}": v for s, v in zip(seeds, m.members.get(name, []))}
+                metrics |= {seed_curve_key(name, s): v
+                            for s, v in zip(seeds, m.members.get(name, []))}
             self.outbox.log_epoch(run_id, m.epoch, metrics)
         self._last[trial.trial_id] = result
 
@@ -248,7 +250,7 @@ class StudyRecorder(Callback):
         metrics: dict[str, float] = {}
         per_seed: dict[str, list] | None = None
         if final is not None:  # means as metrics; per seed as a table (charts stay readable)
-            metrics = {f"final/{k}": v for k, v in final.mean.items()}
+            metrics = {final_key(k): v for k, v in final.mean.items()}
             per_seed = {"seed": list(seeds)} | {k: list(v) for k, v in final.members.items()}
             diverged = [v for v in final.members.get("diverged_epoch", []) if v == v]
             if diverged:

@@ -3,8 +3,9 @@
 ``--new-parent`` continues a study whose MLflow parent run is lost (deleted, or its store gone)
 under a new parent run; ``replay_trials`` gives that run a child run for every trial already in
 ``trials.parquet``, as the recorder made it: the factors and settings as params, the learning
-curves (means and per-seed curves), the final means as ``final/<metric>``, the per-seed table,
-the status tags and the plots kept in ``plots/TRIAL``.
+curves (means as ``curves/<metric>``, each seed's as ``seeds/<metric>/seed_<s>``), the final
+means as ``final/<metric>``, the per-seed table, the status tags and the plots kept in
+``plots/TRIAL``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from study.spec.resolved import ResolvedStudy
 from study.store.columns import CONFIG, FACTOR, completed_seeds, factor_values
 from study.store.folder import PLOTS
 from study.store.results import read_epochs, read_trials
+from study.store.tracking import curve_key, final_key, seed_curve_key
 from study.trial.records import tracked_metrics
 
 
@@ -57,16 +59,17 @@ def replay_trials(results: Path, study: ResolvedStudy, outbox: MlflowOutbox,
             values = {k: v for k, v in values.items() if v is not None and k != "diverged"}
             values = tracked_metrics(values, float((pd.to_numeric(g["diverged"]) > 0).sum())
                                      if "diverged" in g.columns else None)  # as the recorder logs it
+            values = {curve_key(k): v for k, v in values.items()}
             for name in PER_SEED_TO_MLFLOW:
                 if name in g.columns:
-                    values |= {f"{name}/seed_{int(s)}": float(v) for s, v in zip(g["seed"], g[name])
-                               if math.isfinite(float(v))}
+                    values |= {seed_curve_key(name, int(s)): float(v)
+                               for s, v in zip(g["seed"], g[name]) if math.isfinite(float(v))}
             outbox.log_epoch(tid, int(epoch), values)
         status = str(first["trial_status"])
         final, per_seed = {}, None
         if status in ("finished", "diverged"):
             done = rows[rows["seed"].isin(alive)]
-            final = {f"final/{m}": v for m in metrics if (v := _finite(done[m])) is not None}
+            final = {final_key(m): v for m in metrics if (v := _finite(done[m])) is not None}
             per_seed = {"seed": seeds} | {m: rows[m].tolist() for m in metrics}
         tags = {"status": status, "num_failures": str(int(first.get("num_failures", 0))),
                 "restored_from_epoch": str(int(first.get("restored_from_epoch", 0)))}

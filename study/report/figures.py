@@ -69,7 +69,7 @@ def responses_figure(spec: StudySpec, trials: pd.DataFrame, responses: list[str]
 def _reference_lines(ax, metric: str, spec: StudySpec) -> None:
     """The lines a response is read against: chance (0.5) for an AUROC; the exact density (0)
     and the study's gate for the gap to it."""
-    if metric.startswith(("auroc_", "np_auroc_", "exact_ll_auroc_")):
+    if unit_of(metric) == "AUROC":
         ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
     elif metric == "ll_gap":
         ax.axhline(0.0, color="grey", ls=":", lw=1, label="exact density")

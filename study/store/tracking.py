@@ -44,6 +44,28 @@ STUDY_ID_TAG, GENERATION_TAG, FOLDER_TAG = "study_id", "study_generation", "resu
 PARENT_TAG = "mlflow.parentRunId"
 
 
+#: MLflow 3 groups a run's charts by the part of a metric's name before its first "/", the
+#: sections in alphabetical order and the names without a "/" last (seen in MLflow 3.17.2:
+#: docs/mlflow/): so the learning curves (the means over seeds) go under "curves/" and lead,
+#: the final means ("final/") and the per-seed curves ("seeds/") follow
+CURVES, FINAL, SEEDS = "curves", "final", "seeds"
+
+
+def curve_key(name: str) -> str:
+    """The MLflow name of an epoch metric's curve (its mean over seeds): ``curves/val_bound``."""
+    return f"{CURVES}/{name}"
+
+
+def seed_curve_key(name: str, seed: int) -> str:
+    """The MLflow name of one seed's curve: ``seeds/val_bound/seed_3``."""
+    return f"{SEEDS}/{name}/seed_{seed}"
+
+
+def final_key(name: str) -> str:
+    """The MLflow name of a final metric's mean over seeds: ``final/test_ll``."""
+    return f"{FINAL}/{name}"
+
+
 def metric_key(name: str) -> str:
     """MLflow metric names allow letters, digits, _ - . space / only."""
     return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
