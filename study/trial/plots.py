@@ -26,7 +26,9 @@ def _titled(fig: plt.Figure, what: str, config: str, path: Path) -> Path:
     """Title ``what`` over the configuration (wrapped), then save."""
     import textwrap
 
-    fig.suptitle(what + "\n" + "\n".join(textwrap.wrap(config, 110)), fontsize=9)
+    width = max(40, int(fig.get_figwidth() * 13))  # characters of 9 pt text the figure holds
+    fig.suptitle("\n".join(textwrap.wrap(what, width) + textwrap.wrap(config, width)),
+                 fontsize=9)
     return save_figure(fig, path)
 
 
@@ -66,16 +68,24 @@ def posterior_means(model: LatentVariableModel, data: DataBundle, path: Path, co
                     seed: int, n: int = 2000) -> Path:
     data = data.member(0)
     x = torch.from_numpy(data.x_test[:n]).to(model.device)
+    n, labels = len(x), np.asarray(data.y_test[:n])
     means = model.posterior_means(x)
     fig, axes = plt.subplots(1, len(means), figsize=(4.3 * len(means), 4.8), squeeze=False)
+    classes = sorted(set(labels.tolist()))
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     for ax, name, z in zip(axes[0], model.layer_names, means):
-        ax.scatter(*_2d(z[0].cpu().numpy()).T, s=2, c=data.y_test[:n], cmap="tab10")
+        points = _2d(z[0].cpu().numpy())
+        for i, c in enumerate(classes):  # one distinct colour per class, named in the legend
+            ax.scatter(*points[labels == c].T, s=2, color=colours(i % colours.N), label=str(c))
         pca = z.shape[-1] > 2
         ax.set_title(f"{name}: posterior means" + (" (PCA)" if pca else ""))
         ax.set_xlabel("PC 1" if pca else f"{name}[0]")
         ax.set_ylabel("PC 2" if pca else (f"{name}[1]" if z.shape[-1] > 1 else ""))
-    return _titled(fig, f"posterior means of {n} test points by layer (colour: class), "
-                   f"seed {seed}", config, path)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+    if len(classes) <= 20:
+        axes[0][-1].legend(title="class", fontsize=7, markerscale=4, loc="best")
+    return _titled(fig, f"posterior means of {n} test points by layer, seed {seed}", config,
+                   path)
 
 
 def score_histograms(ev: Evaluation, path: Path, config: str, score: str = "neg_elbo") -> Path:
@@ -95,26 +105,34 @@ def score_histograms(ev: Evaluation, path: Path, config: str, score: str = "neg_
 
 
 def roc_curves(ev: Evaluation, path: Path, config: str) -> Path:
+    """One panel per OOD score (at most 3 a row), one colour per OOD set, one line per seed."""
     s = ev.scores
-    m0 = s["seed"] == s["seed"][0]
-    sets = [k for k in dict.fromkeys(s["set"][m0]) if k != "test"]
-    scores = list(dict.fromkeys(s["score"][m0]))
-    fig, axes = plt.subplots(1, len(scores), figsize=(4.3 * len(scores), 4.8), squeeze=False)
-    for ax, score in zip(axes[0], scores):
-        inn = s["value"][m0 & (s["score"] == score) & (s["set"] == "test")]
-        for k in sets:
-            out = s["value"][m0 & (s["score"] == score) & (s["set"] == k)]
-            y = np.r_[np.zeros(len(inn)), np.ones(len(out))]
-            v = np.clip(np.nan_to_num(np.r_[inn, out], nan=0.0), -1e300, 1e300)
-            fpr, tpr, _ = roc_curve(y, v)
-            ax.plot(fpr, tpr, label=k)
+    seeds = list(dict.fromkeys(s["seed"].tolist()))
+    sets = [k for k in dict.fromkeys(s["set"]) if k != "test"]
+    scores = list(dict.fromkeys(s["score"]))
+    cols = min(3, len(scores))
+    rows = -(-len(scores) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4.3 * rows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, score in zip(axes.flat, scores):
+        for j, k in enumerate(sets):
+            for i, seed in enumerate(seeds):
+                m = (s["seed"] == seed) & (s["score"] == score)
+                inn, out = s["value"][m & (s["set"] == "test")], s["value"][m & (s["set"] == k)]
+                y = np.r_[np.zeros(len(inn)), np.ones(len(out))]
+                v = np.clip(np.nan_to_num(np.r_[inn, out], nan=0.0), -1e300, 1e300)
+                fpr, tpr, _ = roc_curve(y, v)
+                ax.plot(fpr, tpr, color=colours(j % 10), lw=0.8, alpha=0.7,
+                        label=k if i == 0 else None)
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set_title(f"ROC, score {score}")
+        ax.set_title(f"ROC, score {score}", fontsize=9)
         ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
         ax.legend(title="OOD set", fontsize=7)
-    axes[0][0].set_ylabel("true positive rate")
-    return _titled(fig, f"ROC of each OOD score (OOD = positive), seed {int(s['seed'][0])}",
-                   config, path)
+    for ax in list(axes.flat)[len(scores):]:
+        ax.set_axis_off()
+    return _titled(fig, f"ROC of each OOD score (OOD = positive), every seed: "
+                   f"{', '.join(map(str, seeds))}", config, path)
 
 
 def learning_curves(state: TrainState, path: Path, config: str, seeds: list[int]) -> Path:
