@@ -22,3 +22,22 @@ def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def epoch_axis(ax: plt.Axes, last_epoch: int) -> None:
+    """An x axis of epochs: whole-number ticks, and for a short run (10 epochs or fewer, a
+    smoke test) every epoch ticked with half an epoch of margin, so one or two epochs do not
+    get fractional ticks around a lone point."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    if 0 < last_epoch <= 10:
+        ax.set_xlim(0.5, last_epoch + 0.5)
+        ax.set_xticks(range(1, last_epoch + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def curve_marker(points: int) -> str | None:
+    """A marker for a curve of few points (a line through one point draws nothing)."""
+    return "o" if points <= 20 else None

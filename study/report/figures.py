@@ -8,11 +8,10 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from study.core.figures import save_figure
+from study.core.figures import curve_marker, epoch_axis, save_figure
 from study.judge.stats import mean_interval
 from study.report.tables import metric_label, show
 from study.spec.metric_names import human_name
@@ -99,14 +98,14 @@ def learning_curves_figure(spec: StudySpec, epochs: pd.DataFrame, trials: pd.Dat
         label = ", ".join(f"{factor_name(f)}={show(row[f])}" for f in factors) if row is not None else tid
         pruned = row is not None and row["trial_status"] == "pruned"
         ax.plot(curve.index, curve.values, ":" if pruned else "-", lw=1,
+                marker=curve_marker(len(curve)), ms=3,
                 label=(label + " (pruned)") if pruned else label)
     finite = epochs[metric][np.isfinite(epochs[metric].astype(float))]
     if len(finite):  # the worst 5% (first epochs, a diverging seed) may leave the frame
         low, high = np.percentile(finite, 5), finite.max()
         pad = 0.05 * (high - low) or 0.1
         ax.set_ylim(low - pad, high + pad)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, int(epochs["epoch"].max()))
     ax.set_ylabel(f"{metric} [nats], mean over seeds")
     ax.set_title(f"{spec.name}: {human_name(metric)} per epoch")
     if epochs["trial_id"].nunique() <= 24:

@@ -44,10 +44,10 @@ STUDY_ID_TAG, GENERATION_TAG, FOLDER_TAG = "study_id", "study_generation", "resu
 PARENT_TAG = "mlflow.parentRunId"
 
 
-#: MLflow 3 groups a run's charts by the part of a metric's name before its first "/", the
+#: MLflow 3 groups a run's charts by the part of a metric's name before its last "/", the
 #: sections in alphabetical order and the names without a "/" last (seen in MLflow 3.17.2:
 #: docs/mlflow/): so the learning curves (the means over seeds) go under "curves/" and lead,
-#: the final means ("final/") and the per-seed curves ("seeds/") follow
+#: the final means ("final/") and the per-seed curves ("seeds/<metric>/") follow
 CURVES, FINAL, SEEDS = "curves", "final", "seeds"
 
 

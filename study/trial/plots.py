@@ -15,7 +15,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_curve
 
 from models import LatentVariableModel
-from study.core.figures import save_figure
+from study.core.figures import curve_marker, epoch_axis, save_figure
 from study.data import DataBundle
 from study.spec.config import TrialConfig
 from study.trial.evaluate import Evaluation
@@ -141,13 +141,13 @@ def learning_curves(state: TrainState, path: Path, config: str, seeds: list[int]
     for key, ax in (("train_bound", axes[0]), ("val_bound", axes[1])):
         vals = np.array([h.members[key] for h in state.history])
         for e in range(vals.shape[1]):
-            ax.plot(epochs, vals[:, e], lw=1, label=f"seed {seeds[e]}")
+            ax.plot(epochs, vals[:, e], lw=1, marker=curve_marker(len(epochs)), ms=3,
+                    label=f"seed {seeds[e]}")
         finite = vals[np.isfinite(vals)]
         if finite.size:
             ax.set_ylim(np.percentile(finite, 5) - 0.5, finite.max() + 0.2)
         ax.set_title({"train_bound": "training bound", "val_bound": "validation bound"}[key])
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax, max(epochs, default=0))
         ax.set_ylabel("nats per point")
     axes[0].legend(fontsize=8)
     return _titled(fig, "learning curves: the k-sample bound being trained, per seed", config,
