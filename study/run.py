@@ -352,8 +352,10 @@ def _report_command(args: argparse.Namespace, spec, out) -> str:
 
 def _publish(args: argparse.Namespace, spec, out) -> tuple[object, str | None]:
     """The report of a run that recorded every trial, written and its answer put on the
-    MLflow parent run (``study.report.build``); (its path or None, why a step failed or None).
-    Any failure is one redacted line: the run's records are complete whatever happens here."""
+    MLflow parent run (``study.report.build``); (its path or None, why it could not be made or
+    None). A report written but not sent to MLflow is a warning line, as any MLflow write an
+    outage loses; every failure is one redacted line: the run's records are whole whatever
+    happens here."""
     from study.core.redact import redact
     from study.report.build import build_report, copy_to_storage, log_to_mlflow, study_state
 
@@ -371,8 +373,11 @@ def _publish(args: argparse.Namespace, spec, out) -> tuple[object, str | None]:
     except Exception as err:  # noqa: BLE001 - UserError, MLflow's, any: one line, no traceback
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         why = redact(first)[:300]
-    if path is not None:
-        return path, f"the report is written, but not on the MLflow parent run ({why})"
+    if path is not None:  # like any MLflow write an outage loses: a warning, the run is whole
+        print(f"warning: the answer is not on the MLflow parent run ({why}); the report is "
+              f"written; put it there later with: {_report_command(args, spec, out)}",
+              file=sys.stderr)
+        return path, None
     return None, f"the report could not be made ({why})"
 
 

@@ -145,7 +145,11 @@ def test_mlflow_that_never_returns_is_recorded_as_a_loss(tmp_path):
     assert lost_trials and lost_trials <= set(trials["trial_id"])  # named, per trial
     assert any(x["what"] == "finish" for x in lost) and lost[-1]["what"] == "end-parent"
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and "mlflow_unsent.json" in warning[0]
+    assert len(warning) == 2 and sum("mlflow_unsent.json" in w for w in warning) == 1
+    # the report is written all the same; its answer waits for the server like the rest
+    answer = next(w for w in warning if "the answer is not on the MLflow parent run" in w)
+    assert f"python -m study.report {tmp_path / 'faulty.yaml'} --results {res}" in answer
+    assert (res / "report" / "report.md").is_file()
 
 
 def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
