@@ -39,10 +39,13 @@ def fault_spec(folder: Path, **fields) -> Path:
                       checkpoint_every=CHECKPOINT_EVERY, **fields)
 
 
-def start_driver(spec: Path, results: Path, tracking_uri: str, *extra: str) -> subprocess.Popen:
-    """``python -m study.run`` in a new process group (so a SIGKILL takes Ray with it)."""
+def start_driver(spec: Path, results: Path, tracking_uri: str, *extra: str,
+                 report: bool = False) -> subprocess.Popen:
+    """``python -m study.run`` in a new process group (so a SIGKILL takes Ray with it);
+    without the report at the end unless ``report`` (the faults tested here are the run's)."""
     cmd = [sys.executable, "-m", "study.run", str(spec), "--budget", "smoke", "--results",
-           str(results), "--tracking-uri", tracking_uri, "--quiet", *extra]
+           str(results), "--tracking-uri", tracking_uri, "--quiet", *extra,
+           *([] if report else ["--no-report"])]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 

@@ -134,7 +134,7 @@ def test_mlflow_that_never_returns_is_recorded_as_a_loss(tmp_path):
     server = start_mlflow_server(tmp_path, port)
     res = tmp_path / "res"
     proc = start_driver(fault_spec(tmp_path), res, f"http://127.0.0.1:{port}", "--max-concurrent",
-                        "1", "--mlflow-grace", "3")
+                        "1", "--mlflow-grace", "3", report=True)
     wait_for(lambda: trials_done(res) >= 1, proc, what="the first trial")
     stop(server)
     out, err = finish(proc)  # the study itself succeeds: Parquet has everything
