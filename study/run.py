@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import sys
-import urllib.parse
 from typing import TYPE_CHECKING
 
 from study.core.errors import UserError
@@ -357,13 +356,11 @@ def _publish(args: argparse.Namespace, spec, out) -> tuple[object, str | None]:
     outage loses; every failure is one redacted line: the run's records are whole whatever
     happens here."""
     from study.core.redact import redact
-    from study.report.build import build_report, copy_to_storage, log_to_mlflow, study_state
+    from study.report.build import log_to_mlflow, write_report
 
     path = None
     try:
-        state = study_state(spec, out.results)
-        path = build_report(spec, out.results)
-        copy_to_storage(out.results, state)
+        path, state = write_report(spec, out.results)
         log_to_mlflow(spec, out.results, state, out.tracking_uri)
         return path, None
     except KeyboardInterrupt:
@@ -385,13 +382,11 @@ def where_things_are(args: argparse.Namespace, spec, out, report=None) -> str:
     """The four lines that say where a finished run's results, MLflow runs, report and Optuna
     study are, each as a command that opens it (the report's file once it is written)."""
     from study.core.redact import redact
+    from study.store.tracking import server_url
 
     tracking = redact(out.tracking_uri)
     if out.tracking_uri.startswith(("http://", "https://")):  # the server, without secrets
-        parts = urllib.parse.urlsplit(out.tracking_uri)
-        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        ui, base = "", f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+        ui, base = "", server_url(out.tracking_uri)
     elif out.tracking_uri == "sqlite:///mlflow.db":
         ui, base = "mlflow ui, then ", "http://127.0.0.1:5000"
     else:

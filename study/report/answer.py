@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from study.judge.decide import Verdict, describe
+from study.judge.decide import DECIDED, Verdict, describe
 from study.report.tables import verdict_counts
 from study.store.columns import completed_seeds, factor_columns, factor_name
 from study.store.tracking import metric_key
@@ -84,7 +84,7 @@ def answer_tags_and_metrics(records: list[dict[str, Any]]) -> tuple[dict[str, st
                             ("p_holm", "p_holm")):
             if r[field] is not None:
                 metrics[f"{key}.{name}"] = r[field]
-    decided = sum(r["verdict"] in ("supported", "not supported", "equivalent") for r in records)
+    decided = sum(r["verdict"] in DECIDED for r in records)
     metrics["claims.decided"] = float(decided)
     for kind in ("inconclusive", "untestable"):
         metrics[f"claims.{kind}"] = float(sum(r["verdict"] == kind for r in records))

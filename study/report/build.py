@@ -210,7 +210,8 @@ def _head(study: ResolvedStudy, trials: pd.DataFrame, verdicts: list,
         smoke = " (smoke test: nothing below is a finding)" if budget == "smoke" else ""
         parts.append(f"**Answer: {verdict_counts(verdicts)}**{smoke}; *{kind}*: "
                      f"{_seeds_text(trials)}, {why}.\n")
-        parts.append("\n".join(f"{i}. {v.headline(_evidence(study, trials))}"
+        label = _evidence(study, trials)  # computed once for every line
+        parts.append("\n".join(f"{i}. {v.headline(label)}"
                                for i, v in enumerate(verdicts, 1)) + "\n")
     parts += [f"Budget `{budget}`; {seeds} seeds per configuration; values are the mean over "
               "completed seeds ± the 95% t-interval half-width.\n",
@@ -364,14 +365,22 @@ def log_to_mlflow(spec: StudySpec, results: Path, state: StudyState,
     return run_id
 
 
-def publish_report(spec: StudySpec, results: Path, tracking_uri: str | None = None,
-                   mlflow: bool = True) -> tuple[Path, str | None]:
-    """Write the report of the study in ``results``, copy it to the study's storage and put
-    the answer on its MLflow parent run (``mlflow``); (the markdown file, the parent run id).
-    What ``python -m study.report`` does, and ``python -m study.run`` at the end of a run."""
+def write_report(spec: StudySpec, results: Path) -> tuple[Path, StudyState]:
+    """Write the report of the study in ``results`` and copy it to the study's storage; (the
+    markdown file, the folder's state)."""
     state = study_state(spec, results)
     path = build_report(spec, results)
     copy_to_storage(results, state)
+    return path, state
+
+
+def publish_report(spec: StudySpec, results: Path, tracking_uri: str | None = None,
+                   mlflow: bool = True) -> tuple[Path, str | None]:
+    """``write_report``, then the answer put on the study's MLflow parent run (``mlflow``);
+    (the markdown file, the parent run id). What ``python -m study.report`` does;
+    ``python -m study.run`` takes the two steps apart at the end of a run (a report that
+    could not be sent to MLflow is only a warning there)."""
+    path, state = write_report(spec, results)
     run = log_to_mlflow(spec, results, state, tracking_uri) if mlflow else None
     return path, run
 

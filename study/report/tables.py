@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from study.judge.decide import DECIDED
 from study.judge.stats import mean_interval
 from study.judge.verdicts import Verdict
 from study.spec.metric_names import importance_setting
@@ -179,9 +180,8 @@ def verdict_counts(verdicts: list[Verdict] | list[str]) -> str:
     from collections import Counter
 
     count = Counter(v if isinstance(v, str) else v.verdict for v in verdicts)
-    decided = [f"{count[k]} {k}" for k in ("supported", "not supported", "equivalent")
-               if count[k]]
-    n_decided = sum(count[k] for k in ("supported", "not supported", "equivalent"))
+    decided = [f"{count[k]} {k}" for k in DECIDED if count[k]]
+    n_decided = sum(count[k] for k in DECIDED)
     return (f"{len(verdicts)} claims: {n_decided} decided"
             + (f" ({', '.join(decided)})" if decided else "")
             + f", {count['inconclusive']} inconclusive, {count['untestable']} untestable")

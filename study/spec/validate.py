@@ -165,9 +165,8 @@ def check_no_override(spec: StudySpec) -> None:
 
 
 def validate_study(spec: StudySpec) -> None:
-    """Every name the study file uses exists, under every budget (see the module docstring),
-    and no shorthand replaces the shapes a factor's levels set (``check_no_override``)."""
-    check_no_override(spec)
+    """Every name the study file uses exists, under every budget (see the module docstring).
+    ``check_no_override`` runs before it (``load_spec``), before any configuration is built."""
     for budget in BUDGETS:
         cells = _Cells(spec, budget)
         every = [c for c in cells.cells]

@@ -123,6 +123,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def server_url(uri: str) -> str:
+    """An http(s) tracking URI without its user, password, query or trailing "/": the server
+    to reach, and a link safe to print (``https://host:5000/mlflow``)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
 def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
     """Fail fast (before Ray starts) when an http(s) tracking server does not answer. A user
     and password in the URI are sent as basic authentication, as MLflow's client sends them."""
@@ -135,12 +146,7 @@ def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     parts = urllib.parse.urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    health = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health",
-                                      "", ""))
-    request = urllib.request.Request(health)
+    request = urllib.request.Request(server_url(uri) + "/health")
     if parts.username:
         token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
