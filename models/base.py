@@ -6,7 +6,8 @@ D data dimensions, d_l latent dimensions of layer l. All log-densities are in na
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -121,7 +122,7 @@ class LatentVariableModel(nn.Module):
         self.hierarchical = kind.hierarchical
         self.layer_names = kind.layer_names(config.n_layers)
         self.seeds = [int(s) for s in seeds]
-        self.n_members = len(self.seeds)
+        self._active: list[int] | None = None
         self.likelihood = make_likelihood(config)
         self.noise = MemberNoise(self.seeds)
 
@@ -134,6 +135,38 @@ class LatentVariableModel(nn.Module):
         out = super()._apply(fn, recurse)
         self.noise.to(self.device)
         return out
+
+    @property
+    def n_members(self) -> int:
+        """E, the members a forward pass computes: every seed's, or those ``only`` selects."""
+        return len(self.seeds) if self._active is None else len(self._active)
+
+    @contextlib.contextmanager
+    def only(self, members: Sequence[int] | None) -> Iterator[None]:
+        """Inside the block the model is the ensemble of ``members`` (indices into ``seeds``,
+        ascending): inputs and outputs are ``[len(members), ...]``, member ``members[i]``'s
+        parameters and noise stream serve row i, and the other members are neither computed
+        nor given a gradient, nor draw noise. A member's numbers are those it has in the full
+        ensemble (the trainer computes only the members still training). ``None``: all."""
+        if members is not None and list(members) == list(range(len(self.seeds))):
+            members = None
+        idx = None if members is None else \
+            torch.as_tensor(list(members), dtype=torch.long, device=self.device)
+        linears = [m for m in self.modules() if isinstance(m, EnsembleLinear)]
+        saved = self._active
+        self._active = None if members is None else [int(e) for e in members]
+        self.noise.active = self._active
+        for m in linears:
+            m.active = idx
+        try:
+            yield
+        finally:
+            self._active = saved
+            self.noise.active = saved
+            restore = None if saved is None else \
+                torch.as_tensor(saved, dtype=torch.long, device=self.device)
+            for m in linears:
+                m.active = restore
 
     def randn(self, *shapes: Sequence[int]) -> list[Tensor]:
         """Standard normal noise ``[E, *shape]`` for each of ``shapes`` (without E), in the

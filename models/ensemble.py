@@ -5,6 +5,11 @@ middle dimensions, e.g. ``[E, B, in]`` or ``[E, S, B, in]`` with S importance sa
 outputs ``[E, *, out]``. Member e only ever touches slice e of the parameters and of the input,
 so members share no computation, no gradient, no initialisation (see ``init_members``) and no
 random numbers (``MemberNoise``: one generator per member).
+
+A subset of the members can be computed alone (``active``: ``[A]`` member indices, set by
+``LatentVariableModel.only``): inputs and outputs are then ``[A, *, ...]``, the layers gather
+the active members' slices of their parameters (the others get no gradient) and only the
+active members' generators draw. Member e's numbers are the same in either form.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class EnsembleLinear(nn.Module):
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(n_members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(n_members, 1, out_features))
+        #: ``[A]`` the members computed (None: all), set by ``LatentVariableModel.only``
+        self.active: Tensor | None = None
         with torch.no_grad():
             for member in range(n_members):
                 self.init_member(member, generator=None)
@@ -57,10 +64,13 @@ class EnsembleLinear(nn.Module):
         self.bias[member].uniform_(-bound, bound, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``[E, *, in]`` -> ``[E, *, out]``."""
+        """``x``: ``[E, *, in]`` -> ``[E, *, out]`` (``[A, *, ...]`` with ``active`` set)."""
+        weight, bias = self.weight, self.bias
+        if self.active is not None:
+            weight, bias = weight.index_select(0, self.active), bias.index_select(0, self.active)
         lead = x.shape[:-1]
-        flat = x.reshape(self.n_members, -1, self.in_features)
-        out = torch.baddbmm(self.bias, flat, self.weight)
+        flat = x.reshape(weight.shape[0], -1, self.in_features)
+        out = torch.baddbmm(bias, flat, weight)
         return out.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
@@ -134,6 +144,8 @@ class MemberNoise:
         self.seeds = [int(s) for s in seeds]
         self.device = torch.device(device)
         self.generators = self._seeded(())
+        #: the members that draw (indices; None: all), set by ``LatentVariableModel.only``
+        self.active: list[int] | None = None
 
     @property
     def n_members(self) -> int:
@@ -159,9 +171,11 @@ class MemberNoise:
     def _fill(self, shapes: Sequence[Sequence[int]], dtype: torch.dtype,
               fill: str) -> list[Tensor]:
         sizes = [math.prod(s) for s in shapes]
-        E = self.n_members
+        generators = self.generators if self.active is None or not self.generators else \
+            [self.generators[e] for e in self.active]
+        E = self.n_members if self.active is None else len(self.active)
         buf = torch.empty(E, sum(sizes), dtype=dtype, device=self.device)
-        for e, g in enumerate(self.generators):  # none on the meta device
+        for e, g in enumerate(generators):  # none on the meta device
             getattr(buf[e], fill)(generator=g)
         return [part.view(E, *s) for part, s in zip(buf.split(sizes, dim=1), shapes)]
 

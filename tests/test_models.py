@@ -122,6 +122,38 @@ def test_members_are_independent(name, kl):
         assert torch.equal(grads_a[key][1:], grads_b[key][1:]), key
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_subset_of_members_computes_as_in_the_full_ensemble(name):
+    """``model.only([1, 3])``: a pass of members 1 and 3 alone gives their rows of the full
+    pass (same parameters, same noise draws), gradients reach only their parameters, members
+    0 and 2 draw no noise, and afterwards the model is the full ensemble again."""
+    model = _model(name, [0, 1, 2, 3])
+    x = _data(model, batch=16)
+
+    def pass_(members, rows):
+        model.zero_grad()
+        with model.noise.forked(7), model.only(members):
+            terms = training_objective(model, rows, n_samples=3, kl="sampled")
+            states = model.noise.get_state()
+        terms.loss.backward()
+        return terms, {k: p.grad.clone() for k, p in model.named_parameters()}, states
+
+    full, grads_full, _ = pass_(None, x)
+    part, grads_part, states = pass_([1, 3], x[[1, 3]])
+    assert part.loss_per_member.shape == (2,)
+    torch.testing.assert_close(part.loss_per_member, full.loss_per_member[[1, 3]],
+                               rtol=1e-6, atol=1e-6)
+    for key, g in grads_part.items():
+        torch.testing.assert_close(g[[1, 3]], grads_full[key][[1, 3]], rtol=1e-5, atol=1e-6)
+        assert not g[[0, 2]].any(), key
+    fresh = model.noise  # members 0 and 2 drew nothing inside ``only``
+    with fresh.forked(7):
+        untouched = fresh.get_state()
+    assert torch.equal(states[0], untouched[0]) and torch.equal(states[2], untouched[2])
+    assert not torch.equal(states[1], untouched[1])
+    assert model.n_members == 4 and model(x).log_px_z.shape[0] == 4
+
+
 def test_learned_output_std_is_reported_and_fixed_is_not():
     learned = _model("hvae", [0])
     fixed = build_model(model_config(x_dim=2, latents=[2], hidden=[8], variance="fixed",

@@ -96,6 +96,9 @@ def test_each_seed_stops_on_its_own_validation_bound_as_it_would_alone(tmp_path)
         assert alone.fit() is False
         assert alone.state.stopped_epoch == [alone.state.epoch] == [stops[e]], seed
         _assert_same_member(alone, t, e)
+        # a stopped seed is no longer computed: its noise stream stops where it stops alone
+        # (were it still run, masked, its generator would have drawn on for every later epoch)
+        assert torch.equal(alone.model.noise.get_state()[0], t.model.noise.get_state()[e]), seed
 
     # a stopped seed's epoch metrics repeat its last trained epoch's; the means stay over all
     first = int(np.argmin(stops))

@@ -133,65 +133,73 @@ class Trainer:
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
 
     def train_epoch(self) -> dict[str, np.ndarray]:
-        """One pass over the training set for every member; per-member means of the batch
-        metrics. A step costs one host synchronisation (is every loss finite?); the metrics
-        accumulate on the device."""
+        """One pass over the training set for every member still training; per-member means of
+        the batch metrics (``[E]`` each; NaN for the members not trained). Only the members still
+        training are computed (``model.only``): a stopped or diverged member costs nothing, so
+        a trial whose seeds stop at different epochs pays for the seeds still training. A step
+        costs one host synchronisation (is every loss finite?); the metrics accumulate on the
+        device."""
         cfg, model = self.cfg, self.model
         model.train()
         order = self._batches()
         n = order.shape[1]
         n_batches = math.ceil(n / cfg.batch_size)
         E, dev = self.n_members, self.device
-        loss_sum, bound_sum = torch.zeros(E, device=dev), torch.zeros(E, device=dev)
+        active = np.flatnonzero(self.training)
+        members = None if len(active) == E else active.tolist()
+        rows = torch.as_tensor(active, device=dev)
+        order, sel = order[rows], self._members[rows]
+        loss_sum, bound_sum = torch.full((E,), math.nan, device=dev), torch.zeros(E, device=dev)
         kl_sum = torch.zeros(E, len(model.layer_names), device=dev)
-        # stopped members' losses are masked out (their gradients are zero: frozen)
-        training = None if self.training.all() else torch.as_tensor(self.training, device=dev)
+        loss_sum[rows] = 0.0
         for i in range(n_batches):
             idx = order[:, i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            # [E, b, D]: each member's own points (2-D data is drawn per seed)
-            x = self.x_train[self._members, idx] if self.x_train.dim() == 3 else self.x_train[idx]
-            if self.data.binarize == "dynamic":  # Bernoulli(x), from each member's own stream
-                x = (model.noise.uniform([x.shape[1:]], x.dtype)[0] < x).to(x.dtype)
             beta = beta_schedule(self.state.epoch + i / n_batches, cfg.warmup_epochs)
-            with self._precision():
-                terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta, cfg.free_bits)
-            if not self._frozen and bool(torch.isfinite(terms.loss_per_member).all()):
+            with model.only(members):
+                # [A, b, D]: each member's own points (2-D data is drawn per seed)
+                x = self.x_train[sel, idx] if self.x_train.dim() == 3 else self.x_train[idx]
+                if self.data.binarize == "dynamic":  # Bernoulli(x), from each member's stream
+                    x = (model.noise.uniform([x.shape[1:]], x.dtype)[0] < x).to(x.dtype)
+                with self._precision():
+                    terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta,
+                                               cfg.free_bits)
+            if bool(torch.isfinite(terms.loss_per_member).all()):
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = terms.loss if training is None else \
-                    torch.where(training, terms.loss_per_member, 0.0).sum()
-                loss.backward()
+                terms.loss.backward()
                 if cfg.grad_clip:
                     self._clip_per_member(cfg.grad_clip)
                 self.optimizer.step()
-            elif not self._step_with_diverged_members(terms):
+                if self._frozen:  # Adam's moments would move a diverged member: put it back
+                    self._restore_frozen()
+            elif not self._step_with_diverged_members(terms, active):
                 break
             w = idx.shape[1] / n
-            loss_sum += w * terms.loss_per_member.detach()
-            bound_sum += w * terms.bound
-            kl_sum += w * terms.kl_layers
+            loss_sum[rows] += w * terms.loss_per_member.detach()
+            bound_sum[rows] += w * terms.bound
+            kl_sum[rows] += w * terms.kl_layers
         sums = {"train_loss": loss_sum.cpu().numpy(), "train_bound": bound_sum.cpu().numpy()}
         kl = kl_sum.cpu().numpy()
         for j, name in enumerate(model.layer_names):
             sums[f"train_kl_{name}"] = kl[:, j]
         return sums
 
-    def _step_with_diverged_members(self, terms) -> bool:
-        """The rare step where a member's loss is not finite or a member has diverged before:
-        mark the new ones among the training members diverged (frozen as they were; a stopped
-        member is never marked), step the training members only. False when no member is left
-        training."""
+    def _step_with_diverged_members(self, terms, active: np.ndarray) -> bool:
+        """The rare step where the loss of a member computed (``active``: ``terms`` rows are
+        these members) is not finite: mark those members diverged (frozen as they were), step
+        the others. False when no member is left training."""
         losses = terms.loss_per_member.detach().cpu().numpy()
-        newly = self.training & ~np.isfinite(losses)
-        if newly.any():
-            self._mark_diverged(newly)
-        training = torch.as_tensor(self.training, device=self.device)
+        newly = np.zeros(self.n_members, bool)
+        newly[active] = ~np.isfinite(losses)
+        self._mark_diverged(newly & self.training)
+        training = self.training
         if not training.any():
             return False
         self.optimizer.zero_grad(set_to_none=False)
-        torch.where(training, terms.loss_per_member, 0.0).sum().backward()
+        still = torch.as_tensor(training[active], device=self.device)
+        torch.where(still, terms.loss_per_member, 0.0).sum().backward()
         with torch.no_grad():
             for p in self.model.parameters():
-                p.grad[~training] = 0.0
+                p.grad[~torch.as_tensor(training, device=self.device)] = 0.0
             if self.cfg.grad_clip:
                 self._clip_per_member(self.cfg.grad_clip)
         self.optimizer.step()
@@ -205,31 +213,44 @@ class Trainer:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def validate(self, batch: int = 1000) -> dict[str, np.ndarray]:
-        """Per member (nats per point): ``val_elbo``, the single-sample ELBO (closed-form KL
-        where there is one); ``val_bound``, the bound training maximises, the k-sample
-        importance-weighted bound with sampled weights (k = ``iw_samples``; for k = 1 the ELBO
-        itself); the smallest and mean learned output std (Gaussian, learned variance)."""
+    def validate(self, batch: int = 1000, members: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Per member (nats per point, ``[E]`` each): ``val_elbo``, the single-sample ELBO
+        (closed-form KL where there is one); ``val_bound``, the bound training maximises, the
+        k-sample importance-weighted bound with sampled weights (k = ``iw_samples``; for k = 1
+        the ELBO itself); the smallest and mean learned output std (Gaussian, learned
+        variance). ``members``: the member indices to compute (the others are NaN); all by
+        default."""
         self.model.eval()
-        E, k = self.n_members, self.cfg.iw_samples
+        E_all, k = self.n_members, self.cfg.iw_samples
+        rows = np.arange(E_all) if members is None else np.asarray(members, int)
+        E = len(rows)
         elbo, bound = np.zeros(E), np.zeros(E)
         n = self.x_val.shape[-2]
         std_min, std_sum, std_count = np.full(E, np.inf), np.zeros(E), 0
-        for start in range(0, n, batch):
-            xb = self.x_val[..., start : start + batch, :]
-            fp = self.model(xb, n_samples=1, kl="analytic")
-            elbo += fp.log_weight.sum(dim=(1, 2)).cpu().numpy()
-            if k > 1:
-                bound += iw_bound(self.model, xb, k, "sampled").sum(1).cpu().numpy()
-            std = self.model.likelihood.std(fp.px_params)  # [E, 1, b, D] or None
-            if std is not None:
-                std_min = np.minimum(std_min, std.flatten(1).min(1).values.cpu().numpy())
-                std_sum += std.flatten(1).sum(1).cpu().numpy()
-                std_count += std[0].numel()
+        x_val = self.x_val if self.x_val.dim() == 2 or E == E_all else \
+            self.x_val[torch.as_tensor(rows, device=self.device)]
+        with self.model.only(None if E == E_all else rows.tolist()):
+            for start in range(0, n, batch):
+                xb = x_val[..., start : start + batch, :]
+                fp = self.model(xb, n_samples=1, kl="analytic")
+                elbo += fp.log_weight.sum(dim=(1, 2)).cpu().numpy()
+                if k > 1:
+                    bound += iw_bound(self.model, xb, k, "sampled").sum(1).cpu().numpy()
+                std = self.model.likelihood.std(fp.px_params)  # [E, 1, b, D] or None
+                if std is not None:
+                    std_min = np.minimum(std_min, std.flatten(1).min(1).values.cpu().numpy())
+                    std_sum += std.flatten(1).sum(1).cpu().numpy()
+                    std_count += std[0].numel()
         out = {"val_bound": (bound if k > 1 else elbo) / n, "val_elbo": elbo / n}
         if std_count:
             out |= {"output_std_min": std_min, "output_std_mean": std_sum / std_count}
-        return out
+        if E == E_all:
+            return out
+        full = {key: np.full(E_all, np.nan) for key in out}
+        for key, v in out.items():
+            full[key][rows] = v
+        return full
 
     def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None) -> bool:
         """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
@@ -253,7 +274,7 @@ class Trainer:
                 break
             start = time.perf_counter()
             frozen = self.stopped  # stopped before this epoch: their values are carried
-            values = self.train_epoch() | self.validate()
+            values = self.train_epoch() | self.validate(members=np.flatnonzero(self.training))
             if self.scheduler is not None:
                 self.scheduler.step()
             bad_val = self.training & ~(np.isfinite(values["val_elbo"]) &
