@@ -25,7 +25,7 @@ _WHERE = {
     "build_model": "build", "check_config": "registry",
     "model_class": "build", "model_kind": "registry", "model_kinds": "registry",
     "forward_flops": "size", "training_flops": "size", "parameter_count": "size",
-    "layer_count": "size",
+    "layer_count": "size", "linear_shapes": "size",
 }
 __all__ = sorted(_WHERE)
 

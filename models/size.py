@@ -29,7 +29,7 @@ def layer_count(config: ModelConfig) -> int:
     return sum(isinstance(m, EnsembleLinear) for m in model.modules())
 
 
-def _linear_shapes(config: ModelConfig, n_points: int, n_samples: int) -> list[tuple[int, int, int]]:
+def linear_shapes(config: ModelConfig, n_points: int, n_samples: int) -> list[tuple[int, int, int]]:
     """(rows, in, out) of every ensemble layer applied in one forward pass of one member over
     ``n_points`` points with ``n_samples`` importance samples each."""
     shapes: list[tuple[int, int, int]] = []
@@ -53,7 +53,7 @@ def forward_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int
     pass of one member over ``n_points`` points with ``n_samples`` importance samples each.
     A training step (forward and backward) costs about three times this."""
     return sum(2 * rows * n_in * n_out for rows, n_in, n_out in
-               _linear_shapes(config, n_points, n_samples))
+               linear_shapes(config, n_points, n_samples))
 
 
 def training_flops(config: ModelConfig, n_points: int, n_samples: int = 1) -> int:
@@ -70,5 +70,5 @@ def training_memory(config: ModelConfig, n_members: int, batch_size: int,
     output (each nonlinearity keeps a copy of its own). An estimate for refusing sizes that
     cannot fit, not an allocator's figure."""
     activations = sum(rows * (n_in + n_out) for rows, n_in, n_out in
-                      _linear_shapes(config, batch_size, n_samples))
+                      linear_shapes(config, batch_size, n_samples))
     return FLOAT_BYTES * n_members * (4 * parameter_count(config) + 2 * activations)

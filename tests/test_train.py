@@ -73,6 +73,19 @@ def test_a_nan_member_is_marked_diverged_and_the_others_train_on():
     assert torch.isfinite(t.model.decoder[2].weight[1]).all()
 
 
+def test_when_every_member_diverges_the_epoch_is_recorded_and_training_ends():
+    """No member left to compute (each one's loss non-finite in the first epoch): the epoch is
+    still recorded, with the same keys, every member diverged and NaN, and training ends."""
+    t = _trainer(epochs=3)
+    with torch.no_grad():
+        t.model.decoder[0].weight.fill_(float("nan"))
+    assert t.fit() is False
+    assert t.state.diverged_epoch == [1, 1] and t.state.epoch == 1
+    last = t.state.history[-1]
+    assert last.n_diverged == 2 and {"val_bound", "val_elbo", "train_loss"} <= set(last.members)
+    assert np.isnan(last.members["val_bound"]).all()
+
+
 def test_callback_can_stop_training_and_sees_every_epoch():
     t = _trainer(epochs=10)
     seen = []

@@ -274,7 +274,11 @@ class Trainer:
                 break
             start = time.perf_counter()
             frozen = self.stopped  # stopped before this epoch: their values are carried
-            values = self.train_epoch() | self.validate(members=np.flatnonzero(self.training))
+            values = self.train_epoch()
+            # the members still training (every member when none is left: the epoch's record
+            # keeps its keys, and its values are the carried or NaN ones below)
+            values |= self.validate(members=np.flatnonzero(self.training)
+                                    if self.training.any() else None)
             if self.scheduler is not None:
                 self.scheduler.step()
             bad_val = self.training & ~(np.isfinite(values["val_elbo"]) &
