@@ -21,6 +21,16 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def layer_widths(config: ModelConfig) -> list[tuple[int, int]]:
+    """(in, out) of every ensemble linear layer, from the model built on ``meta`` (no forward
+    pass: milliseconds, where a first forward pass on ``meta`` costs 1-2 s of PyTorch's own
+    start-up)."""
+    with torch.device("meta"):
+        model = build_model(config, [0])
+    return [(m.in_features, m.out_features) for m in model.modules()
+            if isinstance(m, EnsembleLinear)]
+
+
 def layer_count(config: ModelConfig) -> int:
     """Ensemble linear layers of the model (each a few PyTorch operations per step, whatever
     their width: what a small model's step time is mostly made of)."""
@@ -72,3 +82,16 @@ def training_memory(config: ModelConfig, n_members: int, batch_size: int,
     activations = sum(rows * (n_in + n_out) for rows, n_in, n_out in
                       linear_shapes(config, batch_size, n_samples))
     return FLOAT_BYTES * n_members * (4 * parameter_count(config) + 2 * activations)
+
+
+def training_memory_bound(config: ModelConfig, n_members: int, batch_size: int,
+                          n_samples: int = 1) -> int:
+    """An upper bound of ``training_memory`` without a forward pass: every layer counted at the
+    most rows any layer has, a row per point and sample (``batch_size * n_samples``; layers
+    before the sampling have one per point). Cheap enough to clear every ordinary
+    configuration at start-up; ``training_memory`` is the figure when it matters."""
+    rows = batch_size * max(1, n_samples)
+    widths = layer_widths(config)
+    params = sum(n_in * n_out + n_out for n_in, n_out in widths)
+    activations = sum(rows * (n_in + n_out) for n_in, n_out in widths)
+    return FLOAT_BYTES * n_members * (4 * params + 2 * activations)

@@ -140,6 +140,29 @@ def test_a_memory_estimate_counts_parameters_members_and_activations():
         2 * training_memory(small.architecture(), 3, 128)
 
 
+@pytest.mark.parametrize("spec", [
+    dict(kind="vae", latents=[2], hidden=[64, 64, 32, 32]),
+    dict(kind="hvae", latents=[2, 2, 2, 2], hidden=[[64, 64, 64]] * 4),
+    dict(kind="avae", latents=[2], hidden=[32, 32], aux_latents=3),
+    dict(kind="vae", latents=[64], hidden=[512, 512], likelihood="bernoulli", x_dim=784),
+])
+@pytest.mark.parametrize("n_samples", [1, 10])
+def test_the_start_up_memory_bound_is_never_below_the_estimate(spec, n_samples):
+    """start-up clears a configuration by ``training_memory_bound`` (no forward pass) and asks
+    ``training_memory`` only when the bound is above the limit: the bound must never be below,
+    and it stays within a small factor (a bound 100x too high would send every study to the
+    slow path)."""
+    from configs import model_config
+
+    from models.size import training_memory, training_memory_bound
+
+    spec = dict(spec)
+    config = model_config(x_dim=spec.pop("x_dim", 2), **spec)
+    exact = training_memory(config, 5, 128, n_samples)
+    bound = training_memory_bound(config, 5, 128, n_samples)
+    assert exact <= bound <= 12 * exact, (exact, bound)
+
+
 @pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_tracking_store_is_refused(tmp_path, uri):
     path = write_spec(tmp_path, "ok")

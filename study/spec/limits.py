@@ -117,14 +117,16 @@ def _plain(v: Any) -> Any:
     return [_plain(i) for i in v] if isinstance(v, (tuple, list)) else v
 
 
-def estimated_memory(cfg: TrialConfig) -> int:
+def estimated_memory(cfg: TrialConfig, bound: bool = False) -> int:
     """Bytes one trial of ``cfg`` is estimated to need at its largest: the training step of all
     its members (``models.size.training_memory``: seeds x restarts), its data, and the
-    evaluation's chunks."""
-    from models.size import training_memory
+    evaluation's chunks. ``bound``: an upper bound of that, with the training step's
+    ``models.size.training_memory_bound`` (no forward pass)."""
+    from models.size import training_memory, training_memory_bound
 
     members = len(cfg.seeds) * cfg.restarts
-    train = training_memory(cfg.architecture(), members, cfg.batch_size, cfg.iw_samples)
+    size = training_memory_bound if bound else training_memory
+    train = size(cfg.architecture(), members, cfg.batch_size, cfg.iw_samples)
     if cfg.is_image:
         data = IMAGE_BYTES * (2 if cfg.ood_dataset else 1)
     else:
@@ -134,10 +136,13 @@ def estimated_memory(cfg: TrialConfig) -> int:
 
 
 def check_memory(study: ResolvedStudy, limits: Limits) -> None:
-    """Every configuration of the study's budget within ``limits.memory`` (GiB)."""
+    """Every configuration of the study's budget within ``limits.memory`` (GiB): cleared by the
+    upper bound where it fits (no forward pass), else by the estimate itself."""
     cap, spec, budget = limits.memory, study.spec, study.budget
     for cell in study.cells:
         cfg = study.config(cell)
+        if estimated_memory(cfg, bound=True) / GIB <= cap:
+            continue
         need = estimated_memory(cfg) / GIB
         if need > cap:
             label = ", ".join(f"{k}={v}" for k, v in cell.items()) or "the configuration"
