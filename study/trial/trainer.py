@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from models import beta_schedule, build_model, iw_bound, training_objective
+from models.member_adam import MemberAdam
 from study.core.errors import UserError
 from study.data import DataBundle
 from study.spec.config import TrialConfig
@@ -55,12 +56,8 @@ class Trainer:
         self.device = resolve_device(device)
         torch.manual_seed(int(np.random.SeedSequence(list(cfg.seeds)).generate_state(1)[0]))
         self.model = build_model(cfg.architecture(), cfg.seeds).to(self.device)
-        # the fused kernel: one pass over every parameter (1.4x a small model's CPU step)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
-        # cosine: per epoch from lr down to lr/100 at the last epoch
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 100
-        ) if cfg.lr_schedule == "cosine" else None
+        # Adam with a learning rate per member (models.member_adam), set every epoch
+        self.optimizer = MemberAdam(self.model.parameters(), lr=cfg.lr)
         self.x_train = torch.from_numpy(data.x_train).to(self.device)
         self.x_val = torch.from_numpy(data.x_val).to(self.device)
         self._members = torch.arange(len(cfg.seeds), device=self.device)[:, None]
@@ -98,6 +95,16 @@ class Trainer:
             return order.pin_memory().to(self.device, non_blocking=True)
         return order
 
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of 0-based ``epoch``: ``cfg.lr``, or with the cosine schedule from
+        ``lr`` at epoch 0 down to ``lr / 100`` at ``cfg.epochs`` (``CosineAnnealingLR``'s
+        closed form)."""
+        cfg = self.cfg
+        if cfg.lr_schedule != "cosine":
+            return cfg.lr
+        low = cfg.lr / 100
+        return low + (cfg.lr - low) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+
     def _mark_diverged(self, members: np.ndarray) -> None:
         for e in np.flatnonzero(members):
             self.state.diverged_epoch[e] = self.state.epoch + 1  # 1-based, as in history
@@ -107,9 +114,9 @@ class Trainer:
     def _stop_plateaued(self) -> None:
         """Stop every training member whose own validation bound has reached a plateau, at the
         last epoch trained. A stopped member is frozen at no cost per step: its Adam moments are
-        zeroed here and its loss is masked out of every later backward pass, so its gradients
-        are zero and Adam's update m / (sqrt(v) + eps) is exactly 0 (the rare step with a
-        non-finite loss zeroes its gradients explicitly, ``_step_with_diverged_members``)."""
+        zeroed here and it is no longer computed (``train_epoch``), so its gradients are zero
+        and Adam's update m / (sqrt(v) + eps) is exactly 0 (the rare step with a non-finite
+        loss zeroes its gradients explicitly, ``_step_with_diverged_members``)."""
         cfg = self.cfg
         for e in np.flatnonzero(self.training):
             if plateaued(self.state.history, cfg.patience, cfg.min_improvement, member=int(e)):
@@ -141,6 +148,7 @@ class Trainer:
         device."""
         cfg, model = self.cfg, self.model
         model.train()
+        self.optimizer.set_lr(self.learning_rate(self.state.epoch))
         order = self._batches()
         n = order.shape[1]
         n_batches = math.ceil(n / cfg.batch_size)
@@ -279,8 +287,6 @@ class Trainer:
             # keeps its keys, and its values are the carried or NaN ones below)
             values |= self.validate(members=np.flatnonzero(self.training)
                                     if self.training.any() else None)
-            if self.scheduler is not None:
-                self.scheduler.step()
             bad_val = self.training & ~(np.isfinite(values["val_elbo"]) &
                                         np.isfinite(values["val_bound"]))
             if bad_val.any():
@@ -329,8 +335,6 @@ class Trainer:
         opt["state"] = {i: {k: v[keep] if v.dim() else v for k, v in st.items()}
                         for i, st in opt["state"].items()}
         self.optimizer.load_state_dict(opt)
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(cand.scheduler.state_dict())
         self.order_rngs = [cand.order_rngs[m] for m in keep]
         cand_noise = cand.model.noise.get_state()
         self.model.noise.set_state([cand_noise[m] for m in keep])
@@ -343,7 +347,6 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
             "epoch": self.state.epoch,
             "history": [vars(m) for m in self.state.history],
             "diverged_epoch": [-1 if d is None else d for d in self.state.diverged_epoch],
@@ -363,8 +366,6 @@ class Trainer:
                                  "configuration; use another output folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
         self.state = TrainState(
             epoch=int(state["epoch"]),
             history=[EpochMetrics(**m) for m in state["history"]],
