@@ -17,6 +17,10 @@ members:
   element-wise operation per layer cost with none of the model's other work. This is the
   ceiling the trainer is held to, measured beside it, not assumed.
 
+Then stopped members: a trainer of 8 members with 8, 4 and 2 of them still training (the others
+stopped by early stopping), seconds per step: a stopped member is not computed, so the step
+should scale with the members training.
+
 Per pack size: the samples per second per core (one sample = one data point of one member),
 the same per member, the matmul GFLOP/s (``models.training_flops``) and the trainer's share of
 the bare ceiling; then the pack size where the trainer is fastest per core (the knee). The
@@ -75,6 +79,22 @@ def trainer_step_seconds(members: int, steps: int, repeats: int, compiled: bool 
     return best / steps
 
 
+def stopped_step_seconds(training: int, members: int, steps: int, repeats: int) -> float:
+    """Seconds per training step of a ``members`` trainer with only ``training`` of them still
+    training (the others marked stopped, as early stopping marks them)."""
+    cfg = trial_config(MODEL | {"seeds": list(range(members)), "n_train": 128 * steps,
+                                "batch_size": 128, "epochs": 100})
+    trainer = trainer_module.Trainer(cfg, load_data(cfg.data_config()), device="cpu")
+    trainer.train_epoch()
+    trainer.state.stopped_epoch = [1 if e >= training else None for e in range(members)]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trainer.train_epoch()
+        best = min(best, time.perf_counter() - start)
+    return best / steps
+
+
 def bare_step_seconds(members: int, steps: int, repeats: int) -> float:
     """Seconds per step of the bare batched-matmul MLP of the model's layer shapes."""
     cfg = trial_config(MODEL | {"seeds": [0]})
@@ -128,6 +148,12 @@ def main() -> None:
               f"{b / t:>13.2f}", flush=True)
     knee = max(rates, key=rates.get)
     print(f"fastest per core: packs of {knee} members ({rates[knee]:.0f} samples/s)")
+    full = None
+    for training in (8, 4, 2):
+        t = stopped_step_seconds(training, 8, args.steps, args.repeats)
+        full = full or t
+        print(f"8 members, {training} still training: {t:.4f} s per step "
+              f"({t / full:.2f} of all 8)", flush=True)
     if args.compile:
         for members in sorted(args.sizes)[-2:]:
             eager = trainer_step_seconds(members, args.steps, args.repeats)
