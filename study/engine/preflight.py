@@ -3,6 +3,7 @@ the datasets a study reads, a resumed study's files, and the resources a trial a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -63,6 +64,12 @@ def check_resumable(folder: StudyFolder, ray_dir: str, study_name: str,
 def _check_optuna(db: Path, study_name: str, study_id: str | None) -> None:
     way_out = ("restore it from a copy (e.g. the --storage mirror) or start the study anew with "
                "--overwrite")
+    if _hot_journal(db):
+        # a writer killed inside a transaction left its rollback journal: SQLite undoes that
+        # transaction on the next read-write open (what Optuna's own open would do); a
+        # read-only connection cannot, and fails with "attempt to write a readonly database"
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -80,6 +87,15 @@ def _check_optuna(db: Path, study_name: str, study_id: str | None) -> None:
     if study_id is not None and owner not in (None, study_id):
         raise UserError(f"{db}: the Optuna study belongs to another study (id {owner}, not "
                         f"{study_id}); {way_out}")
+
+
+def _hot_journal(db: Path) -> bool:
+    """A rollback journal beside ``db`` with content: a transaction a killed writer left."""
+    journal = db.with_name(db.name + "-journal")
+    try:
+        return journal.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _check_ray_state(ray_dir: str, started: bool = True) -> None:
