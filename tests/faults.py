@@ -40,12 +40,14 @@ def fault_spec(folder: Path, **fields) -> Path:
 
 
 def start_driver(spec: Path, results: Path, tracking_uri: str, *extra: str,
-                 report: bool = False) -> subprocess.Popen:
+                 report: bool = False, plots: bool = False) -> subprocess.Popen:
     """``python -m study.run`` in a new process group (so a SIGKILL takes Ray with it);
-    without the report at the end unless ``report`` (the faults tested here are the run's)."""
+    without the report at the end unless ``report``, and without per-trial figures unless
+    ``plots`` (the faults tested here are the run's; reports and figures are tested where
+    they are the subject)."""
     cmd = [sys.executable, "-m", "study.run", str(spec), "--budget", "smoke", "--results",
            str(results), "--tracking-uri", tracking_uri, "--quiet", *extra,
-           *([] if report else ["--no-report"])]
+           *([] if report else ["--no-report"]), *([] if plots else ["--no-plots"])]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 

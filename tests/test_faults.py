@@ -165,6 +165,7 @@ def test_diverging_trial_is_recorded_everywhere_and_the_study_goes_on(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = tmp_path / "res"
     finish(start_driver(spec, res, uri))
+    assert not (res / "plots").exists()  # --no-plots (start_driver's default): no figures
 
     trials = read_trials(res)
     assert trials["trial_id"].nunique() == 3 and len(trials) == 6
