@@ -43,7 +43,7 @@ def test_copies_moves_lost_rows_and_lost_parent_runs(tmp_path):
     work1, work2 = tmp_path / "work1", tmp_path / "work2"
     work1.mkdir(), work2.mkdir()
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    study = ("study.run", str(spec), "--budget", "smoke", "--quiet")
+    study = ("study.run", str(spec), "--budget", "smoke", "--quiet", "--no-plots")
     # Ctrl-C before anything is recorded (issue 22: it printed "continue with ... --resume",
     # which was then refused): the line gives the command as it was, which starts the study
     proc = subprocess.Popen([sys.executable, "-m", *study, "--results", str(a)], cwd=work1,
