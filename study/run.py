@@ -52,15 +52,7 @@ def parser() -> argparse.ArgumentParser:
                    help="folder with mnist/ and fashion_mnist/ (default $HVAE_DATA_DIR, else ./data)")
     p.add_argument("--mlflow-grace", type=float, default=300.0, metavar="SECONDS",
                    help="at the end, how long to wait for MLflow writes held back by an outage")
-    p.add_argument("--max-grid", type=int, default=MAX_GRID, metavar="N",
-                   help="refuse a grid of more than N configurations")
-    p.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N",
-                   help="refuse a budget of more than N trials")
-    p.add_argument("--max-width", type=int, default=MAX_WIDTH, metavar="N",
-                   help="refuse a hidden or latent layer of more than N units")
-    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
-                   help="refuse a trial estimated to need more than GIB GiB (default: this "
-                        "machine's memory)")
+    _size_caps(p)
     p.add_argument("--new-parent", action="store_true",
                    help="with --resume: when the study's MLflow parent run cannot be found, "
                         "continue under a new one (the recorded trials are logged to it again)")
@@ -85,6 +77,19 @@ def parser() -> argparse.ArgumentParser:
                    "the child runs' images): about 2 s less per trial; the report's figures, "
                    "made from the Parquet tables, are unaffected")
     return p
+
+
+def _size_caps(p: argparse.ArgumentParser) -> None:
+    """The flags that raise the size caps checked before anything runs (study.spec.limits)."""
+    p.add_argument("--max-grid", type=int, default=MAX_GRID, metavar="N",
+                   help="refuse a grid of more than N configurations")
+    p.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N",
+                   help="refuse a budget of more than N trials")
+    p.add_argument("--max-width", type=int, default=MAX_WIDTH, metavar="N",
+                   help="refuse a hidden or latent layer of more than N units")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="refuse a trial estimated to need more than GIB GiB (default: this "
+                        "machine's memory)")
 
 
 def list_studies(verbose: bool = False) -> str:
