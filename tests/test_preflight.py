@@ -46,3 +46,17 @@ def test_a_journal_left_by_a_killed_writer_is_rolled_back_not_refused(tmp_path):
     _check_optuna(db, "decide", "abc")  # no error
     assert not journal.exists() or journal.stat().st_size == 0
     assert _attributes(db) == before  # the killed transaction undone, the committed one kept
+
+
+def test_a_corrupt_database_beside_a_journal_is_still_one_clear_line(tmp_path):
+    """The journal's roll-back opens the database read-write: a database that is not one
+    (here with a journal beside it) is still refused in one line, not a traceback."""
+    import pytest
+
+    from study.core.errors import UserError
+
+    db = tmp_path / "optuna.db"
+    db.write_bytes(b"not a database" * 100)
+    db.with_name("optuna.db-journal").write_bytes(b"x" * 512)
+    with pytest.raises(UserError, match="not a readable Optuna database of study 'decide'"):
+        _check_optuna(db, "decide", None)

@@ -64,13 +64,13 @@ def check_resumable(folder: StudyFolder, ray_dir: str, study_name: str,
 def _check_optuna(db: Path, study_name: str, study_id: str | None) -> None:
     way_out = ("restore it from a copy (e.g. the --storage mirror) or start the study anew with "
                "--overwrite")
-    if _hot_journal(db):
-        # a writer killed inside a transaction left its rollback journal: SQLite undoes that
-        # transaction on the next read-write open (what Optuna's own open would do); a
-        # read-only connection cannot, and fails with "attempt to write a readonly database"
-        with contextlib.closing(sqlite3.connect(db)) as con:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
     try:
+        if _hot_journal(db):
+            # a writer killed inside a transaction left its rollback journal: SQLite undoes
+            # that transaction on the next read-write open (what Optuna's own open would do);
+            # a read-only connection cannot: "attempt to write a readonly database"
+            with contextlib.closing(sqlite3.connect(db)) as con:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             names = [r[0] for r in con.execute("SELECT study_name FROM studies")]
