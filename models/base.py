@@ -153,20 +153,16 @@ class LatentVariableModel(nn.Module):
         idx = None if members is None else \
             torch.as_tensor(list(members), dtype=torch.long, device=self.device)
         linears = [m for m in self.modules() if isinstance(m, EnsembleLinear)]
-        saved = self._active
-        self._active = None if members is None else [int(e) for e in members]
-        self.noise.active = self._active
+        saved = self._active, [m.active for m in linears]
+        self._active = self.noise.active = None if members is None else [int(e) for e in members]
         for m in linears:
             m.active = idx
         try:
             yield
         finally:
-            self._active = saved
-            self.noise.active = saved
-            restore = None if saved is None else \
-                torch.as_tensor(saved, dtype=torch.long, device=self.device)
-            for m in linears:
-                m.active = restore
+            self._active = self.noise.active = saved[0]
+            for m, before in zip(linears, saved[1]):
+                m.active = before
 
     def randn(self, *shapes: Sequence[int]) -> list[Tensor]:
         """Standard normal noise ``[E, *shape]`` for each of ``shapes`` (without E), in the

@@ -3,9 +3,10 @@ rate ``lr[e]``.
 
 The update is Adam's (Kingma & Ba 2015, as ``torch.optim.Adam`` without weight decay or
 AMSGrad): PyTorch's fused Adam kernel (``torch._fused_adam_``, what ``Adam(fused=True)`` calls)
-when every member has the same learning rate, else PyTorch's multi-tensor (``torch._foreach_*``)
-kernels with the step size scaled per member. Members share no state: member e's moments and update are slices e of
-per-parameter tensors, so a member steps as it would alone. A member whose gradients and
+when every member has the same learning rate, else PyTorch's multi-tensor
+(``torch._foreach_*``) kernels with the step size scaled per member. Members share no state:
+member e's moments and update are slices e of per-parameter tensors, so a member steps as it
+would alone. A member whose gradients and
 moments are zero does not move (the update is 0 / (0 + eps)): the trainer freezes a stopped
 member that way.
 
@@ -119,4 +120,5 @@ class MemberAdam:
             mine = self.state[p]
             for key in ("exp_avg", "exp_avg_sq"):
                 mine[key] = saved[i][key].to(p.device, p.dtype).clone()
-            mine["step"] = torch.as_tensor(saved[i]["step"], dtype=torch.float32).to(p.device).clone()
+            step = torch.as_tensor(saved[i]["step"], dtype=torch.float32)
+            mine["step"] = step.to(p.device).clone()

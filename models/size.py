@@ -91,7 +91,5 @@ def training_memory_bound(config: ModelConfig, n_members: int, batch_size: int,
     before the sampling have one per point). Cheap enough to clear every ordinary
     configuration at start-up; ``training_memory`` is the figure when it matters."""
     rows = batch_size * max(1, n_samples)
-    widths = layer_widths(config)
-    params = sum(n_in * n_out + n_out for n_in, n_out in widths)
-    activations = sum(rows * (n_in + n_out) for n_in, n_out in widths)
-    return FLOAT_BYTES * n_members * (4 * params + 2 * activations)
+    activations = sum(rows * (n_in + n_out) for n_in, n_out in layer_widths(config))
+    return FLOAT_BYTES * n_members * (4 * parameter_count(config) + 2 * activations)

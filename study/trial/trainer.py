@@ -205,9 +205,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=False)
         still = torch.as_tensor(training[active], device=self.device)
         torch.where(still, terms.loss_per_member, 0.0).sum().backward()
+        stopped = ~torch.as_tensor(training, device=self.device)
         with torch.no_grad():
             for p in self.model.parameters():
-                p.grad[~torch.as_tensor(training, device=self.device)] = 0.0
+                p.grad[stopped] = 0.0
             if self.cfg.grad_clip:
                 self._clip_per_member(self.cfg.grad_clip)
         self.optimizer.step()
