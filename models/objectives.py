@@ -79,26 +79,35 @@ def training_objective(
     x: Tensor,
     n_samples: int = 1,
     kl: KLEstimator = "analytic",
-    beta: float = 1.0,
-    free_bits: float = 0.0,
+    beta: float | Tensor = 1.0,
+    free_bits: float | Tensor = 0.0,
 ) -> TrainingTerms:
     """Negative bound to minimise for a batch ``x`` (``[B, D]`` or ``[E, B, D]``).
 
-    beta: weight on the KL terms (warm-up). With n_samples = k > 1 the loss is the
-        negative k-sample bound with weights log p(x|z) - beta * KL.
-    free_bits: lambda >= 0 nats per layer (Kingma et al. 2016): each layer's batch-mean KL
-        enters the loss as max(KL_l, lambda). Only defined for n_samples = 1.
+    beta: weight on the KL terms (warm-up), one for every member or one per member (``[E]``).
+        With n_samples = k > 1 the loss is the negative k-sample bound with weights
+        log p(x|z) - beta * KL.
+    free_bits: lambda >= 0 nats per layer (Kingma et al. 2016), one for every member or one per
+        member (``[E]``): each layer's batch-mean KL enters the loss as max(KL_l, lambda). Only
+        defined for n_samples = 1.
     """
-    if free_bits > 0 and n_samples > 1:
+    per_member_fb = torch.is_tensor(free_bits)
+    if n_samples > 1 and (bool((free_bits > 0).any()) if per_member_fb else free_bits > 0):
         raise ValueError("free bits are defined for the single-sample ELBO only (n_samples=1)")
     fp = model(x, n_samples=n_samples, kl=kl)
     kl_stack = torch.stack(fp.kl, dim=-1)  # [E, S, B, L]
     kl_layers = kl_stack.mean(dim=(1, 2))  # [E, L]
+    if torch.is_tensor(beta):
+        beta = beta.to(kl_layers.dtype)
     if n_samples == 1:
-        penalty = kl_layers.clamp(min=free_bits) if free_bits > 0 else kl_layers
+        if per_member_fb:
+            penalty = torch.maximum(kl_layers, free_bits.to(kl_layers.dtype)[:, None])
+        else:
+            penalty = kl_layers.clamp(min=free_bits) if free_bits > 0 else kl_layers
         loss_per_member = -(fp.log_px_z.mean(dim=(1, 2)) - beta * penalty.sum(-1))
     else:
-        log_w = fp.log_px_z - beta * kl_stack.sum(-1)
+        b = beta.view(-1, 1, 1) if torch.is_tensor(beta) else beta
+        log_w = fp.log_px_z - b * kl_stack.sum(-1)
         loss_per_member = -log_mean_exp(log_w, dim=1).mean(-1)
     with torch.no_grad():
         bound = log_mean_exp(fp.log_weight, dim=1).mean(-1)

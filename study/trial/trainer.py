@@ -29,7 +29,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,36 +40,54 @@ from models.member_adam import MemberAdam
 from study.core.errors import UserError
 from study.data import DataBundle
 from study.spec.config import TrialConfig
+from study.spec.packs import shape_key
 from study.trial.device import matmul_precision, resolve_device
+from study.trial.member_settings import MemberSettings
 from study.trial.records import EpochMetrics, TrainState, mean_alive, plateaued
 
 
 class Trainer:
     """Adam on one ensemble; ``fit`` runs the epochs, ``save``/``load`` checkpoint."""
 
-    def __init__(self, cfg: TrialConfig, data: DataBundle, device: str = "auto",
+    def __init__(self, cfg: TrialConfig | Sequence[TrialConfig],
+                 data: DataBundle | Sequence[DataBundle], device: str = "auto",
                  threads: int | None = None) -> None:
+        """One configuration and its data, or a pack: configurations of one shape
+        (``study.spec.packs.shape_key``) and each one's data; the members are each
+        configuration's seeds in order, with their own settings (``self.settings``)."""
         if threads:
             torch.set_num_threads(threads)
-        self.cfg = cfg
-        self.data = data
+        self.cfgs = (cfg,) if isinstance(cfg, TrialConfig) else tuple(cfg)
+        self.datas = (data,) if isinstance(data, DataBundle) else tuple(data)
+        if len(self.datas) != len(self.cfgs) or len({shape_key(c) for c in self.cfgs}) != 1:
+            raise ValueError("a pack needs configurations of one shape, each with its data")
+        #: the first configuration: the settings every member shares (the pack's shape)
+        self.cfg, self.data = self.cfgs[0], self.datas[0]
+        self.settings = MemberSettings.of(self.cfgs)
+        seeds = [int(s) for c in self.cfgs for s in c.seeds]
         self.device = resolve_device(device)
-        torch.manual_seed(int(np.random.SeedSequence(list(cfg.seeds)).generate_state(1)[0]))
-        self.model = build_model(cfg.architecture(), cfg.seeds).to(self.device)
+        torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
+        self.model = build_model(self.cfg.architecture(), seeds).to(self.device)
         # Adam with a learning rate per member (models.member_adam), set every epoch
-        self.optimizer = MemberAdam(self.model.parameters(), lr=cfg.lr)
-        self.x_train = torch.from_numpy(data.x_train).to(self.device)
-        self.x_val = torch.from_numpy(data.x_val).to(self.device)
-        self._members = torch.arange(len(cfg.seeds), device=self.device)[:, None]
-        self.order_rngs = [torch.Generator().manual_seed(int(s)) for s in cfg.seeds]
-        E = len(cfg.seeds)
+        self.optimizer = MemberAdam(self.model.parameters(), lr=self.cfg.lr)
+        self.x_train, self.x_val = (torch.from_numpy(
+            np.concatenate([getattr(d, k) for d in self.datas]) if self.data.per_member
+            else getattr(self.data, k)).to(self.device) for k in ("x_train", "x_val"))
+        E = len(seeds)
+        self._members = torch.arange(E, device=self.device)[:, None]
+        self.order_rngs = [torch.Generator().manual_seed(s) for s in seeds]
         self.state = TrainState(diverged_epoch=[None] * E, stopped_epoch=[None] * E)
         #: the parameters of each diverged member, restored after every step
         self._frozen: dict[int, dict[str, torch.Tensor]] = {}
+        #: members whose configuration has left the pack (``study.trial.pack``): not trained
+        self.released = np.zeros(E, bool)
+        #: the pack this configuration trains in (``study.trial.pack.Follower``), if any: its
+        #: weights, moments and streams are taken from there before a checkpoint
+        self.following = None
 
     @property
     def n_members(self) -> int:
-        return len(self.cfg.seeds)
+        return len(self.settings.config)
 
     @property
     def alive(self) -> np.ndarray:
@@ -83,8 +101,10 @@ class Trainer:
 
     @property
     def training(self) -> np.ndarray:
-        """``[E]`` the members still training: neither diverged nor stopped."""
-        return self.alive & ~self.stopped
+        """``[E]`` the members still training: neither diverged nor stopped, their own epochs
+        not all run, their configuration still in the pack."""
+        return (self.alive & ~self.stopped & ~self.released
+                & (self.state.epoch < self.settings.epochs))
 
     # ------------------------------------------------------------------ training
     def _batches(self) -> torch.Tensor:
@@ -95,15 +115,22 @@ class Trainer:
             return order.pin_memory().to(self.device, non_blocking=True)
         return order
 
-    def learning_rate(self, epoch: int) -> float:
-        """The learning rate of 0-based ``epoch``: ``cfg.lr``, or with the cosine schedule from
-        ``lr`` at epoch 0 down to ``lr / 100`` at ``cfg.epochs`` (``CosineAnnealingLR``'s
-        closed form)."""
-        cfg = self.cfg
-        if cfg.lr_schedule != "cosine":
-            return cfg.lr
-        low = cfg.lr / 100
-        return low + (cfg.lr - low) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+    def learning_rate(self, epoch: int) -> np.ndarray:
+        """``[E]`` each member's learning rate in 0-based ``epoch``
+        (``MemberSettings.learning_rate``); 0 for a member that is alive and not stopped but
+        no longer trains (its epochs are run, or its configuration left the pack), so Adam's
+        moments do not move it."""
+        lr = self.settings.learning_rate(epoch)
+        idle = self.alive & ~self.stopped & ~self.training
+        return np.where(idle, 0.0, lr)
+
+    def _per_member(self, values: np.ndarray, rows: np.ndarray) -> float | torch.Tensor:
+        """A per-member setting for the members ``rows``: one float when they share it (the
+        scalar path of one configuration), else ``[len(rows)]`` on the device."""
+        v = values[rows]
+        if (v == v[0]).all():
+            return float(v[0])
+        return torch.as_tensor(v, dtype=torch.float32, device=self.device)
 
     def _mark_diverged(self, members: np.ndarray) -> None:
         for e in np.flatnonzero(members):
@@ -117,9 +144,10 @@ class Trainer:
         zeroed here and it is no longer computed (``train_epoch``), so its gradients are zero
         and Adam's update m / (sqrt(v) + eps) is exactly 0 (the rare step with a non-finite
         loss zeroes its gradients explicitly, ``_step_with_diverged_members``)."""
-        cfg = self.cfg
+        s = self.settings
         for e in np.flatnonzero(self.training):
-            if plateaued(self.state.history, cfg.patience, cfg.min_improvement, member=int(e)):
+            if plateaued(self.state.history, int(s.patience[e]), float(s.min_improvement[e]),
+                         member=int(e)):
                 self.state.stopped_epoch[e] = self.state.epoch
                 for st in self.optimizer.state.values():
                     for v in st.values():
@@ -132,7 +160,9 @@ class Trainer:
                 for k, p in self.model.named_parameters():
                     p[e].copy_(params[k])
 
-    def _clip_per_member(self, max_norm: float) -> None:
+    def _clip_per_member(self) -> None:
+        """Scale each member's gradient to norm at most its ``grad_clip`` (none: ``inf``)."""
+        max_norm = self._per_member(self.settings.grad_clip, np.arange(self.n_members))
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # [E]
         scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
@@ -149,6 +179,7 @@ class Trainer:
         cfg, model = self.cfg, self.model
         model.train()
         self.optimizer.set_lr(self.learning_rate(self.state.epoch))
+        clip = bool(np.isfinite(self.settings.grad_clip).any())
         order = self._batches()
         n = order.shape[1]
         n_batches = math.ceil(n / cfg.batch_size)
@@ -157,12 +188,14 @@ class Trainer:
         members = None if len(active) == E else active.tolist()
         rows = torch.as_tensor(active, device=dev)
         order, sel = order[rows], self._members[rows]
+        free_bits = self._per_member(self.settings.free_bits, active)
         loss_sum, bound_sum = torch.full((E,), math.nan, device=dev), torch.zeros(E, device=dev)
         kl_sum = torch.zeros(E, len(model.layer_names), device=dev)
         loss_sum[rows] = 0.0
         for i in range(n_batches):
             idx = order[:, i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            beta = beta_schedule(self.state.epoch + i / n_batches, cfg.warmup_epochs)
+            beta = self._per_member(self.settings.beta(self.state.epoch + i / n_batches),
+                                    active)
             with model.only(members):
                 # [A, b, D]: each member's own points (2-D data is drawn per seed)
                 x = self.x_train[sel, idx] if self.x_train.dim() == 3 else self.x_train[idx]
@@ -170,12 +203,12 @@ class Trainer:
                     x = (model.noise.uniform([x.shape[1:]], x.dtype)[0] < x).to(x.dtype)
                 with self._precision():
                     terms = training_objective(model, x, cfg.iw_samples, cfg.kl, beta,
-                                               cfg.free_bits)
+                                               free_bits)
             if bool(torch.isfinite(terms.loss_per_member).all()):
                 self.optimizer.zero_grad(set_to_none=True)
                 terms.loss.backward()
-                if cfg.grad_clip:
-                    self._clip_per_member(cfg.grad_clip)
+                if clip:
+                    self._clip_per_member()
                 self.optimizer.step()
                 if self._frozen:  # Adam's moments would move a diverged member: put it back
                     self._restore_frozen()
@@ -209,8 +242,8 @@ class Trainer:
         with torch.no_grad():
             for p in self.model.parameters():
                 p.grad[stopped] = 0.0
-            if self.cfg.grad_clip:
-                self._clip_per_member(self.cfg.grad_clip)
+            if np.isfinite(self.settings.grad_clip).any():
+                self._clip_per_member()
         self.optimizer.step()
         self._restore_frozen()
         return True
@@ -264,54 +297,62 @@ class Trainer:
     def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None) -> bool:
         """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
         ``callback(metrics)``; a True return stops training (returns True: stopped early).
-        Before each epoch every training member whose own validation bound has reached a
-        plateau stops (``cfg.patience``, ``_stop_plateaued``); training ends, to be evaluated
-        as usual, when no member is left training (each stopped or diverged). A stopped
-        member's epoch metrics repeat those of its last trained epoch, so the epoch means stay
-        means over every member that has not diverged.
+        Training ends, to be evaluated as usual, when no member is left training (each stopped,
+        diverged or through its epochs; ``run_epoch``).
         With restarts (``cfg.restarts`` > 1) a fresh start first runs ``choose_restarts`` and
         then calls ``callback`` for each of its epochs, as if they had just been trained."""
         if self.cfg.choice_epoch and self.state.epoch == 0:
+            if len(self.cfgs) > 1:
+                raise ValueError("a pack's restarts are chosen per configuration, before packing")
             self.choose_restarts()
             for metrics in self.state.history:
                 stop = bool(callback(metrics)) if callback else False
                 if stop or not self.alive.any():
                     return stop
-        while self.state.epoch < self.cfg.epochs:
-            self._stop_plateaued()
-            if not self.training.any():
-                break
-            start = time.perf_counter()
-            frozen = self.stopped  # stopped before this epoch: their values are carried
-            values = self.train_epoch()
-            # the members still training (every member when none is left: the epoch's record
-            # keeps its keys, and its values are the carried or NaN ones below)
-            values |= self.validate(members=np.flatnonzero(self.training)
-                                    if self.training.any() else None)
-            bad_val = self.training & ~(np.isfinite(values["val_elbo"]) &
-                                        np.isfinite(values["val_bound"]))
-            if bad_val.any():
-                self._mark_diverged(bad_val)
-            self.state.epoch += 1
-            alive = self.alive
-            values["diverged"] = (~alive).astype(float)
-            members = {k: [float(x) if alive[i] or k == "diverged" else float("nan")
-                           for i, x in enumerate(v)] for k, v in values.items()}
-            if frozen.any():
-                last = self.state.history[-1].members
-                for k, v in members.items():
-                    for e in np.flatnonzero(frozen):
-                        v[e] = last[k][e] if k in last else float("nan")
-                values = {k: np.asarray(v, float) for k, v in members.items()}
-            mean = {k: mean_alive(np.asarray(v), alive) for k, v in values.items() if k != "diverged"}
-            mean["beta"] = beta_schedule(self.state.epoch, self.cfg.warmup_epochs)
-            mean["seconds"] = time.perf_counter() - start
-            metrics = EpochMetrics(self.state.epoch, members, mean, int((~alive).sum()))
-            self.state.history.append(metrics)
+        while (metrics := self.run_epoch()) is not None:
             stop = bool(callback(metrics)) if callback else False
-            if stop or not alive.any():
+            if stop or not self.alive.any():
                 return stop
         return False
+
+    def run_epoch(self) -> EpochMetrics | None:
+        """Stop every training member whose own validation bound has reached a plateau
+        (``cfg.patience``, ``_stop_plateaued``), then train one epoch of the members still
+        training and validate them; the epoch's metrics (also appended to ``state.history``),
+        or None when no member is left training. A member not trained this epoch (stopped, or
+        done) repeats the values of its last trained epoch, so the epoch means stay means over
+        every member that has not diverged."""
+        self._stop_plateaued()
+        if not self.training.any():
+            return None
+        start = time.perf_counter()
+        carried = self.alive & ~self.training  # not trained this epoch: their values carried
+        values = self.train_epoch()
+        # the members still training (every member when none is left: the epoch's record
+        # keeps its keys, and its values are the carried or NaN ones below)
+        values |= self.validate(members=np.flatnonzero(self.training)
+                                if self.training.any() else None)
+        bad_val = self.training & ~(np.isfinite(values["val_elbo"]) &
+                                    np.isfinite(values["val_bound"]))
+        if bad_val.any():
+            self._mark_diverged(bad_val)
+        self.state.epoch += 1
+        alive = self.alive
+        values["diverged"] = (~alive).astype(float)
+        members = {k: [float(x) if alive[i] or k == "diverged" else float("nan")
+                       for i, x in enumerate(v)] for k, v in values.items()}
+        if carried.any():
+            last = self.state.history[-1].members
+            for k, v in members.items():
+                for e in np.flatnonzero(carried):
+                    v[e] = last[k][e] if k in last else float("nan")
+            values = {k: np.asarray(v, float) for k, v in members.items()}
+        mean = {k: mean_alive(np.asarray(v), alive) for k, v in values.items() if k != "diverged"}
+        mean["beta"] = beta_schedule(self.state.epoch, self.cfg.warmup_epochs)
+        mean["seconds"] = time.perf_counter() - start
+        metrics = EpochMetrics(self.state.epoch, members, mean, int((~alive).sum()))
+        self.state.history.append(metrics)
+        return metrics
 
     # ------------------------------------------------------------------ restarts
     def choose_restarts(self) -> None:
@@ -345,6 +386,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
+        if self.following is not None:
+            self.following.take_weights()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
