@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="no per-trial figures (plots/ and "
                    "the child runs' images): about 2 s less per trial; the report's figures, "
                    "made from the Parquet tables, are unaffected")
+    p.add_argument("--pack", choices=("on", "off"), default="off",
+                   help="on: the trials of one shape train as one ensemble in a pack server per "
+                   "trial's worth of CPUs (each trial keeps its own records); off: one trial per "
+                   "process (default)")
     return p
 
 
@@ -235,7 +239,7 @@ def run_options(args: argparse.Namespace, caps: Limits) -> dict:
                 mlflow_grace_s=args.mlflow_grace, storage=args.storage,
                 until_decided=args.until_decided, max_seeds=args.max_seeds,
                 seed_step=args.seed_step, new_parent=args.new_parent,
-                max_memory_gib=caps.memory, plots=not args.no_plots)
+                max_memory_gib=caps.memory, plots=not args.no_plots, pack=args.pack)
 
 
 def _dry_run(args: argparse.Namespace, caps: Limits, study: ResolvedStudy) -> int:

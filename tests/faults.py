@@ -103,13 +103,14 @@ def trial_id(folder: Path) -> str:
     return f"{parts[3]}_{parts[4]}"
 
 
-def trial_workers(root_pid: int | None = None) -> list[psutil.Process]:
-    """Ray worker processes that are running a trial (``ray::ImplicitFunc...``)."""
+def trial_workers(root_pid: int | None = None, name: str = "ImplicitFunc") -> list[psutil.Process]:
+    """Ray worker processes that are running a trial (``ray::ImplicitFunc...``), or with
+    ``name`` "PackServer" the pack servers of ``--pack on``."""
     procs = psutil.Process(root_pid).children(recursive=True) if root_pid else psutil.process_iter()
     found = []
     for p in procs:
         try:
-            if "ImplicitFunc" in " ".join(p.cmdline()):
+            if name in " ".join(p.cmdline()):
                 found.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
@@ -121,10 +122,11 @@ def per_seed(results: Path) -> pd.DataFrame:
     return t.set_index(["factor.lr", "seed"]).sort_index()
 
 
-def assert_complete(results: Path, tracking_uri: str, reference: Path | None = None) -> pd.DataFrame:
+def assert_complete(results: Path, tracking_uri: str, reference: Path | None = None,
+                    rtol: float = 1e-6) -> pd.DataFrame:
     """Every trial once in Parquet (one row per seed, every epoch once) and once in MLflow (one
     child run with its status, final metrics equal to Parquet's, every epoch logged once); with
-    ``reference``, the final metrics equal those of the uninterrupted study."""
+    ``reference``, the final metrics equal those of the uninterrupted study (to ``rtol``)."""
     trials = read_trials(results)
     assert trials["trial_id"].nunique() == len(LRS) and len(trials) == 2 * len(LRS)
     assert sorted(trials.drop_duplicates("trial_id")["factor.lr"]) == LRS
@@ -138,7 +140,7 @@ def assert_complete(results: Path, tracking_uri: str, reference: Path | None = N
         assert list(got.index) == list(ref.index)
         assert (got["trial_status"] == ref["trial_status"]).all()
         for col in COMPARED:
-            pd.testing.assert_series_equal(got[col], ref[col], rtol=1e-6, check_names=False)
+            pd.testing.assert_series_equal(got[col], ref[col], rtol=rtol, check_names=False)
         assert (got["epochs"] == ref["epochs"]).all()
 
     client = MlflowClient(tracking_uri)

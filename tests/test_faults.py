@@ -378,3 +378,53 @@ def test_a_full_disk_stops_the_study_loudly_and_resume_finishes_it(tmp_path, ref
         assert_complete(res, uri, reference)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+#: packed members step with the multi-tensor Adam kernels, alone with the fused one: after 120
+#: epochs their final numbers agree with the unpacked reference to this relative tolerance
+PACKED_RTOL = 1e-4
+
+
+def test_killed_pack_server_and_trial_workers_are_retried_from_their_checkpoints(tmp_path,
+                                                                               reference):
+    """``--pack on``: the three trials train in the pack servers; every trial worker and every
+    pack server is killed mid-study. Ray Tune retries the trials from their checkpoints, the
+    servers restart, and the study ends as the uninterrupted, unpacked one."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--pack", "on")
+    wait_for(lambda: (res / "ray").exists() and any(
+        checkpoints_made(p) >= 3 for p in checkpointed_unfinished(res)), proc,
+        what="a running trial with checkpoints")
+    victims = {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 3}
+    servers, workers = trial_workers(proc.pid, "PackServer"), trial_workers(proc.pid)
+    assert servers and workers
+    for w in servers + workers:
+        w.send_signal(signal.SIGKILL)
+    finish(proc)
+    trials = assert_complete(res, uri, reference, rtol=PACKED_RTOL)
+    trials = trials.drop_duplicates("trial_id").set_index("trial_id")
+    assert (trials["pack_members"] >= 2).all()
+    for victim in victims:  # retried, from its last checkpoint, not from epoch 0
+        assert trials.loc[victim, "num_failures"] >= 1
+        restored = int(trials.loc[victim, "restored_from_epoch"])
+        assert restored > 0 and restored % CHECKPOINT_EVERY == 0
+
+
+def test_killed_driver_of_a_packed_study_is_resumed_without_duplicates_or_losses(tmp_path,
+                                                                                 reference):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    proc = start_driver(fault_spec(tmp_path), res, uri, "--pack", "on")
+    wait_for(lambda: (res / "ray").exists() and any(
+        checkpoints_made(p) >= 4 for p in checkpointed_unfinished(res)), proc,
+        what="a trial checkpointed four times")
+    victims = {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 4}
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray, the servers and every worker
+    proc.wait(30)
+    assert trials_done(res) < len(LRS)
+    finish(start_driver(fault_spec(tmp_path), res, uri, "--pack", "on", "--resume"))
+    trials = assert_complete(res, uri, reference, rtol=PACKED_RTOL)
+    trials = trials.drop_duplicates("trial_id").set_index("trial_id")
+    for victim in victims:  # restarted from a checkpoint, not from epoch 0
+        assert int(trials.loc[victim, "restored_from_epoch"]) > 0

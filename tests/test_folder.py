@@ -249,13 +249,13 @@ def test_a_trials_checkpoints_are_all_found_newest_first(tmp_path):
     """Newer ones than Ray's record too: a killed driver's record lags behind the folder."""
     from ray import tune
 
-    from study.engine.trainable import _trial_checkpoints
+    from study.engine.tune_checkpoints import trial_checkpoints
 
     trial = tmp_path / "run_study_trial_x"
     for i in (3, 1, 2, 7):
         (trial / f"checkpoint_{i:06d}").mkdir(parents=True)
     (trial / "error.txt").write_text("")
-    found = _trial_checkpoints(tune.Checkpoint(str(trial / "checkpoint_000003")))
+    found = trial_checkpoints(tune.Checkpoint(str(trial / "checkpoint_000003")))
     assert [c.path.rsplit("/", 1)[1] for c in found] == [
         "checkpoint_000007", "checkpoint_000003", "checkpoint_000002", "checkpoint_000001"]
 

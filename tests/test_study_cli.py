@@ -172,6 +172,15 @@ def test_flag_out_of_range(tmp_path, flag, value):
     assert not (tmp_path / "results").exists()
 
 
+def test_packs_on_gpus_are_refused(tmp_path):
+    """Pack servers train on CPUs only so far: asking for both is one line, nothing written."""
+    path = write_spec(tmp_path, "ok")
+    line = _one_error_line(_run("study.run", str(path), "--budget", "smoke", "--pack", "on",
+                                "--gpus-per-trial", "0.5", cwd=tmp_path))
+    assert "--pack on" in line and "0.5 GPU" in line and "--pack off" in line
+    assert not (tmp_path / "results").exists()
+
+
 def _mnist_spec(tmp_path):
     return write_spec(tmp_path, "tiny_mnist", fixed={"dataset": "mnist", "n_train": 256})
 

@@ -204,6 +204,9 @@ def _check_before_starting(study: ResolvedStudy, opts: RunOptions,
 
         check_decidable(study, design)
     gpus = spec.resources.gpus if opts.gpus_per_trial is None else opts.gpus_per_trial
+    if opts.pack == "on" and gpus > 0:
+        raise UserError(f"--pack on: packs train on CPUs only so far, and this study's trials "
+                        f"ask for {gpus:g} GPU each; use --pack off, or --gpus-per-trial 0")
     if opts.address is None:
         check_local_resources(spec, gpus, opts.num_cpus)
     check_datasets(study)
@@ -307,6 +310,7 @@ def _run(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
                 study.spec, opts, folder, rounds, recorder, parent, outbox, tracker, mirror,
                 ended_early=stopped or error is not None)
     finally:
+        _stop_pack_servers()
         if own:
             interruption.__exit__(None, None, None)
     missing = rounds.total - sum(counts.values())
@@ -320,6 +324,14 @@ def _run(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
     elif missing or counts["failed"]:
         out.exit_status = 1
     return out
+
+
+def _stop_pack_servers() -> None:
+    import sys
+
+    tuner = sys.modules.get("study.engine.tuner")  # imported while Ray started
+    if tuner is not None:
+        tuner.stop_pack_servers()
 
 
 def _open_records(study: ResolvedStudy, folder: StudyFolder, *,

@@ -20,6 +20,8 @@ class RunOptions:
     num_cpus: int | None = None
     quiet: bool = False
     plots: bool = True
+    #: "on": trials of one shape train as packs in pack servers (study.engine.pack_server)
+    pack: str = "off"
     mlflow_grace_s: float = 300.0
     until_decided: bool = False
     max_seeds: int | None = None

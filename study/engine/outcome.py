@@ -122,6 +122,7 @@ def trial_rows(trial: Trial, cfg: TrialConfig, factors: dict[str, Any], *, statu
         row: dict[str, Any] = {
             "trial_id": trial.trial_id, "seed": seed, "trial_status": status,
             "epochs": epochs, "node_id": bookkeeping.node_id, "device": bookkeeping.device,
+            "pack_members": bookkeeping.pack_members or len(cfg.seeds),
             "num_failures": int(trial.num_failures),
             "restored_from_epoch": bookkeeping.restored_from,
             "restore_note": bookkeeping.restore_note,

@@ -24,13 +24,13 @@ import functools
 import tempfile
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
 
+from study.engine.tune_checkpoints import trainer_file, trial_checkpoints
 from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 from study.trial.files import CHECKPOINT
@@ -53,9 +53,10 @@ def cached_data(cfg: DataConfig) -> DataBundle:
 class TuneIO:
     """A trial's checkpoints and results through Ray Tune (see the module docstring)."""
 
-    def __init__(self, spec: StudySpec, metric: str, device: str) -> None:
+    def __init__(self, spec: StudySpec, metric: str, device: str,
+                 node: str | None = None) -> None:
         self.spec, self.metric, self.device = spec, metric, device
-        self.node = ray.get_runtime_context().get_node_id()
+        self.node = node or ray.get_runtime_context().get_node_id()
         self.pending: list[EpochMetrics] = []
         self.restored = Restored()
         self.last_report = time.monotonic()
@@ -65,8 +66,8 @@ class TuneIO:
         recorded = tune.get_checkpoint()
         if recorded is None:
             return []
-        return [(Path(c.path).name, functools.partial(_trainer_file, c))
-                for c in _trial_checkpoints(recorded)]
+        return [(Path(c.path).name, functools.partial(trainer_file, c))
+                for c in trial_checkpoints(recorded)]
 
     def begin(self, trainer: Trainer, restored: Restored) -> None:
         self.restored = restored
@@ -79,10 +80,15 @@ class TuneIO:
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            trainer.save(Path(tmp) / CHECKPOINT)
-            if write_files is not None:
-                write_files(Path(tmp))
+            self._write(Path(tmp), trainer, write_files)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    @staticmethod
+    def _write(folder: Path, trainer: Trainer, write_files: WriteFiles | None) -> None:
+        """A checkpoint's files: the trainer's and, at the end, the trial's ``FILES``."""
+        trainer.save(folder / CHECKPOINT)
+        if write_files is not None:
+            write_files(folder)
 
     def _flush(self, trainer: Trainer | None) -> None:
         result = epoch_result(self.pending, self.node, self.restored)
@@ -109,36 +115,20 @@ class TuneIO:
         diverged = min((d for d in trainer.state.diverged_epoch if d), default=0)
         self._report(final_result(last, self.metric, score, device=self.device,
                                   node=self.node, restored=self.restored,
-                                  diverged_epoch=diverged), trainer, write_files)
-
-
-@contextmanager
-def _trainer_file(checkpoint: tune.Checkpoint):
-    with checkpoint.as_directory() as folder:
-        yield Path(folder) / CHECKPOINT
-
-
-def _trial_checkpoints(recorded: tune.Checkpoint) -> list[tune.Checkpoint]:
-    """Every checkpoint in the trial's folder (``checkpoint_NNNNNN`` beside the one Ray
-    ``recorded``), newest first: a driver killed just after a checkpoint leaves Ray's record
-    behind the folder (``study.engine.tuner.stand_in_for_deleted_checkpoints``), and any checkpoint of
-    the trial's own folder is a state of this trial, its history every epoch before it."""
-    import pyarrow.fs as pafs
-
-    fs, path = recorded.filesystem, recorded.path.rstrip("/")
-    parent = path.rsplit("/", 1)[0]
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(parent))
-    except OSError:
-        return [recorded]
-    found = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
-                    and i.base_name.startswith("checkpoint_")), reverse=True)
-    return [tune.Checkpoint(p, filesystem=fs) for p in found] or [recorded]
+                                  diverged_epoch=diverged, pack_members=trainer.pack_members),
+                     trainer, write_files)
 
 
 def run_study_trial(factors: dict[str, Any], study: ResolvedStudy, metric: str,
-                    plots: bool = True) -> None:
-    """Ray Tune function trainable (see the module docstring)."""
+                    plots: bool = True, pack: str | None = None) -> None:
+    """Ray Tune function trainable (see the module docstring); with ``pack`` (``--pack on``:
+    the study's identity) a thin client of the pack servers of its node, if it has any
+    (``study.engine.pack_client``)."""
+    if pack is not None:
+        from study.engine.pack_client import run_packed_trial
+
+        if run_packed_trial(factors, study, metric, pack):
+            return
     import matplotlib
     import torch
 
@@ -152,3 +142,4 @@ def run_study_trial(factors: dict[str, Any], study: ResolvedStudy, metric: str,
     io = TuneIO(spec, metric, device)
     run_trial(cfg, io, data=cached_data(cfg.data_config()), device=device,
               threads=max(1, int(spec.resources.cpus)), plots=plots)
+

@@ -22,6 +22,21 @@ if TYPE_CHECKING:
     from study.judge.sequential import Round
 
 
+#: the pack servers this driver started (they live as long as a handle does)
+_SERVERS: list[Any] = []
+
+
+def stop_pack_servers() -> None:
+    """End the pack servers this driver started (at the end of a run)."""
+    import ray
+
+    while _SERVERS:
+        try:
+            ray.kill(_SERVERS.pop())
+        except Exception:  # noqa: BLE001 - already gone with its node
+            pass
+
+
 def study_progress(study: ResolvedStudy, total: int) -> Progress:
     """The progress line of ``total`` trials, its ETA from the cost model at this machine
     kind's reference rates (a trial's estimate from its factors and round seeds)."""
@@ -51,8 +66,6 @@ def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
 
     from study.engine.pruning import OptunaPruningScheduler
     from study.engine.search import build_search
-    from study.engine.trainable import run_study_trial
-
     spec = study.spec
     total = study.num_trials if round_ is None else len(round_.cells)
     progress = None if opts.quiet else study_progress(study, total)
@@ -64,11 +77,7 @@ def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
     recorder = StudyRecorder(study, folder.path, parent_run_id=parent_run_id,
                              outbox=outbox, mirror=mirror, progress=progress,
                              experiment=None if mirror is not None else Path(ray_root) / name)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_study_trial, study=study, metric=spec.search.metric,
-                             plots=opts.plots),
-        {"cpu": spec.resources.cpus, "gpu": gpus},
-    )
+    trainable = _trainable(study, opts, folder, gpus)
     if restore:
         return _restored(f"{ray_root}/{name}", trainable, recorder, folder, local=mirror is None), \
             recorder
@@ -94,6 +103,26 @@ def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
     return tuner, recorder
+
+
+def _trainable(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, gpus: float) -> Any:
+    """The Ray trainable with its parameters and resources: a trial per configuration, or with
+    ``--pack on`` a thin client of the pack servers started here (engine/pack_server)."""
+    from ray import tune
+
+    from study.engine.trainable import run_study_trial
+
+    spec = study.spec
+    params = dict(study=study, metric=spec.search.metric, plots=opts.plots)
+    if opts.pack != "on":
+        return tune.with_resources(tune.with_parameters(run_study_trial, **params),
+                                   {"cpu": spec.resources.cpus, "gpu": gpus})
+    from study.engine.pack_server import CLIENTS_PER_SERVER, start_servers
+
+    _SERVERS.extend(start_servers(study, folder.state.study_id, spec.search.metric, opts.plots))
+    return tune.with_resources(
+        tune.with_parameters(run_study_trial, pack=folder.state.study_id, **params),
+        {"cpu": spec.resources.cpus / CLIENTS_PER_SERVER, "gpu": 0})
 
 
 def _restored(path: str, trainable: Any, recorder: StudyRecorder, folder: StudyFolder, *,

@@ -15,6 +15,7 @@ from study.spec.config import TrialConfig
 EPOCH_METRICS = ("train_loss", "train_bound", "val_bound", "val_elbo", "diverged")
 #: ``trials.parquet`` columns of every seed row besides the metrics, factors and config
 ROW_COLUMNS = ("trial_id", "seed", "trial_status", "seed_status", "epochs", "node_id", "device",
+               "pack_members",
                "num_failures", "restored_from_epoch", "restore_note", "started_at", "ended_at",
                "last_val_bound", "last_val_elbo", "last_train_bound")
 

@@ -246,6 +246,7 @@ class PackLoop:
         for j, k in enumerate(chosen):
             f = Follower(self.members[k].trainer, packed, np.arange(offsets[j], offsets[j + 1]))
             self.members[k].follower = followers[k] = f
+            f.trainer.pack_members = max(f.trainer.pack_members, packed.n_members)
             f.trainer.following = f  # its checkpoints take the weights from the pack first
         return packed, followers
 

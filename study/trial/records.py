@@ -26,7 +26,7 @@ _KIND = "report"  # result key: "epoch" or "final"
 _EPOCH, _FINAL = "epoch", "final"
 #: the keys of a Tune result that only this module may spell
 RESULT_KEYS = frozenset({_KIND, "n_diverged", "node_id", "device", "restored_from",
-                         "restore_note", "diverged_epoch", "history"})
+                         "restore_note", "diverged_epoch", "history", "pack_members"})
 
 
 def mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
@@ -125,10 +125,11 @@ def epoch_result(pending: list[EpochMetrics], node: str, restored: Restored) -> 
 
 
 def final_result(last: EpochMetrics, metric: str, score: float, *, device: str, node: str,
-                 restored: Restored, diverged_epoch: int) -> dict[str, Any]:
+                 restored: Restored, diverged_epoch: int, pack_members: int) -> dict[str, Any]:
     return {_KIND: _FINAL, "epoch": last.epoch, metric: score, "n_diverged": last.n_diverged,
             "device": device, "node_id": node, "restored_from": restored.epoch,
-            "restore_note": restored.note, "diverged_epoch": diverged_epoch}
+            "restore_note": restored.note, "diverged_epoch": diverged_epoch,
+            "pack_members": pack_members}
 
 
 def is_epoch_result(result: dict[str, Any] | None) -> bool:
@@ -150,6 +151,8 @@ class Reported:
     restore_note: str = ""
     n_diverged: int = 0
     diverged_epoch: int = 0
+    #: the most members the trial's ensemble held (its seeds, or its pack's members)
+    pack_members: int = 0
     values: dict[str, Any] = field(default_factory=dict)
 
     def value(self, metric: str) -> float | None:
@@ -166,6 +169,7 @@ def reported(result: dict[str, Any] | None) -> Reported:
                     restore_note=str(r.get("restore_note") or ""),
                     n_diverged=int(r.get("n_diverged", 0) or 0),
                     diverged_epoch=int(r.get("diverged_epoch") or 0),
+                    pack_members=int(r.get("pack_members") or 0),
                     values={k: v for k, v in r.items() if isinstance(v, (int, float))
                             and not isinstance(v, bool)})
 

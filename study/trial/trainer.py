@@ -84,6 +84,8 @@ class Trainer:
         #: the pack this configuration trains in (``study.trial.pack.Follower``), if any: its
         #: weights, moments and streams are taken from there before a checkpoint
         self.following = None
+        #: the most members this configuration trained beside (its own seeds, or its packs')
+        self.pack_members = E
 
     @property
     def n_members(self) -> int:
