@@ -249,11 +249,13 @@ def _dry_run(args: argparse.Namespace, caps: Limits, study: ResolvedStudy) -> in
     from study.engine.until_decided import sequential_design
     from study.judge.decidable import check_decidable, decidability_text
     from study.spec.limits import check_memory
-    from study.spec.plan import dry_run
+    from study.spec.plan import dry_run, packs_text
 
     check_memory(study, caps)  # before any model is built to time it
     design = sequential_design(study, RunOptions(**run_options(args, caps)), None)
     print(dry_run(study, args.num_cpus, args.max_concurrent))
+    if args.pack == "on":
+        print(packs_text(study, args.num_cpus))
     claims = decidability_text(study, design)
     if claims:
         print(claims)

@@ -41,6 +41,22 @@ def test_dry_run_lists_every_trial_and_its_time_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results, no mlflow.db
 
 
+def test_dry_run_with_packs_shows_each_pack_and_its_members(tmp_path):
+    """``--dry-run --pack on``: the configurations grouped by shape (batch size is a shape,
+    the learning rate is not), each pack with its configurations and members."""
+    spec = write_spec(tmp_path, "dry", factors={"lr": {"grid": [0.003, 0.01]},
+                                                "batch_size": {"grid": [64, 128]}})
+    r = _run("study.run", str(spec), "--budget", "smoke", "--dry-run", "--pack", "on",
+             "--num-cpus", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    packs = [line.strip() for line in r.stdout.splitlines() if line.strip().startswith("pack ")]
+    assert packs == [  # in the order of the grid's cells
+        "pack 1 (2 configurations, 4 members): lr=0.003, batch_size=64; lr=0.01, batch_size=64",
+        "pack 2 (2 configurations, 4 members): lr=0.003, batch_size=128; lr=0.01, batch_size=128",
+    ]
+    assert "packs (--pack on): 2 packs" in r.stdout and "1 pack server (one per 1 CPU)" in r.stdout
+
+
 def test_unknown_study(tmp_path):
     line = _one_error_line(_run("study.run", "no_such_study", cwd=tmp_path))
     assert "unknown study 'no_such_study'" in line and "spirals_depth" in line

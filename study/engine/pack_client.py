@@ -1,7 +1,8 @@
 """The trial side of ``--pack on`` (``study.engine.pack_server``): a thin Ray Tune trainable.
 
 The trial's worker imports no PyTorch: it finds the pack servers of its node by name, joins
-the least loaded one with its configuration and its checkpoints (as bytes, newest first),
+the one server 0 assigns it (``PackServer.assign``: balanced, shapes kept together) with its
+configuration and its checkpoints (as bytes, newest first),
 and relays every message back to Ray Tune: epoch results, checkpoints and the final result
 with the trial's files, each as ``TuneIO`` makes them. Ray Tune's STOP (pruning, an
 interrupted study) ends the client at its next report; its ``finally`` takes the trial out of
@@ -18,6 +19,7 @@ import ray
 from ray import tune
 
 from study.engine.tune_checkpoints import trainer_file, trial_checkpoints
+from study.spec.packs import shape_key
 from study.spec.resolved import ResolvedStudy
 from study.trial.records import is_final_result
 
@@ -47,18 +49,19 @@ class PackServerError(RuntimeError):
 
 def run_packed_trial(factors: dict[str, Any], study: ResolvedStudy, metric: str,
                      study_id: str) -> bool:
-    """Train this trial in the least loaded pack server of its node
+    """Train this trial in the pack server of its node that server 0 assigns it
     (``study.engine.pack_server``) and report what it sends, as ``TuneIO`` would have; False
     when the node has no pack server (a node that joined later: the trial trains alone)."""
     servers = servers_here(study_id)
     if not servers:
         return False
-    loads = ray.get([s.load.remote() for s in servers])
-    server = servers[loads.index(min(loads))]
     key = tune.get_context().get_trial_id()
-    ray.get(server.join.remote(key, factors, _checkpoint_bytes(),
-                               ray.get_runtime_context().get_node_id()))
+    cfg = study.config(factors)
+    server = servers[ray.get(servers[0].assign.remote(key, shape_key(cfg), len(cfg.seeds),
+                                                      len(servers)))]
     try:
+        ray.get(server.join.remote(key, factors, _checkpoint_bytes(),
+                                   ray.get_runtime_context().get_node_id()))
         while True:
             for kind, payload, files in ray.get(server.take.remote(key, 1.0)):
                 if kind == "error":
@@ -68,6 +71,7 @@ def run_packed_trial(factors: dict[str, Any], study: ResolvedStudy, metric: str,
                     return True
     finally:
         server.leave.remote(key)
+        servers[0].unassign.remote(key)
 
 
 def _relay(result: dict[str, Any], files: dict[str, bytes] | None) -> None:

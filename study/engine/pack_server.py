@@ -12,8 +12,9 @@ Resources: the driver starts ``servers_per_node`` servers on each node (named
 ``hvae-pack-<study id>-<node>-<k>``, owned by the driver, so they end with it), each taking no
 Ray resources of its own; each trial asks for ``1 / CLIENTS_PER_SERVER`` of a trial's CPUs, so
 the trials that fill a node's CPUs lend them to its servers (one server per trial's worth of
-CPUs, ``spec.resources.cpus`` threads each). A client joins the least loaded server of its
-node; a node without servers (one that joined the cluster later) trains its trials alone.
+CPUs, ``spec.resources.cpus`` threads each). A client joins the server that server 0 of its
+node assigns it (``assign``: the servers balanced by members, trials of one shape together); a
+node without servers (one that joined the cluster later) trains its trials alone.
 
 Faults: a client whose trial is stopped (pruned, the study interrupted) leaves its server when
 its next report returns; a client that joins with a key the server already holds (its trial
@@ -35,6 +36,7 @@ import ray
 
 from study.engine.pack_client import server_name
 from study.engine.trainable import TuneIO, cached_data
+from study.spec.packs import TRIALS_PER_SERVER
 from study.spec.resolved import ResolvedStudy
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from study.trial.trainer import Trainer
 
 #: clients (trials) per server: a server's trials together ask for one trial's CPUs
-CLIENTS_PER_SERVER = 8
+CLIENTS_PER_SERVER = TRIALS_PER_SERVER
 #: a message to a client: ("report", result, files or None) or ("error", text, None)
 Message = tuple[str, Any, dict[str, bytes] | None]
 
@@ -87,6 +89,9 @@ class PackServer:
         self.loop = PackLoop(device="cpu", threads=threads, plots=plots)
         self.inbox: dict[str, list[Message]] = {}
         self.cond = threading.Condition()
+        #: server 0 of a node assigns its trials to servers: key -> (server, members, shape)
+        self.assigned: dict[str, tuple[int, int, str]] = {}
+        self.assigning = threading.Lock()  # not ``cond``: that is held while a pack trains
         threading.Thread(target=self._train, daemon=True, name="pack-loop").start()
 
     # ------------------------------------------------------------------ the clients' calls
@@ -117,10 +122,28 @@ class PackServer:
             self.loop.leave(key)
             self.inbox.pop(key, None)
 
-    def load(self) -> int:
-        """The members (seeds) this server trains."""
-        with self.cond:
-            return sum(m.trainer.n_members for m in self.loop.members.values())
+    def assign(self, key: str, shape: str, members: int, servers: int) -> int:
+        """(Server 0 of a node.) The server of trial ``key`` among ``servers``: the one with the
+        fewest members, counting a server that holds trials of this ``shape`` as one
+        configuration lighter (so trials of one shape share packs while the servers stay
+        balanced); ties to the lowest index. One call decides, so trials that start together
+        do not all pick the same idle server."""
+        with self.assigning:
+            self.assigned.pop(key, None)
+            load = [0] * servers
+            holds: list[set[str]] = [set() for _ in range(servers)]
+            for k, m, s in self.assigned.values():
+                if k < servers:
+                    load[k] += m
+                    holds[k].add(s)
+            best = min(range(servers),
+                       key=lambda k: (load[k] - (members if shape in holds[k] else 0), k))
+            self.assigned[key] = (best, members, shape)
+            return best
+
+    def unassign(self, key: str) -> None:
+        with self.assigning:
+            self.assigned.pop(key, None)
 
     # ------------------------------------------------------------------ the training thread
     def _train(self) -> None:

@@ -41,6 +41,9 @@ PER_MEMBER_2D_DATA = frozenset({"dataset", "noise", "data_seed", "data_dir"})
 #: 5 to 80 members, 13,500 at 320 (docs/benchmarks.md "Packs on one core",
 #: ``python benchmarks/pack_throughput.py``)
 KNEE_MEMBERS = 80
+#: trials a pack server holds at once (``--pack on``): each asks for this share of a trial's
+#: CPUs, so this many fill one trial's worth (study.engine.pack_server)
+TRIALS_PER_SERVER = 8
 
 
 def fusible(cfg: TrialConfig) -> frozenset[str]:
@@ -56,12 +59,13 @@ def shape_key(cfg: TrialConfig) -> str:
 
 
 def plan_packs(configs: Sequence[TrialConfig], max_members: int = KNEE_MEMBERS,
-               min_packs: int = 1) -> list[list[int]]:
+               min_packs: int = 1, max_configs: int | None = None) -> list[list[int]]:
     """The packs of ``configs``: lists of indices into ``configs``, each of one shape
     (``shape_key``), in first-come order. A pack holds at most ``max_members`` members (seeds
     summed over its configurations; a configuration with more seeds is a pack of its own),
     and the configurations are spread over at least ``min_packs`` packs where there are that
-    many (one per free worker: a pack is a trial, and a trial runs on one worker)."""
+    many (one per free worker: a pack is a trial, and a trial runs on one worker), with at
+    most ``max_configs`` configurations each."""
     if max_members < 1 or min_packs < 1:
         raise ValueError(f"need max_members >= 1 and min_packs >= 1, got {max_members}, "
                          f"{min_packs}")
@@ -78,7 +82,7 @@ def plan_packs(configs: Sequence[TrialConfig], max_members: int = KNEE_MEMBERS,
         size = 0
         for i in members:
             n = len(configs[i].seeds)
-            if pack and size + n > cap:
+            if pack and (size + n > cap or len(pack) == (max_configs or len(configs))):
                 packs.append(pack)
                 pack, size = [], 0
             pack.append(i)

@@ -149,6 +149,30 @@ def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
     return "\n".join(lines)
 
 
+def packs_text(study: ResolvedStudy, num_cpus: int | None = None) -> str:
+    """``--dry-run --pack on``: the packs the trials would form (``study.spec.packs``): the
+    configurations of one shape, at most ``TRIALS_PER_SERVER`` of them and ``KNEE_MEMBERS``
+    members per pack, over one pack server per trial's worth of CPUs. Sampled configurations
+    are known only when Optuna samples them: each joins a pack of its shape then."""
+    from study.spec.packs import KNEE_MEMBERS, TRIALS_PER_SERVER, plan_packs
+
+    spec, plan = study.spec, planned_trials(study)
+    cfgs = [p.cfg for p in plan for _ in range(p.count)]
+    labels = [p.label for p in plan for _ in range(p.count)]
+    servers = slots(spec, num_cpus, None)
+    packs = plan_packs(cfgs, KNEE_MEMBERS, min_packs=servers, max_configs=TRIALS_PER_SERVER)
+    lines = [f"packs (--pack on): {len(packs)} packs of configurations that share every shape "
+             f"(at most {TRIALS_PER_SERVER} configurations and {KNEE_MEMBERS} members each), "
+             f"trained by {servers} pack server{'s' if servers > 1 else ''} (one per "
+             f"{spec.resources.cpus:g} CPU); each configuration keeps its own trial, records "
+             "and checkpoints; the time estimate above is for --pack off"]
+    for i, pack in enumerate(packs, 1):
+        members = sum(len(cfgs[j].seeds) for j in pack)
+        lines.append(f"  pack {i} ({len(pack)} configurations, {members} members): "
+                     + "; ".join(labels[j] for j in pack))
+    return "\n".join(lines)
+
+
 def budgets_text(spec: StudySpec) -> str:
     """What each budget of a study means (``--list -v``)."""
     from study.spec.study_spec import BUDGETS

@@ -1,0 +1,81 @@
+"""Packs end to end: one study run with ``--pack on`` and with ``--pack off``, in one invocation.
+
+Run: ``python benchmarks/pack_end_to_end.py NAME [NAME ...] [--budget default]`` (variance_mode
+at ``default``: about 10 minutes on 2 CPUs). Each run is the README's command in a fresh
+process, ``python -m study.run NAME --budget B --no-plots`` (plots off in both: the figures are
+the same work either way), into a temporary folder, off first, then on. Printed per study:
+the wall time of each command and their ratio; the largest pack (``pack_members``); how far the
+per-seed final numbers of the two runs are apart (the largest absolute difference of
+``test_ll`` and of ``last_val_bound``, nats); and whether each claim's verdict is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def run(name: str, budget: str, folder: Path, pack: str, env: dict) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "study.run", name, "--budget", budget, "--no-plots", "--quiet",
+         "--results", str(folder / pack), "--tracking-uri", f"sqlite:///{folder}/mlflow_{pack}.db",
+         "--pack", pack], cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+        raise SystemExit(f"{name} --pack {pack}: exit {done.returncode}")
+    return wall
+
+
+def compare(folder: Path) -> dict:
+    from study.store.results import read_trials
+
+    frames = {}
+    for pack in ("off", "on"):
+        t = read_trials(folder / pack)
+        keys = [c for c in t.columns if c.startswith("factor.")] + ["seed"]
+        frames[pack] = t.sort_values(keys).reset_index(drop=True)
+    off, on = frames["off"], frames["on"]
+    verdicts = {p: [v["verdict"] for v in json.loads(
+        (folder / p / "report" / "verdicts.json").read_text())] for p in ("off", "on")}
+    return {"rows": len(on), "pack_members": int(on["pack_members"].max()),
+            "test_ll": float((on["test_ll"] - off["test_ll"]).abs().max()),
+            "last_val_bound": float((on["last_val_bound"] - off["last_val_bound"]).abs().max()),
+            "status": bool((on["trial_status"] == off["trial_status"]).all()),
+            "verdicts": verdicts}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="+")
+    p.add_argument("--budget", default="default")
+    args = p.parse_args()
+    env = dict(os.environ)
+    env.setdefault("HVAE_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    for name in args.names:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            off = run(name, args.budget, folder, "off", env)
+            on = run(name, args.budget, folder, "on", env)
+            c = compare(folder)
+        same = c["verdicts"]["on"] == c["verdicts"]["off"]
+        print(f"{name} --budget {args.budget}: --pack off {off:.1f} s, --pack on {on:.1f} s "
+              f"({off / on:.2f}x); largest pack {c['pack_members']} members; {c['rows']} seed "
+              f"rows, statuses {'equal' if c['status'] else 'DIFFER'}, max |diff| test_ll "
+              f"{c['test_ll']:.2g} nats, last_val_bound {c['last_val_bound']:.2g} nats; "
+              f"verdicts {'the same' if same else 'DIFFER'}: off {c['verdicts']['off']}, "
+              f"on {c['verdicts']['on']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
