@@ -154,15 +154,18 @@ class LatentVariableModel(nn.Module):
             torch.as_tensor(list(members), dtype=torch.long, device=self.device)
         linears = [m for m in self.modules() if isinstance(m, EnsembleLinear)]
         saved = self._active, [m.active for m in linears]
+        saved_lik = getattr(self.likelihood, "active", None)
         self._active = self.noise.active = None if members is None else [int(e) for e in members]
         for m in linears:
             m.active = idx
+        self.likelihood.active = idx
         try:
             yield
         finally:
             self._active = self.noise.active = saved[0]
             for m, before in zip(linears, saved[1]):
                 m.active = before
+            self.likelihood.active = saved_lik
 
     def randn(self, *shapes: Sequence[int]) -> list[Tensor]:
         """Standard normal noise ``[E, *shape]`` for each of ``shapes`` (without E), in the

@@ -72,7 +72,7 @@ def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
-def positive_std(raw: Tensor, floor: float) -> Tensor:
+def positive_std(raw: Tensor, floor: float | Tensor) -> Tensor:
     """Map an unconstrained network output to a standard deviation ``floor + softplus(raw)``."""
     return floor + F.softplus(raw)
 

@@ -6,6 +6,7 @@ distribution over x. ``log_prob`` is in nats, summed over the D data dimensions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -50,8 +51,25 @@ class GaussianLikelihood(Likelihood):
             raise ValueError(f"need output_std > 0 and min_output_std >= 0, got {output_std}, "
                              f"{min_output_std}")
         self.variance = variance
-        self.output_std = float(output_std)
-        self.min_std = float(min_output_std)
+        self.output_std: float | Tensor = float(output_std)
+        self.min_std: float | Tensor = float(min_output_std)
+        #: the members a forward pass computes (``LatentVariableModel.only``); None: all
+        self.active: Tensor | None = None
+
+    def set_members(self, output_std: Sequence[float], min_output_std: Sequence[float],
+                    device: torch.device | str = "cpu") -> None:
+        """One fixed std and one floor per member (``[E]`` each, a pack of configurations):
+        member e's rows use ``output_std[e]`` / ``min_output_std[e]``."""
+        self.output_std = torch.as_tensor(output_std, dtype=torch.float32, device=device)
+        self.min_std = torch.as_tensor(min_output_std, dtype=torch.float32, device=device)
+
+    def _per_member(self, value: float | Tensor, like: Tensor) -> float | Tensor:
+        """A setting for the rows of ``like`` (``[E, ...]``): the float, or the active
+        members' values shaped ``[E, 1, ...]``."""
+        if not torch.is_tensor(value):
+            return value
+        v = value if self.active is None else value[self.active]
+        return v.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
 
     def n_params(self, x_dim: int) -> int:
         return 2 * x_dim if self.variance == "learned" else x_dim
@@ -59,8 +77,11 @@ class GaussianLikelihood(Likelihood):
     def _mean_std(self, params: Tensor) -> tuple[Tensor, Tensor]:
         if self.variance == "learned":
             mean, raw = params.chunk(2, dim=-1)
-            return mean, positive_std(raw, self.min_std)
-        return params, torch.full_like(params, self.output_std)
+            return mean, positive_std(raw, self._per_member(self.min_std, raw))
+        std = self._per_member(self.output_std, params)
+        if torch.is_tensor(std):
+            return params, std.expand_as(params)
+        return params, torch.full_like(params, std)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         mean, std = self._mean_std(params)

@@ -24,7 +24,7 @@ SMALL = dict(dataset="spirals", n_train=256, n_val=128, n_test=300, latents=[2, 
 OTHERS = [
     dict(lr=1e-3), dict(warmup_epochs=2.0), dict(free_bits=0.1), dict(noise=0.1),
     dict(dataset="moons"), dict(grad_clip=0.5), dict(lr_schedule="cosine"), dict(epochs=2),
-    dict(data_seed=3, lr=5e-3),
+    dict(data_seed=3, lr=5e-3, min_output_std=0.05),
 ]
 
 
@@ -56,7 +56,8 @@ def _pack(cfgs, ios=None):
 
 def test_a_configuration_trains_the_same_alone_and_in_a_pack_of_20():
     """Configuration 0 (2 seeds) alone and inside a pack of 10 configurations (20 members) that
-    differ in learning rate, schedule, warm-up, free bits, clipping, epochs and data: the same
+    differ in learning rate, schedule, warm-up, free bits, clipping, epochs, the floor of the
+    learned output std and data: the same
     parameters after 3 epochs and the same epoch metrics, to float rounding (the pack runs
     the multi-tensor Adam path, alone the fused one); each other configuration too, and the
     2-epoch one ends after its 2 epochs."""
@@ -181,3 +182,19 @@ def test_a_late_configuration_catches_up_and_a_resumed_one_rejoins(tmp_path):
         for key, value in alone.trainer.model.state_dict().items():
             torch.testing.assert_close(res.trainer.model.state_dict()[key], value,
                                        atol=2e-5, rtol=1e-4)
+
+
+def test_fixed_output_stds_are_per_member_in_a_pack():
+    """Fixed output std 0.01 and 1 (variance_mode's two fixed levels) share a pack: each trains
+    and is validated as alone."""
+    cfgs = [_cfg(variance="fixed", output_std=0.01), _cfg(variance="fixed", output_std=1.0)]
+    assert shape_key(cfgs[0]) == shape_key(cfgs[1])
+    results, _ = _pack(cfgs)
+    for cfg, inside in zip(cfgs, results):
+        alone = run_trial(cfg, NoCheckpoints(), device="cpu", threads=1, plots=False)
+        for key, value in alone.trainer.model.state_dict().items():
+            torch.testing.assert_close(inside.trainer.model.state_dict()[key], value,
+                                       atol=2e-5, rtol=1e-4)
+        np.testing.assert_allclose(inside.trainer.state.history[-1].members["val_bound"],
+                                   alone.trainer.state.history[-1].members["val_bound"],
+                                   rtol=1e-5)

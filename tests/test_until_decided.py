@@ -73,13 +73,18 @@ def _check_complete(results, uri: str) -> None:
     assert sum("seeds 4-7" in c.info.run_name for c in children) == 1
 
 
-def test_open_claims_get_a_round_of_seeds_and_decided_ones_do_not(local_ray, tmp_path):
+@pytest.mark.parametrize("pack", ["off", "on"])
+def test_open_claims_get_a_round_of_seeds_and_decided_ones_do_not(local_ray, tmp_path, pack):
+    """``--pack on``: the rounds' trials train in pack servers, and everything else is alike."""
     spec = load_spec(str(_spec(tmp_path)))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, quiet=True,
-                    until_decided=True, max_seeds=8)
+                    until_decided=True, max_seeds=8, pack=pack)
     assert out.exit_status == 0 and out.total == 4 and out.counts["finished"] == 4
     _check_complete(out.results, uri)
+    trials = read_trials(out.results)
+    packed = trials["pack_members"] > trials.groupby("trial_id")["seed"].transform("count")
+    assert packed.any() == (pack == "on")  # with packs, some trial trained beside another
     report = build_report(spec, out.results).read_text()
     assert "Seeds were added until decided" in report and "4 to 8 seeds per configuration" in report
     rows = [line for line in report.splitlines() if line.startswith("| 1 | lr 0.01") or

@@ -6,14 +6,16 @@ each with its own weights, Adam moments, data order, noise and per-member settin
 configurations may share a pack is decided here, from their ``TrialConfig`` alone (no PyTorch):
 
 - settings a member carries on its own (``PER_MEMBER``): learning rate and its schedule, the
-  number of epochs, KL warm-up, free bits, gradient clipping, early stopping;
+  number of epochs, KL warm-up, free bits, gradient clipping, early stopping, the fixed output
+  std and the floor of a learned one;
 - settings read only after training, when each configuration is evaluated on its own
   (``EVALUATION_ONLY``);
 - for 2-D data, which is drawn per seed anyway (``[E, N, 2]``), the data itself
   (``PER_MEMBER_2D_DATA``): the curve, its noise and the data seed; the sizes of the training
   and validation sets stay shared, they are shapes;
-- every other setting (model kind, latents, widths, likelihood and output variance, importance
-  samples, KL estimator, batch size, restarts, image data) is the pack's *shape*
+- every other setting (model kind, latents, widths, likelihood and whether the output variance
+  is learned, importance samples, KL estimator, batch size, restarts, image data) is the pack's
+  *shape*
   (``shape_key``): configurations of one pack have equal values.
 
 ``plan_packs`` groups configurations of equal shape, in the order given, into packs of at most
@@ -31,7 +33,8 @@ from study.spec.config import TrialConfig
 
 #: settings each member of a pack carries on its own (the trainer reads them per member)
 PER_MEMBER = frozenset({"lr", "lr_schedule", "epochs", "warmup_epochs", "free_bits",
-                        "grad_clip", "patience", "min_improvement", "seeds"})
+                        "grad_clip", "patience", "min_improvement", "seeds", "output_std",
+                        "min_output_std"})
 #: settings only the evaluation reads (each configuration of a pack is evaluated on its own)
 EVALUATION_ONLY = frozenset({"eval_importance", "ood_importance", "eval_points", "n_test",
                              "ood_shifts", "ood_offsets", "ood_dataset"})

@@ -21,8 +21,9 @@ from study.spec.config import TrialConfig
 class MemberSettings:
     """Per member (``[M]`` each): ``config`` the index of its configuration in the trainer's
     list; the learning rate, whether it follows the cosine schedule, its epochs, KL warm-up
-    epochs, free bits (nats per layer), gradient-norm cap (``inf``: none), and early stopping's
-    patience and minimum improvement (nats)."""
+    epochs, free bits (nats per layer), gradient-norm cap (``inf``: none), early stopping's
+    patience and minimum improvement (nats), and the Gaussian output's fixed std and the floor
+    of a learned one (data units)."""
 
     config: np.ndarray
     lr: np.ndarray
@@ -33,6 +34,8 @@ class MemberSettings:
     grad_clip: np.ndarray
     patience: np.ndarray
     min_improvement: np.ndarray
+    output_std: np.ndarray
+    min_output_std: np.ndarray
 
     @classmethod
     def of(cls, cfgs: Sequence[TrialConfig]) -> MemberSettings:
@@ -52,6 +55,8 @@ class MemberSettings:
             grad_clip=column(lambda c: math.inf if c.grad_clip is None else c.grad_clip),
             patience=column(lambda c: c.patience, int),
             min_improvement=column(lambda c: c.min_improvement),
+            output_std=column(lambda c: c.output_std),
+            min_output_std=column(lambda c: c.min_output_std),
         )
 
     def learning_rate(self, epoch: int) -> np.ndarray:

@@ -68,6 +68,9 @@ class Trainer:
         self.device = resolve_device(device)
         torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
         self.model = build_model(self.cfg.architecture(), seeds).to(self.device)
+        s = self.settings
+        if len(set(s.output_std)) > 1 or len(set(s.min_output_std)) > 1:  # a pack's own stds
+            self.model.likelihood.set_members(s.output_std, s.min_output_std, self.device)
         # Adam with a learning rate per member (models.member_adam), set every epoch
         self.optimizer = MemberAdam(self.model.parameters(), lr=self.cfg.lr)
         self.x_train, self.x_val = (torch.from_numpy(
