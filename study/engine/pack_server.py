@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -160,6 +161,9 @@ class PackServer:
                 self.cond.notify_all()
                 if not busy:
                     self.cond.wait(0.5)
+            # outside the lock: the clients' calls waiting for it get it between two epochs
+            # (CPython's lock is not fair; taken again at once, it could starve them)
+            time.sleep(0.001)
 
 
 class RelayIO(TuneIO):
