@@ -2,13 +2,14 @@
 rate ``lr[e]``.
 
 The update is Adam's (Kingma & Ba 2015, as ``torch.optim.Adam`` without weight decay or
-AMSGrad): PyTorch's fused Adam kernel (``torch._fused_adam_``, what ``Adam(fused=True)`` calls)
-when every member has the same learning rate, else PyTorch's multi-tensor
-(``torch._foreach_*``) kernels with the step size scaled per member. Members share no state:
-member e's moments and update are slices e of per-parameter tensors, so a member steps as it
-would alone. A member whose gradients and
-moments are zero does not move (the update is 0 / (0 + eps)): the trainer freezes a stopped
-member that way.
+AMSGrad): PyTorch's fused Adam kernel (``torch._fused_adam_``, what ``Adam(fused=True)`` calls),
+once for every run of consecutive members that share a learning rate (all members at once
+when they all do; a pack's configuration otherwise), on those members' rows of each tensor.
+Members share no state: member e's moments and update are slices e of per-parameter tensors,
+and the kernel is element-wise, so a member steps bit for bit as it would alone. A member
+whose gradients and moments are zero does not move (the update is 0 / (0 + eps)): the trainer
+freezes a stopped member that way; a run with learning rate 0 is skipped (the trainer's
+members that no longer train).
 
 Why not ``torch.optim.Adam``: a learning rate per member (configurations that share shapes
 train as one ensemble, each with its own learning rate), and start-up: the first
@@ -22,7 +23,6 @@ load in either.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -57,10 +57,15 @@ class MemberAdam:
         if lr.shape != (self.n_members,):
             raise ValueError(f"{lr.numel()} learning rates for {self.n_members} members")
         self.lr = lr.clone()
-        #: the one learning rate of every member, or None (then the multi-tensor path)
-        self._shared = float(self.lr[0]) if bool((self.lr == self.lr[0]).all()) else None
-        # one view per parameter, [E, 1, ...], for the per-member step size
-        self._lr_views = [self.lr.view(-1, *[1] * (p.dim() - 1)).to(p.dtype) for p in self.params]
+        #: runs of consecutive members with one learning rate: (first, end, lr); a pack's
+        #: configurations are consecutive, so a run is a configuration (or several)
+        values = self.lr.cpu().tolist()
+        self._runs: list[tuple[int, int, float]] = []
+        start = 0
+        for e in range(1, len(values) + 1):
+            if e == len(values) or values[e] != values[start]:
+                self._runs.append((start, e, values[start]))
+                start = e
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -84,22 +89,18 @@ class MemberAdam:
         exp_avg_sq = [s["exp_avg_sq"] for s in states]
         beta1, beta2 = self.betas
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        if self._shared is not None:
-            torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], steps, lr=self._shared,
-                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,
-                               amsgrad=False, maximize=False)
-            return
-        t = float(steps[0])
-        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, math.sqrt(1 - beta2**t))
-        torch._foreach_add_(denom, self.eps)
-        update = torch._foreach_div(exp_avg, denom)
-        torch._foreach_mul_(update, [self._lr_views[i] for i in chosen])
-        torch._foreach_add_(params, update, alpha=-1 / (1 - beta1**t))
+        torch._foreach_add_(steps, 1)  # the fused kernel reads the step counts, never adds
+        whole = len(self._runs) == 1
+        for first, end, lr in self._runs:
+            if lr == 0.0 and not whole:  # members held still (the trainer's idle ones)
+                continue
+
+            def rows(ts: list[Tensor]) -> list[Tensor]:
+                return ts if whole else [t[first:end] for t in ts]
+
+            torch._fused_adam_(rows(params), rows(grads), rows(exp_avg), rows(exp_avg_sq), [],
+                               steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                               eps=self.eps, amsgrad=False, maximize=False)
 
     def state_dict(self) -> dict:
         """``torch.optim.Adam``'s layout (see the module docstring)."""

@@ -380,9 +380,9 @@ def test_a_full_disk_stops_the_study_loudly_and_resume_finishes_it(tmp_path, ref
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-#: packed members step with the multi-tensor Adam kernels, alone with the fused one: after 120
-#: epochs their final numbers agree with the unpacked reference to this relative tolerance
-PACKED_RTOL = 1e-4
+#: a packed configuration trains as it would alone (tests/test_packs.py: bit for bit), so its
+#: final numbers meet the unpacked reference at the tolerance of every other fault test
+PACKED_RTOL = 1e-6
 
 
 def test_killed_pack_server_and_trial_workers_are_retried_from_their_checkpoints(tmp_path,

@@ -62,7 +62,7 @@ def test_a_packed_study_records_what_an_unpacked_one_does(local_ray, tmp_path):
     assert list(on["trial_status"]) == list(off["trial_status"]) == ["finished"] * 8
     assert (on["epochs"].to_numpy() == off["epochs"].to_numpy()).all()
     for col in ("test_ll", "last_val_bound", "kl_z", "ll_gap"):
-        np.testing.assert_allclose(on[col], off[col], rtol=1e-4, err_msg=col)
+        np.testing.assert_allclose(on[col], off[col], rtol=1e-6, err_msg=col)
 
 
 def test_a_configuration_pruned_inside_a_pack_leaves_it_and_the_others_finish(local_ray,
