@@ -35,6 +35,7 @@ factors:
   lr: {grid: [0.0005, 0.001, 0.002, 0.004]}
   warmup_epochs: {grid: [0, 5, 10, 20]}
 seeds: 2
+pruner: {name: none}
 budgets:
   default: {epochs: 20, n_train: 4000, n_test: 1000}
 """
