@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             return _main(argv, interruption)
         finally:
             _stop_ray_quietly()
+            interruption.ignore_to_the_end()  # the process exits next (exit_now)
 
 
 def _stop_ray_quietly() -> None:

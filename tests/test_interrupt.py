@@ -87,3 +87,22 @@ def test_a_signal_swallowed_by_a_finaliser_is_noted_and_raised_at_the_next_phase
                 interruption.raise_if_signalled()
         finally:
             interruption._hook = original
+
+
+def test_a_signal_after_the_command_has_ended_does_not_change_its_exit_status():
+    """``study.run.main`` returns with SIGINT and SIGTERM ignored: between its end and the
+    process's exit a late signal (a scheduler's SIGTERM) changes nothing. Before, the default
+    handlers were restored there and such a SIGTERM killed the driver (exit -15 after a
+    complete run; the chaos harness found it on a loaded machine)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import os, signal, study.run as r; s = r.main(['--list']); "
+            "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT); "
+            "print('alive', s, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("alive 0 True")
