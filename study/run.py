@@ -227,9 +227,11 @@ def _stop_ray_quietly() -> None:
     import ray
 
     if ray.is_initialized():
+        from study.engine.launch import stop_ray
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        ray.shutdown()
+        stop_ray()  # Ray's shutdown would put SIGTERM back to the default
 
 
 def run_options(args: argparse.Namespace, caps: Limits) -> dict:

@@ -106,3 +106,32 @@ def test_a_signal_after_the_command_has_ended_does_not_change_its_exit_status():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("alive 0 True")
+
+
+def test_ray_shutdown_leaves_sigterm_where_it_was():
+    """Ray's shutdown resets SIGTERM to the default at the C level; the driver's shutdown
+    (``study.run._stop_ray_quietly``, which ignores signals first) keeps it ignored, so a
+    SIGTERM while or after Ray stops no longer kills the driver (exit -15 after a complete
+    resume: the chaos harness on a loaded machine)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import ctypes, os, signal\n"
+            "from study.engine.launch import start_ray\n"
+            "import study.run as r\n"
+            "libc = ctypes.CDLL(None)\n"
+            "def disp():\n"
+            "    buf = ctypes.create_string_buffer(512)\n"
+            "    libc.sigaction(signal.SIGTERM, None, buf)\n"
+            "    return int.from_bytes(buf.raw[:8], 'little')\n"
+            "start_ray(None, 1)\n"
+            "r._stop_ray_quietly()\n"
+            "print('after', disp())\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print('alive')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["after", str(int(signal.SIG_IGN)), "alive"]

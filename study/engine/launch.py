@@ -113,6 +113,19 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray_utils.set_sigterm_handler = own
 
 
+def stop_ray() -> None:
+    """``ray.shutdown()`` with SIGINT's and SIGTERM's dispositions kept as they are: Ray's
+    shutdown resets SIGTERM to the default at the C level (measured: during and after it), and
+    a SIGTERM then killed the driver outright (exit -15; found by the chaos harness on a loaded
+    machine, where the shutdown takes seconds)."""
+    import ray
+
+    from study.engine.interrupt import kept_dispositions
+
+    with kept_dispositions():
+        ray.shutdown()
+
+
 def run_study(spec: StudySpec, budget: str = "default", results: str | Path | None = None, *,
               interruption: Interruption | None = None, **options: Any) -> StudyOutcome:
     """Run (or resume) ``spec`` at ``budget`` into ``results`` (default
@@ -143,7 +156,7 @@ def run_study(spec: StudySpec, budget: str = "default", results: str | Path | No
     except BaseException:
         folder.give_up()
         if started_ray:
-            ray.shutdown()
+            stop_ray()
         raise
     if folder.moved_from is not None:
         print(f"note: this study's folder moved from {folder.moved_from} to {folder.path}; "
@@ -248,7 +261,7 @@ def _start(study: ResolvedStudy, opts: RunOptions, ready: _Ready, started_ray: b
             return pending.result()
         except BaseException:
             if started_ray:
-                ray.shutdown()
+                stop_ray()
             raise
 
 
