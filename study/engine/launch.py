@@ -235,8 +235,6 @@ def _start(study: ResolvedStudy, opts: RunOptions, ready: _Ready, started_ray: b
     needs too: study.spec.cost.reference_rates), import Ray Tune and Optuna, and open
     MLflow's store (seconds when new) once the memory is known to fit (a refusal writes
     nothing), finding a resumed study's parent run; (the tracker, the parent run to resume)."""
-    import ray
-
     prior, spec = ready.prior, study.spec
 
     def tracking() -> tuple[Tracker, str | None]:
