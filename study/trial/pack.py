@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models import beta_schedule
 from study.data import DataBundle
 from study.spec.config import TrialConfig
 from study.spec.packs import KNEE_MEMBERS, shape_key
 from study.trial.evaluate import evaluate
-from study.trial.records import EpochMetrics, TrainState, mean_alive
+from study.trial.records import EpochMetrics, TrainState
 from study.trial.run_trial import TrialIO, TrialResult, restore_newest, write_trial_files
 from study.trial.trainer import Trainer
 
@@ -78,14 +79,9 @@ def _concat_states(states: Sequence[TrainState]) -> TrainState:
 def config_epoch(metrics: EpochMetrics, rows: np.ndarray, cfg: TrialConfig) -> EpochMetrics:
     """A pack's epoch as configuration ``cfg`` (members ``rows``) records it: its members'
     values and their means, its own KL weight."""
-    members = {k: [v[i] for i in rows] for k, v in metrics.members.items()}
-    diverged = np.asarray(members["diverged"]) > 0
-    mean = {k: mean_alive(np.asarray(v, float), ~diverged)
-            for k, v in members.items() if k != "diverged"}
-    mean["beta"] = float(np.minimum(1.0, metrics.epoch / cfg.warmup_epochs)) \
-        if cfg.warmup_epochs > 0 else 1.0
-    mean["seconds"] = metrics.mean["seconds"]
-    return EpochMetrics(metrics.epoch, members, mean, int(diverged.sum()))
+    kept = metrics.keep([int(i) for i in rows])
+    kept.mean["beta"] = beta_schedule(metrics.epoch, cfg.warmup_epochs)
+    return kept
 
 
 @dataclass
@@ -118,18 +114,7 @@ class Follower:
     def take_weights(self) -> None:
         """Copy this configuration's weights, Adam moments, data-order and noise streams and
         frozen members from the pack into its own trainer."""
-        p, t, rows = self.packed, self.trainer, self.rows.tolist()
-        with torch.no_grad():
-            t.model.load_state_dict({k: v[rows] for k, v in p.model.state_dict().items()})
-        opt = p.optimizer.state_dict()
-        opt["state"] = {i: {k: v[rows] if v.dim() else v for k, v in st.items()}
-                        for i, st in opt["state"].items()}
-        t.optimizer.load_state_dict(opt)
-        for g, m in zip(t.order_rngs, rows):
-            g.set_state(p.order_rngs[m].get_state())
-        noise = p.model.noise.get_state()
-        t.model.noise.set_state([noise[m] for m in rows])
-        t._frozen = {e: p._frozen[m] for e, m in enumerate(rows) if m in p._frozen}
+        self.trainer.take_members(self.packed, self.rows.tolist())
 
 
 @dataclass

@@ -53,6 +53,15 @@ class EpochMetrics:
         """The epoch's means and its count of diverged members, as MLflow logs them."""
         return tracked_metrics(self.mean, self.n_diverged)
 
+    def keep(self, idx: list[int]) -> EpochMetrics:
+        """This epoch for the members ``idx`` alone, in that order: their values, and the means
+        over those that had not diverged (other means, e.g. ``beta``, as they were)."""
+        members = {k: [v[i] for i in idx] for k, v in self.members.items()}
+        diverged = np.asarray(members.get("diverged", [0.0] * len(idx))) > 0
+        mean = dict(self.mean) | {k: mean_alive(np.asarray(v, float), ~diverged)
+                                  for k, v in members.items() if k != "diverged"}
+        return EpochMetrics(self.epoch, members, mean, int(diverged.sum()))
+
     def rows(self, seeds: list[int]) -> list[dict[str, Any]]:
         """One row per seed (epoch, seed, then every metric), for ``epochs.parquet``."""
         out = []
@@ -95,13 +104,7 @@ class TrainState:
     def keep_members(self, idx: list[int]) -> TrainState:
         """This state for the members ``idx`` alone, in that order: every epoch's per-member
         values and their means (over the kept members that had not diverged)."""
-        history = []
-        for h in self.history:
-            members = {k: [v[i] for i in idx] for k, v in h.members.items()}
-            diverged = np.asarray(members.get("diverged", [0.0] * len(idx))) > 0
-            mean = dict(h.mean) | {k: mean_alive(np.asarray(v, float), ~diverged)
-                                   for k, v in members.items() if k != "diverged"}
-            history.append(EpochMetrics(h.epoch, members, mean, int(diverged.sum())))
+        history = [h.keep(idx) for h in self.history]
         return TrainState(self.epoch, history, [self.diverged_epoch[i] for i in idx],
                           [self.restart[i] for i in idx] if self.restart else [],
                           [self.stopped_epoch[i] for i in idx] if self.stopped_epoch else [])

@@ -376,18 +376,25 @@ class Trainer:
         bound = np.array(cand.state.history[-1].members["val_bound"], float).reshape(R, E)
         r_best = np.where(np.isfinite(bound), bound, -np.inf).argmax(0)
         keep = [int(r * E + e) for e, r in enumerate(r_best)]
-        with torch.no_grad():
-            self.model.load_state_dict({k: v[keep] for k, v in cand.model.state_dict().items()})
-        opt = cand.optimizer.state_dict()
-        opt["state"] = {i: {k: v[keep] if v.dim() else v for k, v in st.items()}
-                        for i, st in opt["state"].items()}
-        self.optimizer.load_state_dict(opt)
-        self.order_rngs = [cand.order_rngs[m] for m in keep]
-        cand_noise = cand.model.noise.get_state()
-        self.model.noise.set_state([cand_noise[m] for m in keep])
+        self.take_members(cand, keep)
         cand.state.restart = [m // E for m in range(R * E)]
         self.state = cand.state.keep_members(keep)
-        self._frozen = {e: cand._frozen[m] for e, m in enumerate(keep) if m in cand._frozen}
+
+    def take_members(self, source: Trainer, rows: list[int]) -> None:
+        """Members ``rows`` of ``source`` (same shape) become this trainer's members, in that
+        order: their weights, Adam moments, data-order and noise streams and frozen
+        parameters (not the training state: the caller's)."""
+        with torch.no_grad():
+            self.model.load_state_dict({k: v[rows] for k, v in source.model.state_dict().items()})
+        opt = source.optimizer.state_dict()
+        opt["state"] = {i: {k: v[rows] if v.dim() else v for k, v in st.items()}
+                        for i, st in opt["state"].items()}
+        self.optimizer.load_state_dict(opt)
+        for g, m in zip(self.order_rngs, rows):
+            g.set_state(source.order_rngs[m].get_state())
+        noise = source.model.noise.get_state()
+        self.model.noise.set_state([noise[m] for m in rows])
+        self._frozen = {e: source._frozen[m] for e, m in enumerate(rows) if m in source._frozen}
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
