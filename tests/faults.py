@@ -81,6 +81,15 @@ def checkpointed_unfinished(results: Path) -> list[Path]:
     return [p for p in folders if not any(t in p.name for t in done)]
 
 
+def checkpointed_victims(res: Path, proc: subprocess.Popen, at_least: int) -> set[str]:
+    """Wait until a running trial has reported ``at_least`` checkpoints (the first ones'
+    results have surely reached the driver); the ids of the unfinished trials that have."""
+    wait_for(lambda: (res / "ray").exists() and any(
+        checkpoints_made(p) >= at_least for p in checkpointed_unfinished(res)), proc,
+        what=f"a running trial checkpointed {at_least} times")
+    return {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= at_least}
+
+
 def checkpoints_made(folder: Path) -> int:
     """How many checkpoints a trial folder's trial has reported (Ray numbers them from 0 and
     keeps only the last ``num_to_keep``)."""

@@ -18,6 +18,7 @@ from faults import (
     LRS,
     assert_complete,
     checkpointed_unfinished,
+    checkpointed_victims,
     checkpoints_made,
     fault_spec,
     finish,
@@ -58,11 +59,7 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, reference)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = tmp_path / "res"
     proc = start_driver(fault_spec(tmp_path), res, uri, "--max-concurrent", "1")
-    # three checkpoints made: the first ones' results have surely reached the driver
-    wait_for(lambda: (res / "ray").exists() and any(
-        checkpoints_made(p) >= 3 for p in checkpointed_unfinished(res)), proc,
-        what="a running trial with checkpoints")
-    victims = {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 3}
+    victims = checkpointed_victims(res, proc, 3)
     workers = trial_workers(proc.pid)
     assert workers
     for w in workers:  # every trial worker: the running trial's (and a spare Ray started)
@@ -393,10 +390,7 @@ def test_killed_pack_server_and_trial_workers_are_retried_from_their_checkpoints
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = tmp_path / "res"
     proc = start_driver(fault_spec(tmp_path), res, uri, "--pack", "on")
-    wait_for(lambda: (res / "ray").exists() and any(
-        checkpoints_made(p) >= 3 for p in checkpointed_unfinished(res)), proc,
-        what="a running trial with checkpoints")
-    victims = {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 3}
+    victims = checkpointed_victims(res, proc, 3)
     servers, workers = trial_workers(proc.pid, "PackServer"), trial_workers(proc.pid)
     assert servers and workers
     for w in servers + workers:
@@ -416,10 +410,7 @@ def test_killed_driver_of_a_packed_study_is_resumed_without_duplicates_or_losses
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = tmp_path / "res"
     proc = start_driver(fault_spec(tmp_path), res, uri, "--pack", "on")
-    wait_for(lambda: (res / "ray").exists() and any(
-        checkpoints_made(p) >= 4 for p in checkpointed_unfinished(res)), proc,
-        what="a trial checkpointed four times")
-    victims = {trial_id(p) for p in checkpointed_unfinished(res) if checkpoints_made(p) >= 4}
+    victims = checkpointed_victims(res, proc, 4)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray, the servers and every worker
     proc.wait(30)
     assert trials_done(res) < len(LRS)
