@@ -31,15 +31,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PUBLISHED = re.compile(r"`python -m study\.run (\w+) --budget (\w+)( --until-decided[^`&]*)?"
-                       r"\s*(?:&&[^`]*)?`: [^,]+, (?:(\d+) min )?(\d+) s, exit 0")
+PUBLISHED = re.compile(r"`python -m study\.run (\w+) --budget (\w+)([^`&]*)"
+                       r"(?:&&[^`]*)?`: [^,]+, (?:(\d+) min )?(\d+) s, exit 0")
 PROGRESS = re.compile(r"^\[\s*(?:(\d+)h)?(?:(\d+)m)?(\d+)s\].*?ETA (?:(\d+)h)?(?:(\d+)m)?(\d+)s")
 
 
 def published() -> dict[str, tuple[str, float, bool]]:
     """study -> (budget, wall seconds, run with --until-decided) from docs/results/README.md."""
     text = (REPO / "docs" / "results" / "README.md").read_text()
-    return {m[1]: (m[2], 60 * int(m[4] or 0) + int(m[5]), bool(m[3]))
+    return {m[1]: (m[2], 60 * int(m[4] or 0) + int(m[5]), "--until-decided" in m[3])
             for m in PUBLISHED.finditer(text)}
 
 
@@ -58,7 +58,8 @@ def estimates(name: str, budget: str) -> tuple[float, float]:
     timed = [cost.seconds(p.work, measured_rates(p.cfg, cache))
              for p in plan for _ in range(p.count)]
     ref = [cost.estimate(p.cfg).seconds for p in plan for _ in range(p.count)]
-    return cost.makespan(timed, n, cost.STUDY_S), cost.makespan(ref, n, cost.STUDY_S)
+    return (cost.makespan(timed, n, cost.STUDY_S, cost.SHARED_SLOWDOWN),
+            cost.makespan(ref, n, cost.STUDY_S))
 
 
 def fit(budget: str) -> None:
@@ -110,7 +111,7 @@ def run(name: str, budget: str) -> tuple[float, list[tuple[float, float, float]]
     said = [(_seconds(*m.groups()[:3]), _seconds(*m.groups()[3:]))
             for m in map(PROGRESS.match, out.stdout.splitlines()) if m]
     checks = []
-    for frac in (0.25, 0.5, 0.75):
+    for frac in (0.1, 0.25, 0.5, 0.75):
         near = [s for s in said if s[0] >= frac * wall]
         if near:
             at, eta = near[0]
@@ -137,7 +138,7 @@ def main() -> None:
                   f"{timed / wall:.2f} | {ref / 60:.1f} min | {ref / wall:.2f} |")
         return
     print("| study | measured wall | dry run | ratio | reference rates | ratio | ETA said / left "
-          "at 25%, 50%, 75% of the run |")
+          "at 10%, 25%, 50%, 75% of the run |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for name in args.run:
         timed, ref = estimates(name, args.budget)

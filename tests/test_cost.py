@@ -92,6 +92,10 @@ def test_makespan_schedules_longest_first_on_the_first_free_slot():
     assert cost.makespan([3, 5, 3, 4], slots=2, study_s=1.0) == 8 + 1.0
     assert cost.makespan([10, 1, 1], slots=3, study_s=0.0) == 10
     assert cost.makespan([2, 2, 2], slots=1, study_s=0.0) == 6
+    # trials timed alone run slower beside each other; one at a time (or one trial) does not
+    assert cost.makespan([3, 5, 3, 4], slots=2, study_s=1.0, shared=1.5) == 12 + 1.0
+    assert cost.makespan([2, 2], slots=1, study_s=0.0, shared=1.5) == 4
+    assert cost.makespan([2], slots=2, study_s=0.0, shared=1.5) == 2
 
 
 def test_reference_rates_rank_bigger_models_slower():
@@ -155,5 +159,5 @@ def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
     from study.spec.spec_file import load_spec
 
     text = dry_run(ResolvedStudy(load_spec("spirals_depth"), "default"))
-    assert "~261" in text  # early stopping's expected epochs (0.87 x 300)
+    assert "~219" in text  # early stopping's expected epochs per seed (0.73 x 300)
     assert "1,200 epochs planned" in text and "estimated" in text

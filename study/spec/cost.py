@@ -12,7 +12,7 @@ The work (``TrialWork``) is counted in what a trial does, in order:
   members (every seed's candidates side by side), then the rest of the epochs with E members;
   each epoch is ``ceil(n_train / batch_size)`` optimizer steps of the whole ensemble, and a
   validation pass of ``n_val`` points per member (the ELBO, plus the k-sample bound for k > 1);
-- *early stopping*: with ``patience`` > 0 a trial trains ``EARLY_STOP_FRACTION`` of its epochs
+- *early stopping*: with ``patience`` > 0 a seed trains ``EARLY_STOP_FRACTION`` of its epochs
   on average (measured on the published runs, below), and at least ``choice_epoch + patience``;
 - *the final evaluation*: forward sample-passes (one data point through one member with one
   importance sample) of the test likelihood (K = max(eval_importance, 100)), the latent
@@ -35,11 +35,16 @@ from dataclasses import dataclass
 from models.registry import model_kind
 from study.spec.config import TrialConfig
 
-#: the share of its epochs a trial with early stopping (``patience`` > 0) trains, on average:
-#: the published default runs with patience 30 at 300 epochs (moons_depth, ood_distance,
-#: spirals_depth; 16 configurations x 4-5 seeds, docs/results) trained 186-300 epochs, mean
-#: 0.87 of 300
-EARLY_STOP_FRACTION = 0.87
+#: the share of its epochs a seed with early stopping (``patience`` > 0) trains, on average (each
+#: seed stops on its own, and a stopped seed is no longer computed, so a trial costs its seeds'
+#: mean epochs): the published default runs with patience 30 at 300 epochs (moons_depth,
+#: ood_distance, spirals_depth, 2026-12-04; 12 configurations x 8 seeds, docs/results) trained
+#: 137-300 epochs per configuration, mean 219 of 300
+EARLY_STOP_FRACTION = 0.73
+#: how much slower a trial runs beside another on this 2-core machine than alone (two plain
+#: processes: 1.12-1.15x one alone, ``benchmarks/study_overhead.py``); the dry run times its
+#: rates alone
+SHARED_SLOWDOWN = 1.12
 #: images of the full training and test sets (``n_train`` / ``n_test`` 0 means all)
 IMAGE_TRAIN, IMAGE_TEST = 60_000, 10_000
 #: latent metrics' points and samples per point (``study.trial.evaluate``'s EMBED_POINTS x 16)
@@ -327,11 +332,15 @@ def reference_rates(cfg: TrialConfig) -> Rates:
     return Rates(step_s, per_pass / PASS_FLOPS + PASS_S, TRIAL_S, STUDY_S)
 
 
-def makespan(trial_seconds: list[float], slots: int, study_s: float) -> float:
+def makespan(trial_seconds: list[float], slots: int, study_s: float,
+             shared: float = 1.0) -> float:
     """Wall time of trials run ``slots`` at a time, longest first (the order trials start in),
-    each on the first free slot, plus the study's fixed cost."""
+    each on the first free slot, plus the study's fixed cost; ``shared``: how much slower a
+    trial runs beside others than its ``trial_seconds`` (``SHARED_SLOWDOWN`` for times
+    measured alone on this machine), when more than one runs at a time."""
+    scale = shared if slots > 1 and len(trial_seconds) > 1 else 1.0
     free = [0.0] * max(slots, 1)
-    for s in sorted(trial_seconds, reverse=True):
+    for s in sorted((t * scale for t in trial_seconds), reverse=True):
         i = free.index(min(free))
         free[i] += s
     return max(free) + study_s

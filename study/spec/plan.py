@@ -134,13 +134,15 @@ def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
                      f"{cfg.n_val:>6}{cfg.n_test or 'all':>6}{cfg.iw_samples:>4}"
                      f"{seconds / 60:>9.1f}  {p.label}")
     n_slots = slots(spec, num_cpus, max_concurrent)
-    wall = cost.makespan(each, n_slots, cost.STUDY_S)
+    wall = cost.makespan(each, n_slots, cost.STUDY_S, cost.SHARED_SLOWDOWN)
     trials = sum(p.count for p in plan)
     planned = sum(p.cfg.epochs * p.count for p in plan)
     notes = ["trial time from the cost model at rates timed here (study.spec.cost), +-25%"]
+    if n_slots > 1:
+        notes.append(f"trials {cost.SHARED_SLOWDOWN:.2f}x slower beside each other than alone")
     if any(p.work.expected for p in plan):
-        notes.append(f"~: early stopping's expected epochs ({cost.EARLY_STOP_FRACTION:.0%} of "
-                     "the budget's, as in the published runs)")
+        notes.append(f"~: early stopping's expected epochs per seed ({cost.EARLY_STOP_FRACTION:.0%}"
+                     " of the budget's, as in the published runs)")
     if spec.pruner.name != "none":
         notes.append("an upper bound: pruning ends trials sooner")
     lines += ["", f"{trials} trials, {planned:,} epochs planned; estimated {wall / 60:.1f} "
