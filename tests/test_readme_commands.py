@@ -1,73 +1,48 @@
-"""Every command the README shows works as written (issue 26): its fenced commands are
-extracted and run, the slow ones in their fast form (a study as ``--dry-run``, a training's
-flags parsed by its own parser); install lines are not run. The runner's synopsis names only
-flags the runner has, and the single-process test line works."""
+"""What the README promises of its own commands (issue 26): the commands it shows are there,
+its training example makes the configuration it describes, the tools it opens are installed,
+the runner's synopsis names only flags the runner has, and the single-process test line works. Every command of the README and docs/ is run in its
+fast form by tests/test_docs_commands.py."""
 
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 
 import pytest
 from cli import run_cli
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
+from doc_commands import page_commands
 
 README = (REPO / "README.md").read_text()
-INSTALL = ("python3 -m venv", "pip install")
-
-
-def fenced_commands() -> list[str]:
-    """Every command line of the README's ``bash`` blocks (comments and continuations
-    joined), install lines excepted."""
-    out = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
-        text = block.replace("\\\n", " ")
-        for line in text.splitlines():
-            line = line.split("  #", 1)[0].strip()
-            if line and not line.startswith(INSTALL):
-                out.append(line)
-    return out
-
-
-COMMANDS = fenced_commands()
+#: the README's fenced commands (its inline ones and docs/ are tests/test_docs_commands.py's)
+COMMANDS = [c for c in page_commands(README, "README.md", str(SHARED_DATA)) if c.fenced]
 
 
 def test_the_readme_has_the_commands_this_test_runs():
-    kinds = {shlex.split(c)[:3][-1] if c.startswith("python -m") else shlex.split(c)[0]
-             for c in COMMANDS}
-    assert {"study.run", "study.train", "pytest", "mlflow"} <= kinds, COMMANDS
+    assert {"study.run", "study.train", "pytest", "mlflow"} <= {c.tool for c in COMMANDS}
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("python -m study.run")])
-def test_a_study_command_of_the_readme_runs_as_a_dry_run(command, tmp_path, shared_data):
-    args = shlex.split(command)[2:] + ["--dry-run"]
-    r = run_cli(*args, cwd=REPO, env={"HVAE_DATA_DIR": str(shared_data)}, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "estimated" in r.stdout and "nothing was run or written" in r.stdout
-
-
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("python -m study.train")])
-def test_a_training_command_of_the_readme_parses_and_makes_a_valid_configuration(command):
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.tool == "study.train"])
+def test_the_readme_training_command_makes_the_configuration_it_describes(command):
     from study.spec.config import trial_config
     from study.train import parser, values_from
 
-    cfg = trial_config(values_from(parser().parse_args(shlex.split(command)[3:])))
+    cfg = trial_config(values_from(parser().parse_args(command.args)))
     assert cfg.dataset == "spirals" and [list(h) for h in cfg.hidden] == [[64, 64], [32, 32]]
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c.split()[0] in ("mlflow",
-                                                                            "optuna-dashboard")])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.tool in ("mlflow",
+                                                                       "optuna-dashboard")])
 def test_a_tool_the_readme_opens_is_installed(command):
-    tool = shutil.which(command.split()[0], path=str(REPO / ".venv" / "bin")) or \
-        shutil.which(command.split()[0])
-    if command.startswith("optuna-dashboard"):  # the optional extra: its install line exists
+    tool = shutil.which(command.tool, path=str(REPO / ".venv" / "bin")) or \
+        shutil.which(command.tool)
+    if command.tool == "optuna-dashboard":  # the optional extra: its install line exists
         assert 'pip install -e ".[dashboard]"' in README
         return
-    assert tool, f"{command.split()[0]} is not on PATH"
-    r = subprocess.run([tool, *command.split()[1:], "--help"], capture_output=True, text=True,
+    assert tool, f"{command.tool} is not on PATH"
+    r = subprocess.run([tool, *command.args, "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
 
