@@ -7,9 +7,11 @@
 The counters always add up to the study's trials. The ETA is the cost model's time of the
 work left (``study.spec.cost``: each trial's training phases, validation, final evaluation and
 fixed cost; early stopping's expected epochs; a pruned or early-stopped trial's epochs dropped)
-at the pace of the work done so far (the model's seconds of the work done over the wall time
-since the study's start-up), so trials of different cost and the evaluation at each trial's
-end are counted; "~" marks epochs that are an expectation.
+at the pace trials have shown (wall seconds per model second of one trial: the trials that
+ended, from start to end, and the running ones up to their last reported epoch), laid out on
+the study's slots as the trials will run: each running trial's time left, less the time since
+its last report, then the waiting trials on the first free slot. "~" marks epochs that are an
+expectation.
 """
 
 from __future__ import annotations
@@ -40,23 +42,33 @@ class Progress:
 
     ``estimate(config)``: a trial's cost estimate from its Ray config; ``plan``: the estimates
     of the study's configurations (a trial not started yet counts as their mean);
-    ``study_s``: the study's fixed start-up, left out of the pace."""
+    ``clock``: the time in seconds (tests give their own)."""
 
     def __init__(self, total: int, metric: str, mode: str, factors: list[str],
                  estimate: Callable[[dict[str, Any]], cost.Estimate],
                  plan: list[cost.Estimate], every: float = 10.0,
-                 study_s: float = cost.STUDY_S) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.metric, self.mode = total, metric, mode
-        self.factors, self.every, self.study_s = factors, every, study_s
+        self.factors, self.every, self.clock = factors, every, clock
         self.estimate = estimate
         self.waiting_s = sum(e.seconds for e in plan) / len(plan)
+        #: a grid run once (every planned trial a configuration of ``plan``) starts its trials
+        #: costliest first (``study.engine.search``): the trials waiting are the cheapest ones
+        self.grid_s = sorted(e.seconds for e in plan) if len(plan) == total else None
         self.waiting_epochs = sum(e.work.epochs for e in plan) / len(plan)
         self.expected = any(e.work.expected for e in plan)
         self.status: dict[str, str] = {}
         self.trained: dict[str, int] = {}  # epochs of trials that ended
-        self.ended_s: dict[str, float] = {}  # the model's seconds of trials that ended
         self.best: tuple[float, str] | None = None
-        self._start = time.monotonic()
+        #: when each running trial was first seen running, at which epoch (a restored trial's
+        #: may be past 0), and its last epoch and when it came
+        self.since: dict[str, tuple[float, int]] = {}
+        self.reported: dict[str, tuple[int, float]] = {}
+        #: (wall seconds, model seconds) of the trials that ended after being seen running
+        self.ended: list[tuple[float, float]] = []
+        #: the most trials seen running at once: the study's slots
+        self.slots = 1
+        self._start = clock()
         self._last_print = -math.inf
         self._force = False
 
@@ -67,8 +79,12 @@ class Progress:
                     label: str = "", config: dict[str, Any] | None = None) -> None:
         self.status[trial_id] = status
         self.trained[trial_id] = epochs
-        self.ended_s[trial_id] = self.waiting_s if config is None else \
-            self.estimate(config).seconds_ended(epochs, evaluated=status != "failed")
+        self.reported.pop(trial_id, None)
+        if trial_id in self.since and config is not None:
+            est, (t0, e0) = self.estimate(config), self.since.pop(trial_id)
+            model_s = est.seconds_ended(epochs, evaluated=status != "failed") \
+                - (est.seconds_through(e0) + est.started_s(e0))
+            self.ended.append((self.clock() - t0, model_s))
         if status in ("finished", "diverged") and value is not None and math.isfinite(value):
             sign = 1 if self.mode == "max" else -1
             if self.best is None or sign * value > sign * self.best[0]:
@@ -92,34 +108,58 @@ class Progress:
         if self.best is not None:
             parts.append(f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})")
         parts.append(self._eta(running, waiting, ests, epoch_of))
-        return f"[{duration(time.monotonic() - self._start):>6}] " + " | ".join(parts)
+        return f"[{duration(self.clock() - self._start):>6}] " + " | ".join(parts)
 
     def _eta(self, running: list[Trial], waiting: int, ests: dict[str, cost.Estimate],
              epoch_of: dict[str, int]) -> str:
-        """``epochs trained/expected, ETA``: the model's seconds left at the pace so far.
-
-        The pace (wall seconds per model second) is the time since the start-up over the model
-        seconds done, shrunk toward the model's own pace (its seconds, as many at once as are
-        running) by one mean trial's worth of seconds, so the first epochs of a study (whose
-        worker start-up the model counts only as a trial's fixed cost) do not set it alone. A
-        running trial is credited half its fixed cost (its start) from its first epoch."""
+        """``epochs trained/expected, ETA`` (see the module docstring)."""
+        now = self.clock()
         at = {t.trial_id: epoch_of.get(t.trial_id, 0) for t in running}
+        for i, e in at.items():
+            self.since.setdefault(i, (now, e))
+            if self.reported.get(i, (None,))[0] != e:
+                self.reported[i] = (e, now)
+        self.slots = max(self.slots, len(running))
         trained = sum(self.trained.values()) + sum(at.values())
         expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
-        done_s = sum(self.ended_s.values()) + sum(
-            ests[i].seconds_through(e) + ests[i].started_s(e) for i, e in at.items())
-        left_s = waiting * self.waiting_s + sum(
-            ests[i].seconds_left(e) - ests[i].started_s(e) for i, e in at.items())
-        elapsed = max(time.monotonic() - self._start - self.study_s, 0.0)
-        prior = self.waiting_s
-        pace = (elapsed + prior / max(len(running), 1)) / (done_s + prior)
+        pace = self.pace(ests, at)
+        free = sorted(max((ests[i].seconds_left(e) - ests[i].started_s(e)) * pace
+                          - (now - self.reported[i][1]), 0.0) for i, e in at.items())
+        free += [0.0] * max(self.slots - len(free), 0)
+        for w in self.waiting(waiting):  # each on the first free slot, as Tune starts them
+            free[free.index(min(free))] += w * pace
+        left = max(free, default=0.0)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
-        eta = f", ETA {duration(left_s * pace)}" if (done_s or running) and left_s > 0 else ""
+        eta = f", ETA {duration(left)}" if (running or self.ended) and left > 0 else ""
         return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
+    def waiting(self, n: int) -> list[float]:
+        """The model seconds of the ``n`` trials waiting, in the order they will start: a
+        grid's ``n`` cheapest configurations, costliest first; otherwise ``n`` mean trials."""
+        if self.grid_s is not None and n <= len(self.grid_s):
+            return self.grid_s[:n][::-1]
+        return [self.waiting_s] * n
+
+    def pace(self, ests: dict[str, cost.Estimate], at: dict[str, int]) -> float:
+        """Wall seconds per model second of one trial: the ended trials' wall time over their
+        model seconds, and each running trial's time from when it was first seen to its last
+        reported epoch over the model seconds between (with half its fixed cost, its start, when
+        it started then; a restored trial counts from its epoch then), shrunk toward 1
+        (the model's own pace) by one mean trial's model seconds, so the first reports do not
+        set it alone."""
+        wall = sum(w for w, _ in self.ended)
+        model = sum(m for _, m in self.ended)
+        for i, e in at.items():
+            (t0, e0), est = self.since[i], ests[i]
+            if e > e0:
+                wall += self.reported[i][1] - t0
+                model += est.seconds_through(e) + est.started_s(e) \
+                    - (est.seconds_through(e0) + est.started_s(e0))
+        return (wall + self.waiting_s) / (model + self.waiting_s)
+
     def maybe_print(self, trials: list[Trial], epoch_of: dict[str, int]) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if not self._force and now - self._last_print < self.every:
             return
         self._force, self._last_print = False, now
