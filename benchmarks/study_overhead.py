@@ -21,6 +21,7 @@ of the study used (driver, trial workers, raylet, GCS, dashboard, monitors).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -179,6 +180,7 @@ def mean(values: list[float]) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

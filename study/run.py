@@ -256,7 +256,8 @@ def _dry_run(args: argparse.Namespace, caps: Limits, study: ResolvedStudy) -> in
 
     check_memory(study, caps)  # before any model is built to time it
     design = sequential_design(study, RunOptions(**run_options(args, caps)), None)
-    print(dry_run(study, args.num_cpus, args.max_concurrent))
+    local_cpus = args.address is None and not (args.gpus_per_trial or study.spec.resources.gpus)
+    print(dry_run(study, args.num_cpus, args.max_concurrent, shared_cpus=local_cpus))
     if args.pack == "on":
         print(packs_text(study, args.num_cpus))
     claims = decidability_text(study, design)

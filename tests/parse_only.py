@@ -1,8 +1,9 @@
 """``python tests/parse_only.py COMMANDS_JSON``: run each command line's Python program
 (``["-m", "study.report", ...]`` or ``["benchmarks/x.py", ...]``) only as far as its argument
 parser: ``argparse``'s ``parse_args`` parses the words as the program would, prints
-``parsed`` and ends the program there, so nothing is trained, timed or written. Prints one JSON
-line per command: ``{"command": ..., "status": exit status, "parsed": bool, "error": stderr}``.
+``parsed`` and ends the program there, so nothing is trained, timed or written; a script
+whose source has no ``argparse`` parser is not started at all. Prints one JSON line per
+command: ``{"command": ..., "status": exit status, "parsed": bool, "error": stderr}``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import runpy
 import sys
+from pathlib import Path
 
 
 class Parsed(SystemExit):
@@ -28,6 +30,11 @@ _original = argparse.ArgumentParser.parse_args
 
 
 def check(words: list[str]) -> dict:
+    script = Path(words[0]) if words[0] != "-m" else None  # -m: the project's own commands
+    if script is not None and (not script.is_file() or "argparse" not in script.read_text()):
+        # a script without an argument parser would run whole: never started here
+        return {"command": words, "status": 2, "parsed": False,
+                "error": "no argparse parser in the program (or no such program): not run"}
     argparse.ArgumentParser.parse_args = _parse_only
     err, status, parsed = io.StringIO(), 0, False
     sys.argv = [words[1] if words[0] == "-m" else words[0], *words[(2 if words[0] == "-m"

@@ -42,6 +42,26 @@ def test_early_stopping_expects_a_share_of_the_epochs_but_not_less_than_it_must_
     assert not cost.trial_work(trial_config(SMALL)).expected
 
 
+def test_early_stopping_lasts_until_the_last_seed_stops_and_costs_the_seeds_mean_epochs():
+    """Each seed stops on its own and is no longer computed: a trial of 8 seeds reports
+    EARLY_STOP_FRACTION of its epochs and trains SEED_STOP_FRACTION per seed; one seed is its
+    trial; restart candidates train their choice epochs whole."""
+    T, S = cost.EARLY_STOP_FRACTION * 300, cost.SEED_STOP_FRACTION * 300
+    eight = cost.trial_work(trial_config(SMALL | {"epochs": 300, "patience": 30, "seeds": 8}))
+    assert eight.epochs == pytest.approx(T) and eight.member_epochs == pytest.approx(8 * S)
+    assert [p.members for p in eight.phases] == [8, 4]
+    one = cost.trial_work(trial_config(SMALL | {"epochs": 300, "patience": 30, "seeds": 1}))
+    assert one.phases == (cost.Phase(pytest.approx(S), 1),)
+    restarts = cost.trial_work(trial_config(SMALL | {"epochs": 300, "patience": 30, "seeds": 4,
+                                                     "restarts": 3, "restart_epochs": 30}))
+    assert restarts.phases[0] == cost.Phase(30, 12)
+    assert restarts.epochs == pytest.approx(T)
+    assert restarts.member_epochs == pytest.approx(30 * 12 + 4 * (S - 30))
+    # an odd ensemble's second phase rounds up: never fewer member-epochs than the mean
+    five = cost.trial_work(trial_config(SMALL | {"epochs": 300, "patience": 30, "seeds": 5}))
+    assert 5 * S <= five.member_epochs <= 5 * S + (T - S)
+
+
 def test_seed_epochs_and_epochs_costing_invert_each_other():
     cfg = trial_config(SMALL | {"epochs": 50, "restarts": 3, "restart_epochs": 10})
     for epochs in (10, 11, 37, 50):
@@ -142,6 +162,8 @@ def _running(*ids: str) -> list[SimpleNamespace]:
 def test_eta_paces_the_model_seconds_left_by_what_the_ended_trials_took():
     est, clock = _fixed(100.0, 10), Clock()
     progress = Progress(12, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
+    for i in ("r0", "r1"):
+        progress.trial_started(i)
     # with no work done yet the ETA is the model's own: 12 trials of 100 s, two at a time
     assert abs(_eta_seconds(progress.line(_running("r0", "r1"), {})) - 600) <= 1
     clock.t += 150.0  # both took 150 s for 100 model-seconds
@@ -158,72 +180,116 @@ def test_eta_paces_the_model_seconds_left_by_what_the_ended_trials_took():
 def test_eta_counts_a_running_trial_by_its_epochs_and_a_pruned_one_by_what_it_trained():
     est, clock = _fixed(100.0, 10), Clock()  # 9.9 model-seconds per epoch, 1 s fixed cost
     progress = Progress(3, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
-    progress.line(_running("t0"), {})
+    progress.trial_started("t0")
     clock.t += 60.0
-    progress.trial_ended("t0", "pruned", 5, None, "depth=1", {"depth": 1})  # 50.5 + 1 model-s
-    progress.line(_running("t1"), {"t1": 0})
-    clock.t += 40.0
-    line = progress.line(_running("t1"), {"t1": 5})  # 49.5 + 0.5 (its start) in 40 s
+    # pruned after 5 epochs: 49.5 model-seconds and its start (half its fixed cost), no
+    # evaluation and no closing
+    progress.trial_ended("t0", "pruned", 5, None, "depth=1", {"depth": 1})
+    assert progress.ended == [(60.0, pytest.approx(49.5 + 0.5))]
+    progress.trial_started("t1")
+    clock.t += 8.0
+    progress.trial_reported("t1", 1)
+    clock.t += 32.0
+    progress.trial_reported("t1", 5)  # 49.5 + 0.5 (its start) model-seconds in 40 s
+    line = progress.line(_running("t1"), {"t1": 5})
     assert "epochs 10/25" in line  # 5 + 5 trained; 5 + 10 + 10 expected
-    assert "depth=2" not in line and "t1 5/10" in line
-    pace = (60.0 + 40.0 + 100.0) / (51.5 + 50.0 + 100.0)
-    left = 50.0  # t1's model-seconds left (its evaluation and the rest of its fixed cost)
+    assert "t1 5/10" in line
+    pace = (60.0 + 40.0 + 100.0) / (50.0 + 50.0 + 100.0)
+    left = 50.0  # t1's model-seconds left: 5 epochs and the rest of its fixed cost
     assert abs(_eta_seconds(line) - (left + 100.0) * pace) <= 1, line  # one slot: in turn
     clock.t += 10.0  # ten seconds into its next epoch: ten seconds less left
     assert abs(_eta_seconds(progress.line(_running("t1"), {"t1": 5}))
                - ((left + 100.0) * pace - 10.0)) <= 1
 
 
+def test_a_trial_restored_from_a_checkpoint_paces_from_its_first_report_here():
+    """A resumed study's trial restored at epoch 150 first reports 151: the 150 epochs it
+    trained under an earlier driver do not count as done in this driver's few seconds."""
+    est, clock = _fixed(1000.0, 300), Clock()
+    progress = Progress(1, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
+    progress.trial_started("t")
+    clock.t += 5.0
+    progress.trial_reported("t", 151)
+    clock.t += 6.0
+    progress.trial_reported("t", 152)  # one epoch (3.33 model-seconds) in 6 s: pace ~1.8
+    pace = progress.pace({"t": est})
+    assert pace == pytest.approx((6.0 + 1000.0) / (999.0 / 300 + 1000.0))
+    assert progress.pace({"t": est}) > 1.0
+    # a failed trial that never reported adds nothing to the pace (no negative model time)
+    progress.trial_started("f")
+    clock.t += 3.0
+    progress.trial_ended("f", "failed", 0, None, "", {"depth": 1})
+    assert progress.ended == []
+
+
+def test_a_grids_waiting_trials_are_its_cheapest_and_a_resumed_studys_recorded_ones_done():
+    cheap, dear = _fixed(10.0, 5), _fixed(100.0, 5)
+    clock = Clock()
+    progress = Progress(4, "val_bound", "max", ["depth"], lambda c: dear, [dear, dear, cheap, cheap],
+                        grid=True, clock=clock)
+    progress.trial_started("a")
+    line = progress.line(_running("a"), {})
+    assert abs(_eta_seconds(line) - (100 + 100 + 10 + 10)) <= 1  # one slot so far: in turn
+    assert progress.waiting(2) == [10.0, 10.0]
+    progress.trial_ended("old", "finished", 5)  # recorded by an earlier driver
+    assert "1/4 done" in progress.line(_running("a"), {}) and "2 waiting" in progress.line(
+        _running("a"), {})
+
+
 def test_eta_of_a_simulated_study_is_within_a_quarter_of_the_time_left_from_a_tenth_on():
-    """Nine trials of three costs, run two at a time, each reporting its epochs and then a long
-    final evaluation; the model is wrong in both: each kind takes 0.85-1.15x its model seconds
-    (and each trial +-10%), and the evaluation a third of a trial's time where the model says
-    a quarter. From a tenth of the run to three quarters the ETA is within 25% of the time
-    left; later (under a quarter of the run left) within 25% or 5% of the run."""
+    """Nine trials of three costs, run two at a time (costliest first, as a grid starts
+    them), each reporting its epochs and then a long final evaluation; the model is wrong in
+    both: each kind takes 0.85-1.15x its model seconds (and each trial +-10%), and the
+    evaluation a third of a trial's time where the model says a quarter. From a tenth of the
+    run to three quarters the ETA is within 25% of the time left; later (under a quarter of
+    the run left) within 25% or 5% of the run."""
     rng = np.random.default_rng(0)
     kinds = {"a": (_fixed(100.0, 6, 25.0), 1.15), "b": (_fixed(200.0, 6, 50.0), 1.0),
              "c": (_fixed(60.0, 6, 15.0), 0.85)}
     assert kinds["b"][0].seconds == pytest.approx(200.0)
     assert kinds["b"][0].closing_s == pytest.approx(51.0)
     order = ["b", "b", "b", "a", "a", "a", "c", "c", "c"]
-    clock = Clock()
-    progress = Progress(9, "val_bound", "max", ["depth"], lambda c: kinds[c["depth"]][0],
-                        [kinds[k][0] for k in "abc"], clock=clock)
-    events, free, start = [], [0.0, 0.0], clock.t
-    for n, k in enumerate(order):  # the true timeline: epochs, then the evaluation
+    events, free = [], [0.0, 0.0]
+    for n, k in enumerate(order):  # the true timeline: start, epochs, then the evaluation
         est, slow = kinds[k]
         slot = free.index(min(free))
         t0, wall = free[slot], est.seconds * slow * rng.uniform(0.9, 1.1)
-        train = wall * 2 / 3
-        events += [(t0, f"t{n}", k, 0)] + [(t0 + train * e / 6, f"t{n}", k, e) for e in range(1, 7)]
-        events.append((t0 + wall, f"t{n}", k, -1))
+        events += [(t0, 2, f"t{n}", k, "start")]  # at one time: an end before a start
+        events += [(t0 + wall * 2 / 3 * e / 6, 1, f"t{n}", k, e) for e in range(1, 7)]
+        events.append((t0 + wall, 0, f"t{n}", k, "end"))
         free[slot] = t0 + wall
     total, errors = max(free), []
     for frac in np.arange(0.1, 0.95, 0.05):
-        now = frac * total
-        clock.t = start
+        now, clock = frac * total, Clock()
+        start = clock.t
         progress = Progress(9, "val_bound", "max", ["depth"], lambda c: kinds[c["depth"]][0],
-                            [kinds[k][0] for k in order], clock=clock)
-        epoch, ended = {}, set()
-        for t, i, k, e in sorted(events):
+                            [kinds[k][0] for k in order], grid=True, clock=clock)
+        epoch, running = {}, {}
+        for t, _, i, k, what in sorted(events):
             if t > now:
                 break
             clock.t = start + t
-            if e < 0:
-                ended.add(i)
+            if what == "start":
+                progress.trial_started(i)
+                running[i] = k
+            elif what == "end":
+                del running[i]
                 progress.trial_ended(i, "finished", 6, -1.0, k, {"depth": k})
             else:
-                epoch[i] = (k, e)
-            running = [SimpleNamespace(trial_id=j, status=Trial.RUNNING, config={"depth": kk})
-                       for j, (kk, _) in epoch.items() if j not in ended]
-            progress.line(running, {j: ee for j, (_, ee) in epoch.items()})
+                epoch[i] = what
+                progress.trial_reported(i, what)
+            if what != 1 and len(running) > 1:  # Tune's loop sees them running together
+                progress.line(_running_as(running), epoch)
         clock.t = start + now
-        running = [SimpleNamespace(trial_id=j, status=Trial.RUNNING, config={"depth": kk})
-                   for j, (kk, _) in epoch.items() if j not in ended]
-        eta = _eta_seconds(progress.line(running, {j: ee for j, (_, ee) in epoch.items()}))
+        eta = _eta_seconds(progress.line(_running_as(running), epoch))
         errors.append((frac, eta / (total - now) - 1, (eta - (total - now)) / total))
     assert all(abs(rel) <= 0.25 or (frac > 0.75 and abs(run) <= 0.05)
                for frac, rel, run in errors), np.round(errors, 2).tolist()
+
+
+def _running_as(running: dict[str, str]) -> list[SimpleNamespace]:
+    return [SimpleNamespace(trial_id=i, status=Trial.RUNNING, config={"depth": k})
+            for i, k in running.items()]
 
 
 def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
@@ -232,5 +298,5 @@ def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
     from study.spec.spec_file import load_spec
 
     text = dry_run(ResolvedStudy(load_spec("spirals_depth"), "default"))
-    assert "~219" in text  # early stopping's expected epochs per seed (0.73 x 300)
+    assert "~261" in text  # early stopping's expected epochs (0.87 x 300)
     assert "1,200 epochs planned" in text and "estimated" in text

@@ -1,7 +1,7 @@
 """What the README promises of its own commands (issue 26): the commands it shows are there,
 its training example makes the configuration it describes, the tools it opens are installed,
-the runner's synopsis names only flags the runner has, and the single-process test line works. Every command of the README and docs/ is run in its
-fast form by tests/test_docs_commands.py."""
+the runner's synopsis names only flags the runner has, and the single-process test line works.
+Every command of the README and docs/ is run in its fast form by tests/test_docs_commands.py."""
 
 from __future__ import annotations
 

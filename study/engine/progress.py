@@ -41,36 +41,52 @@ class Progress:
     """Counts, running trials' epochs, the best value of the study metric, and the ETA.
 
     ``estimate(config)``: a trial's cost estimate from its Ray config; ``plan``: the estimates
-    of the study's configurations (a trial not started yet counts as their mean);
-    ``clock``: the time in seconds (tests give their own)."""
+    of the trials the study will run (a trial not started yet counts as their mean, or with
+    ``grid`` as the cheapest of them: a grid starts its trials costliest first,
+    ``study.engine.search``); ``clock``: the time in seconds (tests give their own). The
+    recorder tells it when a trial starts, reports an epoch and ends."""
 
     def __init__(self, total: int, metric: str, mode: str, factors: list[str],
                  estimate: Callable[[dict[str, Any]], cost.Estimate],
-                 plan: list[cost.Estimate], every: float = 10.0,
+                 plan: list[cost.Estimate], every: float = 10.0, grid: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.metric, self.mode = total, metric, mode
         self.factors, self.every, self.clock = factors, every, clock
         self.estimate = estimate
         self.waiting_s = sum(e.seconds for e in plan) / len(plan)
-        #: a grid run once (every planned trial a configuration of ``plan``) starts its trials
-        #: costliest first (``study.engine.search``): the trials waiting are the cheapest ones
-        self.grid_s = sorted(e.seconds for e in plan) if len(plan) == total else None
+        self.grid_s = sorted(e.seconds for e in plan) if grid else None
         self.waiting_epochs = sum(e.work.epochs for e in plan) / len(plan)
         self.expected = any(e.work.expected for e in plan)
         self.status: dict[str, str] = {}
         self.trained: dict[str, int] = {}  # epochs of trials that ended
         self.best: tuple[float, str] | None = None
-        #: when each running trial was first seen running, at which epoch (a restored trial's
-        #: may be past 0), and its last epoch and when it came
-        self.since: dict[str, tuple[float, int]] = {}
+        #: when each running trial started (or, restored, first reported in this driver) and
+        #: its epoch then (None until its first report tells which)
+        self.since: dict[str, tuple[float, int | None]] = {}
+        #: each running trial's last reported epoch and when it came
         self.reported: dict[str, tuple[int, float]] = {}
-        #: (wall seconds, model seconds) of the trials that ended after being seen running
+        #: (wall seconds, model seconds) of the trials that ran in this driver and ended
         self.ended: list[tuple[float, float]] = []
         #: the most trials seen running at once: the study's slots
         self.slots = 1
         self._start = clock()
         self._last_print = -math.inf
         self._force = False
+
+    def trial_started(self, trial_id: str) -> None:
+        """A trial's worker starts (a new trial, a retried one, or one restored on resume)."""
+        self.since[trial_id] = (self.clock(), None)
+        self.reported.pop(trial_id, None)
+
+    def trial_reported(self, trial_id: str, epoch: int) -> None:
+        """A trial reported ``epoch``. Its first report in this driver fixes where its pace
+        counts from: its start when the report is its first epoch, else (restored from a
+        checkpoint) this report."""
+        now = self.clock()
+        t0, e0 = self.since.get(trial_id, (now, None))
+        if e0 is None:
+            self.since[trial_id] = (t0, 0) if epoch <= 1 else (now, epoch)
+        self.reported[trial_id] = (epoch, now)
 
     def label(self, config: dict[str, Any]) -> str:
         return ", ".join(f"{k}={_short(config.get(k))}" for k in self.factors) or "the configuration"
@@ -80,11 +96,16 @@ class Progress:
         self.status[trial_id] = status
         self.trained[trial_id] = epochs
         self.reported.pop(trial_id, None)
-        if trial_id in self.since and config is not None:
-            est, (t0, e0) = self.estimate(config), self.since.pop(trial_id)
-            model_s = est.seconds_ended(epochs, evaluated=status != "failed") \
-                - (est.seconds_through(e0) + est.started_s(e0))
-            self.ended.append((self.clock() - t0, model_s))
+        t0, e0 = self.since.pop(trial_id, (None, None))
+        if t0 is not None and config is not None:  # ran here: its time shows the pace
+            est, e0 = self.estimate(config), e0 or 0
+            evaluated = status in ("finished", "diverged")  # pruned or failed: no evaluation
+            done = est.seconds_ended(epochs, evaluated) + (0.0 if evaluated
+                                                           else est.started_s(epochs))
+            model_s = done - (est.seconds_through(e0) + est.started_s(e0))
+            wall = self.clock() - t0
+            if model_s > 0 and wall > 0:
+                self.ended.append((wall, model_s))
         if status in ("finished", "diverged") and value is not None and math.isfinite(value):
             sign = 1 if self.mode == "max" else -1
             if self.best is None or sign * value > sign * self.best[0]:
@@ -115,45 +136,41 @@ class Progress:
         """``epochs trained/expected, ETA`` (see the module docstring)."""
         now = self.clock()
         at = {t.trial_id: epoch_of.get(t.trial_id, 0) for t in running}
-        for i, e in at.items():
-            self.since.setdefault(i, (now, e))
-            if self.reported.get(i, (None,))[0] != e:
-                self.reported[i] = (e, now)
         self.slots = max(self.slots, len(running))
         trained = sum(self.trained.values()) + sum(at.values())
         expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
-        pace = self.pace(ests, at)
-        free = sorted(max((ests[i].seconds_left(e) - ests[i].started_s(e)) * pace
-                          - (now - self.reported[i][1]), 0.0) for i, e in at.items())
-        free += [0.0] * max(self.slots - len(free), 0)
-        for w in self.waiting(waiting):  # each on the first free slot, as Tune starts them
-            free[free.index(min(free))] += w * pace
-        left = max(free, default=0.0)
+        pace = self.pace(ests)
+        busy = []
+        for i in at:  # each running trial's time left, less the time since it last reported
+            e, t = self.reported.get(i, (0, self.since.get(i, (now, None))[0]))
+            left = ests[i].seconds_left(e) - ests[i].started_s(e)
+            busy.append(max(left * pace - (now - t), 0.0))
+        left_s = cost.makespan([w * pace for w in self.waiting(waiting)], self.slots, 0.0,
+                               busy=busy)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
-        eta = f", ETA {duration(left)}" if (running or self.ended) and left > 0 else ""
+        eta = f", ETA {duration(left_s)}" if (running or self.ended) and left_s > 0 else ""
         return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
     def waiting(self, n: int) -> list[float]:
-        """The model seconds of the ``n`` trials waiting, in the order they will start: a
-        grid's ``n`` cheapest configurations, costliest first; otherwise ``n`` mean trials."""
+        """The model seconds of the ``n`` trials waiting: a grid's ``n`` cheapest
+        configurations, otherwise ``n`` mean trials."""
         if self.grid_s is not None and n <= len(self.grid_s):
-            return self.grid_s[:n][::-1]
+            return self.grid_s[:n]
         return [self.waiting_s] * n
 
-    def pace(self, ests: dict[str, cost.Estimate], at: dict[str, int]) -> float:
+    def pace(self, ests: dict[str, cost.Estimate]) -> float:
         """Wall seconds per model second of one trial: the ended trials' wall time over their
-        model seconds, and each running trial's time from when it was first seen to its last
-        reported epoch over the model seconds between (with half its fixed cost, its start, when
-        it started then; a restored trial counts from its epoch then), shrunk toward 1
-        (the model's own pace) by one mean trial's model seconds, so the first reports do not
-        set it alone."""
+        model seconds, and each running trial's time from its start (a restored one: its first
+        report here) to its last reported epoch over the model seconds between (with half its
+        fixed cost, its start, when it started here), shrunk toward 1 (the model's own pace) by
+        one mean trial's model seconds, so the first reports do not set it alone."""
         wall = sum(w for w, _ in self.ended)
         model = sum(m for _, m in self.ended)
-        for i, e in at.items():
-            (t0, e0), est = self.since[i], ests[i]
-            if e > e0:
-                wall += self.reported[i][1] - t0
+        for i, est in ests.items():
+            (t0, e0), (e, t) = self.since.get(i, (0.0, None)), self.reported.get(i, (0, 0.0))
+            if e0 is not None and e > e0:
+                wall += t - t0
                 model += est.seconds_through(e) + est.started_s(e) \
                     - (est.seconds_through(e0) + est.started_s(e0))
         return (wall + self.waiting_s) / (model + self.waiting_s)

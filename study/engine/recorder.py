@@ -158,6 +158,17 @@ class StudyRecorder(Callback):
         for trial in trials:
             if trial.status == Trial.TERMINATED and trial.trial_id not in self.recorded:
                 self._finish(trial, failed=False)
+            elif trial.status in (Trial.TERMINATED, Trial.ERROR) and self.progress is not None:
+                self._count_recorded(trial)
+
+    def _count_recorded(self, trial: Trial) -> None:
+        """A trial a previous driver recorded counts as done in the progress line (not as
+        waiting), with its status and epochs as Parquet has them."""
+        rows = self.store.trials
+        rows = rows[rows["trial_id"] == trial.trial_id] if len(rows) else rows
+        if len(rows):
+            self.progress.trial_ended(trial.trial_id, str(rows["trial_status"].iloc[0]),
+                                      int(rows["epochs"].max()))
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info) -> None:
         self.seen.update(t.trial_id for t in trials)
@@ -169,6 +180,8 @@ class StudyRecorder(Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self.seen.add(trial.trial_id)
         self._started_at.setdefault(trial.trial_id, time.time())
+        if self.progress is not None:
+            self.progress.trial_started(trial.trial_id)
         self._run(trial)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
@@ -187,6 +200,8 @@ class StudyRecorder(Callback):
                             for s, v in zip(seeds, m.members.get(name, []))}
             self.outbox.log_epoch(run_id, m.epoch, metrics)
         self._last[trial.trial_id] = result
+        if self.progress is not None:
+            self.progress.trial_reported(trial.trial_id, reported(result).epoch)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self._finish(trial, failed=False)

@@ -37,9 +37,10 @@ def stop_pack_servers() -> None:
             pass
 
 
-def study_progress(study: ResolvedStudy, total: int) -> Progress:
-    """The progress line of ``total`` trials, its ETA from the cost model at this machine
-    kind's reference rates (a trial's estimate from its factors and round seeds)."""
+def study_progress(study: ResolvedStudy, round_: Round | None = None) -> Progress:
+    """The progress line of the study's trials (or a round's), its ETA from the cost model at
+    this machine kind's reference rates (a trial's estimate from its factors and round
+    seeds); a grid's trials start costliest first (``build_search``, ``round_search``)."""
     from study.spec import cost
 
     cache: dict[TrialConfig, cost.Estimate] = {}
@@ -51,8 +52,10 @@ def study_progress(study: ResolvedStudy, total: int) -> Progress:
         return cache[cfg]
 
     spec = study.spec
+    points = study.cells if round_ is None else _round_points(round_)
+    total = study.num_trials if round_ is None else len(points)
     return Progress(total, spec.search.metric, spec.search.mode, list(spec.factors), estimate,
-                    [estimate(c) for c in study.cells])
+                    [estimate(c) for c in points], grid=not spec.sampled_factors)
 
 
 def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
@@ -67,8 +70,7 @@ def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
     from study.engine.pruning import OptunaPruningScheduler
     from study.engine.search import build_search
     spec = study.spec
-    total = study.num_trials if round_ is None else len(round_.cells)
-    progress = None if opts.quiet else study_progress(study, total)
+    progress = None if opts.quiet else study_progress(study, round_)
     ray_root = mirror.uri if mirror is not None else str(folder.path)  # Ray's storage_path
     if round_ is not None:
         ray_root, name = f"{ray_root}/{ROUNDS_DIR}", f"round_{round_.index}"
@@ -84,7 +86,7 @@ def build_tuner(study: ResolvedStudy, opts: RunOptions, folder: StudyFolder, *,
     if round_ is None:
         param_space, searcher, num_samples = build_search(study, opts.max_concurrent)
     else:
-        param_space, searcher, num_samples = round_search(spec, round_, opts.max_concurrent)
+        param_space, searcher, num_samples = round_search(study, round_, opts.max_concurrent)
     distributions = {n: f.optuna_distribution() for n, f in spec.factors.items()}
     scheduler = OptunaPruningScheduler(
         storage=folder.optuna_url, study_name=spec.name, pruner=spec.pruner.build(),
@@ -179,14 +181,23 @@ def stand_in_for_deleted_checkpoints(tuner: tune.Tuner) -> list[str]:
     return made
 
 
-def round_search(spec: StudySpec, round_: Round, max_concurrent: int | None):
-    """(param_space, search_alg, num_samples) of a round: each of its cells once, with the
-    round's seeds (``ROUND_SEEDS`` overrides the study's seeds: ``StudySpec.trial_values``)."""
+def _round_points(round_: Round) -> list[dict[str, Any]]:
+    """A round's cells, each with the round's seeds (``ROUND_SEEDS`` overrides the study's
+    seeds: ``StudySpec.trial_values``)."""
+    return [cell | {ROUND_SEEDS: round_.seeds_text} for cell in round_.cells]
+
+
+def round_search(study: ResolvedStudy, round_: Round, max_concurrent: int | None):
+    """(param_space, search_alg, num_samples) of a round: each of its cells once with the
+    round's seeds, most expensive first (as ``build_search`` orders a grid)."""
     from ray import tune
 
     from study.engine.search import grid_generator
+    from study.spec import cost
 
-    points = [cell | {ROUND_SEEDS: round_.seeds_text} for cell in round_.cells]
+    spec = study.spec
+    points = sorted(_round_points(round_),
+                    key=lambda p: -cost.estimate(study.config(p)).seconds)
     space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
     space[ROUND_SEEDS] = tune.choice([round_.seeds_text])
     return space, grid_generator(points, max_concurrent), len(points)

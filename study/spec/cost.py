@@ -12,8 +12,11 @@ The work (``TrialWork``) is counted in what a trial does, in order:
   members (every seed's candidates side by side), then the rest of the epochs with E members;
   each epoch is ``ceil(n_train / batch_size)`` optimizer steps of the whole ensemble, and a
   validation pass of ``n_val`` points per member (the ELBO, plus the k-sample bound for k > 1);
-- *early stopping*: with ``patience`` > 0 a seed trains ``EARLY_STOP_FRACTION`` of its epochs
-  on average (measured on the published runs, below), and at least ``choice_epoch + patience``;
+- *early stopping*: with ``patience`` > 0 a trial trains until its last seed stops,
+  ``EARLY_STOP_FRACTION`` of its epochs on average, while a seed trains ``SEED_STOP_FRACTION``
+  of them (measured on the published runs, below; at least ``choice_epoch + patience``): the
+  whole ensemble for a first phase, then half of it, the phases' lengths set so that the trial
+  reports the one and costs the other;
 - *the final evaluation*: forward sample-passes (one data point through one member with one
   importance sample) of the test likelihood (K = max(eval_importance, 100)), the latent
   metrics, and per OOD set (and the test set) the ELBO, the K_ood likelihood and LLR>k.
@@ -35,12 +38,15 @@ from dataclasses import dataclass
 from models.registry import model_kind
 from study.spec.config import TrialConfig
 
-#: the share of its epochs a seed with early stopping (``patience`` > 0) trains, on average (each
-#: seed stops on its own, and a stopped seed is no longer computed, so a trial costs its seeds'
-#: mean epochs): the published default runs with patience 30 at 300 epochs (moons_depth,
-#: ood_distance, spirals_depth, 2026-12-04; 12 configurations x 8 seeds, docs/results) trained
-#: 137-300 epochs per configuration, mean 219 of 300
-EARLY_STOP_FRACTION = 0.73
+#: with early stopping (``patience`` > 0) each seed stops on its own, and a stopped seed is no
+#: longer computed: a trial reports epochs until its last seed stops (EARLY_STOP_FRACTION of its
+#: epochs on average: the published default runs with patience 30 at 300 epochs, 16
+#: configurations, 2026-11-26, trained 186-300, mean 0.87) and costs its seeds' mean epochs
+#: (SEED_STOP_FRACTION: the published runs of 2026-12-04, moons_depth, ood_distance and
+#: spirals_depth, 12 configurations x 8 seeds, docs/results, trained 137-300 epochs per seed on
+#: average by configuration, mean 219 of 300)
+EARLY_STOP_FRACTION = 0.87
+SEED_STOP_FRACTION = 0.73
 #: how much slower a trial runs beside another on this 2-core machine than alone (two plain
 #: processes: 1.12-1.15x one alone, ``benchmarks/study_overhead.py``); the dry run times its
 #: rates alone
@@ -121,13 +127,25 @@ class TrialWork:
         return f"~{self.epochs:.0f}" if self.expected else f"{self.planned_epochs}"
 
 
-def expected_epochs(cfg: TrialConfig) -> float:
-    """Epochs a trial is expected to train: all of them, or with early stopping
-    ``EARLY_STOP_FRACTION`` of them (at least the restarts' and the patience's)."""
+def expected_epochs(cfg: TrialConfig, fraction: float = EARLY_STOP_FRACTION) -> float:
+    """Epochs a trial is expected to train (until its last seed stops): all of them, or with
+    early stopping ``fraction`` of them (at least the restarts' and the patience's);
+    ``SEED_STOP_FRACTION``: the epochs of one seed on average."""
     if not cfg.patience:
         return float(cfg.epochs)
     least = min(cfg.epochs, cfg.choice_epoch + cfg.patience)
-    return max(float(least), EARLY_STOP_FRACTION * cfg.epochs)
+    return max(float(least), fraction * cfg.epochs)
+
+
+def _stopping_phases(trial: float, seed: float, members: int) -> tuple[Phase, ...]:
+    """Epochs after the restarts' choice, ``trial`` of them until the last seed stops and
+    ``seed`` per seed on average: all ``members`` for ``2 seed - trial`` epochs, then half of
+    them (rounded up) for the rest, so the trial lasts ``trial`` epochs and trains ``members x
+    seed`` member-epochs (exactly for an even ensemble)."""
+    if members == 1 or trial <= seed:
+        return (Phase(seed if members == 1 else trial, members),)
+    whole = max(2 * seed - trial, 0.0)
+    return Phase(whole, members), Phase(trial - whole, math.ceil(members / 2))
 
 
 def seed_epochs(cfg: TrialConfig, epochs: float | None = None) -> float:
@@ -182,19 +200,20 @@ def evaluation_passes(cfg: TrialConfig) -> Passes:
 def trial_work(cfg: TrialConfig, *, early_stopping: bool = True) -> TrialWork:
     """The work of one trial of ``cfg``; ``early_stopping=False``: every epoch (what training is
     planned to cost, as matched compute counts it)."""
-    E = len(cfg.seeds)
-    epochs = expected_epochs(cfg) if early_stopping else float(cfg.epochs)
-    phases = (Phase(epochs, E),)
-    if cfg.choice_epoch:
-        phases = (Phase(cfg.choice_epoch, E * cfg.restarts),
-                  Phase(max(epochs - cfg.choice_epoch, 0.0), E))
+    E, N = len(cfg.seeds), cfg.choice_epoch
+    expected = early_stopping and bool(cfg.patience)
+    trial = expected_epochs(cfg) if expected else float(cfg.epochs)
+    seed = expected_epochs(cfg, SEED_STOP_FRACTION) if expected else trial
+    phases = _stopping_phases(max(trial - N, 0.0), max(seed - N, 0.0), E)
+    if N:
+        phases = (Phase(N, E * cfg.restarts), *phases)
     k = cfg.iw_samples
     return TrialWork(
         phases=phases, steps_per_epoch=math.ceil(train_points(cfg) / cfg.batch_size),
         batch_size=cfg.batch_size, iw_samples=k,
         validation=((cfg.n_val, 1), *([(cfg.n_val, k)] if k > 1 else [])),
         evaluation=evaluation_passes(cfg), members=E, planned_epochs=cfg.epochs,
-        expected=early_stopping and bool(cfg.patience))
+        expected=expected)
 
 
 def training_flops_per_epoch(cfg: TrialConfig) -> float:
@@ -333,13 +352,15 @@ def reference_rates(cfg: TrialConfig) -> Rates:
 
 
 def makespan(trial_seconds: list[float], slots: int, study_s: float,
-             shared: float = 1.0) -> float:
+             shared: float = 1.0, busy: list[float] | None = None) -> float:
     """Wall time of trials run ``slots`` at a time, longest first (the order trials start in),
     each on the first free slot, plus the study's fixed cost; ``shared``: how much slower a
     trial runs beside others than its ``trial_seconds`` (``SHARED_SLOWDOWN`` for times
-    measured alone on this machine), when more than one runs at a time."""
+    measured alone on this machine), when more than one runs at a time; ``busy``: the seconds
+    left of trials already running, one slot each."""
     scale = shared if slots > 1 and len(trial_seconds) > 1 else 1.0
-    free = [0.0] * max(slots, 1)
+    busy = list(busy or [])
+    free = busy + [0.0] * max(slots - len(busy), 0 if busy else 1)
     for s in sorted((t * scale for t in trial_seconds), reverse=True):
         i = free.index(min(free))
         free[i] += s

@@ -116,8 +116,10 @@ def measured_rates(cfg: TrialConfig, cache: dict) -> cost.Rates:
 
 
 def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
-            max_concurrent: int | None = None) -> str:
-    """Every trial and the estimated time (see the module docstring)."""
+            max_concurrent: int | None = None, shared_cpus: bool = True) -> str:
+    """Every trial and the estimated time (see the module docstring); ``shared_cpus``: the
+    trials share this machine's CPUs (a local CPU run), so each runs ``SHARED_SLOWDOWN`` slower
+    beside the others than timed alone."""
     spec, plan = study.spec, planned_trials(study)
     cache: dict = {}
     lines = [describe(study, num_cpus, max_concurrent), "",
@@ -134,15 +136,17 @@ def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
                      f"{cfg.n_val:>6}{cfg.n_test or 'all':>6}{cfg.iw_samples:>4}"
                      f"{seconds / 60:>9.1f}  {p.label}")
     n_slots = slots(spec, num_cpus, max_concurrent)
-    wall = cost.makespan(each, n_slots, cost.STUDY_S, cost.SHARED_SLOWDOWN)
+    shared = cost.SHARED_SLOWDOWN if shared_cpus else 1.0
+    wall = cost.makespan(each, n_slots, cost.STUDY_S, shared)
     trials = sum(p.count for p in plan)
     planned = sum(p.cfg.epochs * p.count for p in plan)
     notes = ["trial time from the cost model at rates timed here (study.spec.cost), +-25%"]
-    if n_slots > 1:
+    if n_slots > 1 and shared_cpus:
         notes.append(f"trials {cost.SHARED_SLOWDOWN:.2f}x slower beside each other than alone")
     if any(p.work.expected for p in plan):
-        notes.append(f"~: early stopping's expected epochs per seed ({cost.EARLY_STOP_FRACTION:.0%}"
-                     " of the budget's, as in the published runs)")
+        notes.append(f"~: early stopping's expected epochs ({cost.EARLY_STOP_FRACTION:.0%} of "
+                     f"the budget's until a trial's last seed stops, {cost.SEED_STOP_FRACTION:.0%}"
+                     " per seed, as in the published runs)")
     if spec.pruner.name != "none":
         notes.append("an upper bound: pruning ends trials sooner")
     lines += ["", f"{trials} trials, {planned:,} epochs planned; estimated {wall / 60:.1f} "
