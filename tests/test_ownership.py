@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,5 +181,9 @@ def test_resume_of_a_changed_study_is_refused_and_names_the_change(tmp_path):
     assert "configuration (lr=0.01) removed" in line and "(lr=0.02) added" in line
     # what only the report reads may change
     spec.write_text(spec.read_text().replace("- 0.02\n", "- 0.01\n") + "responses: [test_ll]\n")
-    r = _study(tmp_path, "--resume")
+    r = run_cli("study.run", str(spec), "--budget", "smoke", "--tracking-uri",
+                f"sqlite:///{tmp_path}/mlflow.db", "--resume", cwd=tmp_path, timeout=240)
     assert r.returncode == 0, r.stderr
+    # the finished study's progress counts its recorded trials as done, none as waiting
+    counts = re.findall(r"\] (\d+)/(\d+) done", r.stdout)
+    assert counts and all(a == b for a, b in counts) and " 0 waiting" in r.stdout, r.stdout
