@@ -202,19 +202,23 @@ def test_eta_counts_a_running_trial_by_its_epochs_and_a_pruned_one_by_what_it_tr
                - ((left + 100.0) * pace - 10.0)) <= 1
 
 
-def test_a_trial_restored_from_a_checkpoint_paces_from_its_first_report_here():
-    """A resumed study's trial restored at epoch 150 first reports 151: the 150 epochs it
-    trained under an earlier driver do not count as done in this driver's few seconds."""
+def test_a_trial_restored_from_a_checkpoint_paces_from_the_epoch_it_was_restored_from():
+    """A resumed study's trial restored at epoch 150: the 150 epochs it trained under an
+    earlier driver do not count as done in this driver's seconds; a fresh trial whose first
+    result carries its first three epochs counts from epoch 0."""
     est, clock = _fixed(1000.0, 300), Clock()
-    progress = Progress(1, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
+    progress = Progress(2, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
     progress.trial_started("t")
+    progress.trial_started("fresh")
     clock.t += 5.0
-    progress.trial_reported("t", 151)
+    progress.trial_reported("t", 151, restored_from=150)
+    progress.trial_reported("fresh", 3)
     clock.t += 6.0
-    progress.trial_reported("t", 152)  # one epoch (3.33 model-seconds) in 6 s: pace ~1.8
-    pace = progress.pace({"t": est})
-    assert pace == pytest.approx((6.0 + 1000.0) / (999.0 / 300 + 1000.0))
-    assert progress.pace({"t": est}) > 1.0
+    progress.trial_reported("t", 152, restored_from=150)
+    per_epoch = 999.0 / 300
+    assert progress.pace({"t": est}) == pytest.approx((11.0 + 1000.0) / (2 * per_epoch + 1000.0))
+    assert progress.pace({"fresh": est}) == pytest.approx(
+        (5.0 + 1000.0) / (3 * per_epoch + 0.5 + 1000.0))
     # a failed trial that never reported adds nothing to the pace (no negative model time)
     progress.trial_started("f")
     clock.t += 3.0

@@ -60,8 +60,8 @@ class Progress:
         self.status: dict[str, str] = {}
         self.trained: dict[str, int] = {}  # epochs of trials that ended
         self.best: tuple[float, str] | None = None
-        #: when each running trial started (or, restored, first reported in this driver) and
-        #: its epoch then (None until its first report tells which)
+        #: when each running trial started and its epoch then (None until its first report
+        #: tells: 0, or the epoch of the checkpoint it was restored from)
         self.since: dict[str, tuple[float, int | None]] = {}
         #: each running trial's last reported epoch and when it came
         self.reported: dict[str, tuple[int, float]] = {}
@@ -78,14 +78,16 @@ class Progress:
         self.since[trial_id] = (self.clock(), None)
         self.reported.pop(trial_id, None)
 
-    def trial_reported(self, trial_id: str, epoch: int) -> None:
-        """A trial reported ``epoch``. Its first report in this driver fixes where its pace
-        counts from: its start when the report is its first epoch, else (restored from a
-        checkpoint) this report."""
+    def trial_reported(self, trial_id: str, epoch: int, restored_from: int = 0) -> None:
+        """A trial reported ``epoch`` (a result may carry several epochs); it started at
+        ``restored_from`` (0, or the epoch of the checkpoint it was restored from), which its
+        pace counts from. A trial not seen starting counts from this report."""
         now = self.clock()
-        t0, e0 = self.since.get(trial_id, (now, None))
-        if e0 is None:
-            self.since[trial_id] = (t0, 0) if epoch <= 1 else (now, epoch)
+        t0, e0 = self.since.get(trial_id, (None, None))
+        if t0 is None:
+            self.since[trial_id] = (now, epoch)
+        elif e0 is None:
+            self.since[trial_id] = (t0, restored_from)
         self.reported[trial_id] = (epoch, now)
 
     def label(self, config: dict[str, Any]) -> str:
@@ -161,10 +163,10 @@ class Progress:
 
     def pace(self, ests: dict[str, cost.Estimate]) -> float:
         """Wall seconds per model second of one trial: the ended trials' wall time over their
-        model seconds, and each running trial's time from its start (a restored one: its first
-        report here) to its last reported epoch over the model seconds between (with half its
-        fixed cost, its start, when it started here), shrunk toward 1 (the model's own pace) by
-        one mean trial's model seconds, so the first reports do not set it alone."""
+        model seconds, and each running trial's time from its start to its last reported epoch
+        over the model seconds between (from the epoch it was restored from, if any; with half
+        its fixed cost, its start), shrunk toward 1 (the model's own pace) by one mean trial's
+        model seconds, so the first reports do not set it alone."""
         wall = sum(w for w, _ in self.ended)
         model = sum(m for _, m in self.ended)
         for i, est in ests.items():

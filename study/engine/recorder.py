@@ -201,7 +201,8 @@ class StudyRecorder(Callback):
             self.outbox.log_epoch(run_id, m.epoch, metrics)
         self._last[trial.trial_id] = result
         if self.progress is not None:
-            self.progress.trial_reported(trial.trial_id, reported(result).epoch)
+            r = reported(result)
+            self.progress.trial_reported(trial.trial_id, r.epoch, r.restored_from)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self._finish(trial, failed=False)
