@@ -195,11 +195,13 @@ def test_eta_counts_a_running_trial_by_its_epochs_and_a_pruned_one_by_what_it_tr
     assert "epochs 10/25" in line  # 5 + 5 trained; 5 + 10 + 10 expected
     assert "t1 5/10" in line
     pace = (60.0 + 40.0 + 100.0) / (50.0 + 50.0 + 100.0)
-    left = 50.0  # t1's model-seconds left: 5 epochs and the rest of its fixed cost
-    assert abs(_eta_seconds(line) - (left + 100.0) * pace) <= 1, line  # one slot: in turn
+    # t1's own pace: 40 s for 50 model-seconds, shrunk toward the study's by 25 (a quarter of
+    # its 100); its time left: 5 epochs and the rest of its fixed cost, 50 model-seconds
+    own = (40.0 + 25.0 * pace) / (50.0 + 25.0)
+    left = 50.0 * own + 100.0 * pace  # one slot: then the waiting trial
+    assert abs(_eta_seconds(line) - left) <= 1, line
     clock.t += 10.0  # ten seconds into its next epoch: ten seconds less left
-    assert abs(_eta_seconds(progress.line(_running("t1"), {"t1": 5}))
-               - ((left + 100.0) * pace - 10.0)) <= 1
+    assert abs(_eta_seconds(progress.line(_running("t1"), {"t1": 5})) - (left - 10.0)) <= 1
 
 
 def test_a_trial_restored_from_a_checkpoint_paces_from_the_epoch_it_was_restored_from():

@@ -8,9 +8,10 @@ The counters always add up to the study's trials. The ETA is the cost model's ti
 work left (``study.spec.cost``: each trial's training phases, validation, final evaluation and
 fixed cost; early stopping's expected epochs; a pruned or early-stopped trial's epochs dropped)
 at the pace trials have shown (wall seconds per model second of one trial: the trials that
-ended, from start to end, and the running ones up to their last reported epoch), laid out on
-the study's slots as the trials will run: each running trial's time left, less the time since
-its last report, then the waiting trials on the first free slot. "~" marks epochs that are an
+ended, from start to end, and the running ones up to their last reported epoch; a running
+trial's own pace for its own time left), laid out on the study's slots as the trials will run:
+each running trial's time left, less the time since its last report, then the waiting trials
+on the first free slot. "~" marks epochs that are an
 expectation.
 """
 
@@ -146,8 +147,13 @@ class Progress:
         busy = []
         for i in at:  # each running trial's time left, less the time since it last reported
             e, t = self.reported.get(i, (0, self.since.get(i, (now, None))[0]))
-            left = ests[i].seconds_left(e) - ests[i].started_s(e)
-            busy.append(max(left * pace - (now - t), 0.0))
+            est = ests[i]
+            # its own pace, shrunk toward the study's by a quarter of its model seconds (the
+            # model may misjudge one configuration against another)
+            wall, model = self._shown(i, est)
+            own = (wall + est.seconds / 4 * pace) / (model + est.seconds / 4)
+            left = est.seconds_left(e) - est.started_s(e)
+            busy.append(max(left * own - (now - t), 0.0))
         left_s = cost.makespan([w * pace for w in self.waiting(waiting)], self.slots, 0.0,
                                busy=busy)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
@@ -170,12 +176,20 @@ class Progress:
         wall = sum(w for w, _ in self.ended)
         model = sum(m for _, m in self.ended)
         for i, est in ests.items():
-            (t0, e0), (e, t) = self.since.get(i, (0.0, None)), self.reported.get(i, (0, 0.0))
-            if e0 is not None and e > e0:
-                wall += t - t0
-                model += est.seconds_through(e) + est.started_s(e) \
-                    - (est.seconds_through(e0) + est.started_s(e0))
+            w, m = self._shown(i, est)
+            wall, model = wall + w, model + m
         return (wall + self.waiting_s) / (model + self.waiting_s)
+
+    def _shown(self, trial_id: str, est: cost.Estimate) -> tuple[float, float]:
+        """(wall seconds, model seconds) of a running trial from its start to its last
+        reported epoch (from the epoch it was restored from; half its fixed cost, its start,
+        counted with its first epoch); (0, 0) before it reports."""
+        (t0, e0), (e, t) = self.since.get(trial_id, (0.0, None)), \
+            self.reported.get(trial_id, (0, 0.0))
+        if e0 is None or e <= e0:
+            return 0.0, 0.0
+        return t - t0, est.seconds_through(e) + est.started_s(e) \
+            - (est.seconds_through(e0) + est.started_s(e0))
 
     def maybe_print(self, trials: list[Trial], epoch_of: dict[str, int]) -> None:
         now = self.clock()
