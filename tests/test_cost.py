@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ray.tune.experiment import Trial
 
-from study.engine.progress import Progress
+from study.engine.progress import PRIOR_S, Progress
 from study.spec import cost
 from study.spec.config import trial_config
 
@@ -171,9 +171,9 @@ def test_eta_paces_the_model_seconds_left_by_what_the_ended_trials_took():
         progress.trial_ended(i, "finished", 10, -1.0, "depth=1", {"depth": 1})
     line = progress.line([], {})
     assert "2/12 done" in line and "10 waiting" in line and "epochs 20/120" in line
-    # pace 300 s over 200 model-seconds, shrunk toward 1 by one trial's 100 model-seconds;
-    # the 10 trials left run two at a time on the 2 slots the study has shown
-    pace = (300 + 100) / (200 + 100)
+    # pace 300 s over 200 model-seconds, shrunk toward 1 by one trial's model-seconds (at most
+    # PRIOR_S); the 10 trials left run two at a time on the 2 slots the study has shown
+    pace = (300 + PRIOR_S) / (200 + PRIOR_S)
     assert abs(_eta_seconds(line) - 5 * 100 * pace) <= 1, line
 
 
@@ -194,7 +194,7 @@ def test_eta_counts_a_running_trial_by_its_epochs_and_a_pruned_one_by_what_it_tr
     line = progress.line(_running("t1"), {"t1": 5})
     assert "epochs 10/25" in line  # 5 + 5 trained; 5 + 10 + 10 expected
     assert "t1 5/10" in line
-    pace = (60.0 + 40.0 + 100.0) / (50.0 + 50.0 + 100.0)
+    pace = (60.0 + 40.0 + PRIOR_S) / (50.0 + 50.0 + PRIOR_S)
     # t1's own pace: 40 s for 50 model-seconds, shrunk toward the study's by 25 (a quarter of
     # its 100); its time left: 5 epochs and the rest of its fixed cost, 50 model-seconds
     own = (40.0 + 25.0 * pace) / (50.0 + 25.0)
@@ -218,9 +218,9 @@ def test_a_trial_restored_from_a_checkpoint_paces_from_the_epoch_it_was_restored
     clock.t += 6.0
     progress.trial_reported("t", 152, restored_from=150)
     per_epoch = 999.0 / 300
-    assert progress.pace({"t": est}) == pytest.approx((11.0 + 1000.0) / (2 * per_epoch + 1000.0))
+    assert progress.pace({"t": est}) == pytest.approx((11.0 + PRIOR_S) / (2 * per_epoch + PRIOR_S))
     assert progress.pace({"fresh": est}) == pytest.approx(
-        (5.0 + 1000.0) / (3 * per_epoch + 0.5 + 1000.0))
+        (5.0 + PRIOR_S) / (3 * per_epoch + 0.5 + PRIOR_S))
     # a failed trial that never reported adds nothing to the pace (no negative model time)
     progress.trial_started("f")
     clock.t += 3.0

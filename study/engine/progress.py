@@ -27,6 +27,10 @@ from ray.tune.experiment import Trial
 from study.spec import cost
 
 DONE = ("finished", "diverged", "pruned", "failed")
+#: the most model seconds the ETA's pace is shrunk toward the model's own by (moons_depth's
+#: trials are 6 model-minutes each: one whole trial held the pace near the model's, 1.9x too
+#: slow, for a quarter of the run)
+PRIOR_S = 60.0
 
 
 def duration(seconds: float) -> str:
@@ -148,10 +152,11 @@ class Progress:
         for i in at:  # each running trial's time left, less the time since it last reported
             e, t = self.reported.get(i, (0, self.since.get(i, (now, None))[0]))
             est = ests[i]
-            # its own pace, shrunk toward the study's by a quarter of its model seconds (the
-            # model may misjudge one configuration against another)
+            # its own pace, shrunk toward the study's by a quarter of its model seconds (at most
+            # PRIOR_S): the model may misjudge one configuration against another
             wall, model = self._shown(i, est)
-            own = (wall + est.seconds / 4 * pace) / (model + est.seconds / 4)
+            prior = min(est.seconds / 4, PRIOR_S)
+            own = (wall + prior * pace) / (model + prior)
             left = est.seconds_left(e) - est.started_s(e)
             busy.append(max(left * own - (now - t), 0.0))
         left_s = cost.makespan([w * pace for w in self.waiting(waiting)], self.slots, 0.0,
@@ -172,13 +177,15 @@ class Progress:
         model seconds, and each running trial's time from its start to its last reported epoch
         over the model seconds between (from the epoch it was restored from, if any; with half
         its fixed cost, its start), shrunk toward 1 (the model's own pace) by one mean trial's
-        model seconds, so the first reports do not set it alone."""
+        model seconds, at most ``PRIOR_S``, so the first reports do not set it alone (and a
+        study of a few long trials is not held to the model's pace for most of a trial)."""
         wall = sum(w for w, _ in self.ended)
         model = sum(m for _, m in self.ended)
         for i, est in ests.items():
             w, m = self._shown(i, est)
             wall, model = wall + w, model + m
-        return (wall + self.waiting_s) / (model + self.waiting_s)
+        prior = min(self.waiting_s, PRIOR_S)
+        return (wall + prior) / (model + prior)
 
     def _shown(self, trial_id: str, est: cost.Estimate) -> tuple[float, float]:
         """(wall seconds, model seconds) of a running trial from its start to its last
