@@ -11,8 +11,7 @@ at the pace trials have shown (wall seconds per model second of one trial: the t
 ended, from start to end, and the running ones up to their last reported epoch; a running
 trial's own pace for its own time left), laid out on the study's slots as the trials will run:
 each running trial's time left, less the time since its last report, then the waiting trials
-on the first free slot. "~" marks epochs that are an
-expectation.
+on the first free slot. "~" marks epochs that are an expectation.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def build_search(study: ResolvedStudy, max_concurrent: int | None = None):
     if not spec.sampled_factors:
         # every grid cell once, most expensive first: with more trials than slots, the long
         # ones start early and the last wave is short (longest-processing-time scheduling)
-        cells = sorted(study.cells, key=lambda c: -cost.estimate(study.config(c)).seconds)
+        cells = costliest_first(study, study.cells)
         space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
         generator = grid_generator(cells, max_concurrent)
         return space, generator, len(cells)
@@ -50,6 +50,13 @@ def build_search(study: ResolvedStudy, max_concurrent: int | None = None):
     if max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     return {}, SampledGenerator(searcher), len(cells) * per_cell
+
+
+def costliest_first(study: ResolvedStudy, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A grid's points in the order its trials start: most expensive first by the cost model
+    (longest-processing-time order keeps the last wave short; the progress line's ETA counts
+    the trials still waiting as the cheapest)."""
+    return sorted(points, key=lambda p: -cost.estimate(study.config(p)).seconds)
 
 
 def tpe_sampler(seed: int | None):

@@ -40,7 +40,7 @@ def stop_pack_servers() -> None:
 def study_progress(study: ResolvedStudy, round_: Round | None = None) -> Progress:
     """The progress line of the study's trials (or a round's), its ETA from the cost model at
     this machine kind's reference rates (a trial's estimate from its factors and round
-    seeds); a grid's trials start costliest first (``build_search``, ``round_search``)."""
+    seeds); a grid's trials start costliest first (``search.costliest_first``)."""
     from study.spec import cost
 
     cache: dict[TrialConfig, cost.Estimate] = {}
@@ -192,12 +192,10 @@ def round_search(study: ResolvedStudy, round_: Round, max_concurrent: int | None
     round's seeds, most expensive first (as ``build_search`` orders a grid)."""
     from ray import tune
 
-    from study.engine.search import grid_generator
-    from study.spec import cost
+    from study.engine.search import costliest_first, grid_generator
 
     spec = study.spec
-    points = sorted(_round_points(round_),
-                    key=lambda p: -cost.estimate(study.config(p)).seconds)
+    points = costliest_first(study, _round_points(round_))
     space = {name: tune.choice(f.values) for name, f in spec.grid_factors.items()}
     space[ROUND_SEEDS] = tune.choice([round_.seeds_text])
     return space, grid_generator(points, max_concurrent), len(points)

@@ -362,8 +362,8 @@ def makespan(trial_seconds: list[float], slots: int, study_s: float,
     measured alone on this machine), when more than one runs at a time; ``busy``: the seconds
     left of trials already running, one slot each."""
     scale = shared if slots > 1 and len(trial_seconds) > 1 else 1.0
-    busy = list(busy or [])
-    free = busy + [0.0] * max(slots - len(busy), 0 if busy else 1)
+    free = list(busy or [])
+    free += [0.0] * max(max(slots, 1) - len(free), 0)
     for s in sorted((t * scale for t in trial_seconds), reverse=True):
         i = free.index(min(free))
         free[i] += s
