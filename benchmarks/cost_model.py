@@ -1,6 +1,6 @@
 """The cost model (``study.spec.cost``) against measured wall times.
 
-Run: ``python benchmarks/cost_model.py [--run NAME ...] [--fit] [--budget default]``.
+Run: ``python benchmarks/cost_model.py [--run NAME ...] [--replay DIR] [--fit] [--budget default]``.
 
 Without ``--run`` (about a minute): for every study with a published run (docs/results), the dry
 run's estimate (rates timed now, on this machine) and the estimate at the reference rates (what
@@ -13,8 +13,10 @@ measures for every configuration of every study.
 
 With ``--run`` (the studies' own time): each study is run as the README says, into a fresh
 results folder, and timed; the table compares the estimates made just before with the measured
-wall time, and the progress line's ETA at a quarter, half and three quarters of the run with
-the time that was actually left.
+wall time, and the progress line's ETA at a tenth, a quarter, half and three quarters of the
+run with the time that was actually left. Each run's progress journal is kept (``--journal``,
+``runs/eta_journals/`` by default); ``--replay DIR`` re-computes the ETA of those runs with the
+current code (``benchmarks/eta_journal.py``).
 """
 
 from __future__ import annotations
@@ -97,26 +99,59 @@ def _seconds(h: str | None, m: str | None, s: str) -> int:
     return 3600 * int(h or 0) + 60 * int(m or 0) + int(s)
 
 
-def run(name: str, budget: str) -> tuple[float, list[tuple[float, float, float]]]:
-    """(wall seconds, [(fraction of the run, ETA said, time actually left)]) of one run."""
+def run(name: str, budget: str, journal: Path) -> tuple[float, list[tuple[float, float, float]]]:
+    """(wall seconds, [(fraction of the run, ETA said, time actually left)]) of one run; the
+    progress line's inputs journaled to ``journal`` (``benchmarks/eta_journal.py``)."""
+    import pickle
+
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "study.run", name, "--budget", budget, "--results",
-               f"{tmp}/results", "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"]
+        cmd = [sys.executable, str(REPO / "benchmarks" / "eta_journal.py"), str(journal),
+               "study.run", name, "--budget", budget, "--results", f"{tmp}/results",
+               "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"]
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with open(journal, "wb") as f:
+            pickle.dump((time.monotonic(), "spawn", name, budget), f)
         start = time.monotonic()
         out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True,
                              env=os.environ | {"PYTHONPATH": str(REPO)})
         wall = time.monotonic() - start
+        with open(journal, "ab") as f:
+            pickle.dump((time.monotonic(), "exit", out.returncode), f)
     if out.returncode:
         raise SystemExit(f"{name}: exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}")
     said = [(_seconds(*m.groups()[:3]), _seconds(*m.groups()[3:]))
             for m in map(PROGRESS.match, out.stdout.splitlines()) if m]
-    checks = []
+    return wall, checks([(at, eta, wall - at) for at, eta in said], wall)
+
+
+def checks(said: list[tuple[float, float, float]], wall: float) -> list[tuple[float, float, float]]:
+    """[(fraction of the run, ETA said, time left)] at the first line at or after 10%, 25%, 50%
+    and 75% of the run, from [(seconds into the run, ETA said, time left)]."""
+    out = []
     for frac in (0.1, 0.25, 0.5, 0.75):
         near = [s for s in said if s[0] >= frac * wall]
         if near:
-            at, eta = near[0]
-            checks.append((at / wall, eta, wall - at))
-    return wall, checks
+            at, eta, left = near[0]
+            out.append((at / wall, eta, left))
+    return out
+
+
+def replayed(folder: Path) -> None:
+    """The ETA the current code says, replayed from the journals in ``folder``, at 10%, 25%,
+    50% and 75% of each run (``benchmarks/eta_journal.py``)."""
+    from eta_journal import events, replay
+
+    print("| study | wall | ETA said / left at 10%, 25%, 50%, 75% of the run (replayed) |")
+    print("|---|---:|---|")
+    for journal in sorted(folder.glob("*.pkl")):
+        evs = events(journal)
+        (start, _, name, budget), (end, _, rc) = evs[0], evs[-1]
+        if rc:
+            continue
+        said, wall = replay(journal, name, budget, end), end - start
+        eta = ", ".join(f"{s / 60:.1f}/{left / 60:.1f} min ({s / left - 1:+.0%})"
+                        for _, s, left in checks(said, wall))
+        print(f"| {name} | {wall / 60:.1f} min | {eta} |", flush=True)
 
 
 def main() -> None:
@@ -124,10 +159,16 @@ def main() -> None:
     p.add_argument("--run", nargs="*", default=None, metavar="NAME")
     p.add_argument("--budget", default="default")
     p.add_argument("--fit", action="store_true", help="fit the reference rates' constants")
+    p.add_argument("--journal", type=Path, default=REPO / "runs" / "eta_journals",
+                   help="where --run keeps each run's progress journal")
+    p.add_argument("--replay", type=Path, metavar="DIR", help="the current code's ETA replayed "
+                   "from the journals in DIR")
     args = p.parse_args()
     os.environ.setdefault("HVAE_DATA_DIR", str(REPO.parent / "shared" / "data"))
     if args.fit:
         return fit(args.budget)
+    if args.replay:
+        return replayed(args.replay)
     if args.run is None:
         print("| study | published wall | dry run (timed now) | ratio | reference rates | ratio |")
         print("|---|---:|---:|---:|---:|---:|")
@@ -142,8 +183,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---|")
     for name in args.run:
         timed, ref = estimates(name, args.budget)
-        wall, checks = run(name, args.budget)
-        eta = ", ".join(f"{said / 60:.1f}/{left / 60:.1f} min" for _, said, left in checks)
+        wall, said = run(name, args.budget, args.journal / f"{name}.{args.budget}.pkl")
+        eta = ", ".join(f"{s / 60:.1f}/{left / 60:.1f} min ({s / left - 1:+.0%})"
+                        for _, s, left in said)
         print(f"| {name} | {wall / 60:.1f} min | {timed / 60:.1f} min | {timed / wall:.2f} | "
               f"{ref / 60:.1f} min | {ref / wall:.2f} | {eta} |", flush=True)
 
