@@ -8,8 +8,10 @@ The counters always add up to the study's trials. The ETA is the cost model's ti
 work left (``study.spec.cost``: each trial's training phases, validation, final evaluation and
 fixed cost; early stopping's expected epochs; a pruned or early-stopped trial's epochs dropped)
 at the pace trials have shown (wall seconds per model second of one trial: the trials that
-ended, from start to end, and the running ones up to their last reported epoch; a running
-trial's own pace for its own time left), laid out on the study's slots as the trials will run:
+ended, from their start to their last reported epoch, and the running ones up to theirs; a
+running trial's own pace for its own training left; the final evaluation and closing at the
+pace that the ended trials' closings have shown, from their last epoch to their end), laid out
+on the study's slots as the trials will run:
 each running trial's time left, less the time since its last report, then the waiting trials
 on the first free slot. "~" marks epochs that are an expectation.
 """
@@ -58,7 +60,8 @@ class Progress:
         self.factors, self.every, self.clock = factors, every, clock
         self.estimate = estimate
         self.waiting_s = sum(e.seconds for e in plan) / len(plan)
-        self.grid_s = sorted(e.seconds for e in plan) if grid else None
+        self.closing_s = sum(e.closing_s for e in plan) / len(plan)
+        self.grid_s = sorted((e.seconds, e.closing_s) for e in plan) if grid else None
         self.waiting_epochs = sum(e.work.epochs for e in plan) / len(plan)
         self.expected = any(e.work.expected for e in plan)
         self.status: dict[str, str] = {}
@@ -69,8 +72,13 @@ class Progress:
         self.since: dict[str, tuple[float, int | None]] = {}
         #: each running trial's last reported epoch and when it came
         self.reported: dict[str, tuple[int, float]] = {}
-        #: (wall seconds, model seconds) of the trials that ran in this driver and ended
+        #: (wall seconds, model seconds) of the trials that ran in this driver and ended: their
+        #: training (from their start to their last reported epoch; a trial not evaluated
+        #: (pruned, failed) or never reporting, to its end) ...
         self.ended: list[tuple[float, float]] = []
+        #: ... and their closing (final evaluation, files, records: from their last reported
+        #: epoch to their end)
+        self.closed: list[tuple[float, float]] = []
         #: the most trials seen running at once: the study's slots
         self.slots = 1
         self._start = clock()
@@ -101,22 +109,34 @@ class Progress:
                     label: str = "", config: dict[str, Any] | None = None) -> None:
         self.status[trial_id] = status
         self.trained[trial_id] = epochs
-        self.reported.pop(trial_id, None)
+        last = self.reported.pop(trial_id, None)
         t0, e0 = self.since.pop(trial_id, (None, None))
         if t0 is not None and config is not None:  # ran here: its time shows the pace
-            est, e0 = self.estimate(config), e0 or 0
-            evaluated = status in ("finished", "diverged")  # pruned or failed: no evaluation
-            done = est.seconds_ended(epochs, evaluated) + (0.0 if evaluated
-                                                           else est.started_s(epochs))
-            model_s = done - (est.seconds_through(e0) + est.started_s(e0))
-            wall = self.clock() - t0
-            if model_s > 0 and wall > 0:
-                self.ended.append((wall, model_s))
+            self._paced(self.estimate(config), t0, e0 or 0, last, epochs,
+                        status in ("finished", "diverged"))  # pruned or failed: no evaluation
         if status in ("finished", "diverged") and value is not None and math.isfinite(value):
             sign = 1 if self.mode == "max" else -1
             if self.best is None or sign * value > sign * self.best[0]:
                 self.best = (value, label)
         self._force = True
+
+    def _paced(self, est: cost.Estimate, t0: float, e0: int, last: tuple[int, float] | None,
+               epochs: int, evaluated: bool) -> None:
+        """An ended trial's wall and model seconds: its training and its closing apart where
+        it was evaluated after reporting an epoch, otherwise the whole trial as training."""
+        now, begun = self.clock(), est.seconds_through(e0) + est.started_s(e0)
+        if evaluated and last is not None and last[0] > e0:
+            e, t = last
+            at = est.seconds_through(e) + est.started_s(e)
+            parts = [(self.ended, t - t0, at - begun),
+                     (self.closed, now - t, est.seconds_ended(epochs) - at)]
+        else:
+            done = est.seconds_ended(epochs, evaluated) + (0.0 if evaluated
+                                                           else est.started_s(epochs))
+            parts = [(self.ended, now - t0, done - begun)]
+        for into, wall, model_s in parts:
+            if model_s > 0 and wall > 0:
+                into.append((wall, model_s))
 
     def line(self, trials: list[Trial], epoch_of: dict[str, int]) -> str:
         counts = {s: sum(v == s for v in self.status.values()) for s in DONE}
@@ -126,9 +146,13 @@ class Progress:
         parts = [f"{done}/{self.total} done ({counts['finished'] + counts['diverged']} finished, "
                  f"{counts['pruned']} pruned, {counts['failed']} failed)"]
         ests = {t.trial_id: self.estimate(t.config) for t in running}
+        # a trial's epoch: its last epoch result's, or the epochs it has trained before it can
+        # report any (restart candidates', from progress results)
+        epoch_of = {t.trial_id: max(epoch_of.get(t.trial_id, 0),
+                                    self.reported.get(t.trial_id, (0, 0.0))[0]) for t in running}
         if running:
             shown = ", ".join(
-                f"{self.label(t.config)} {epoch_of.get(t.trial_id, 0)}/"
+                f"{self.label(t.config)} {epoch_of[t.trial_id]}/"
                 f"{ests[t.trial_id].work.epochs_text}" for t in running[:4])
             parts.append(f"{len(running)} running: {shown}" + (" ..." if len(running) > 4 else ""))
         parts.append(f"{waiting} waiting")
@@ -147,6 +171,7 @@ class Progress:
         expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
         pace = self.pace(ests)
+        close = self.closing_pace(pace)
         busy = []
         for i in at:  # each running trial's time left, less the time since it last reported
             e, t = self.reported.get(i, (0, self.since.get(i, (now, None))[0]))
@@ -157,27 +182,29 @@ class Progress:
             prior = min(est.seconds / 4, PRIOR_S)
             own = (wall + prior * pace) / (model + prior)
             left = est.seconds_left(e) - est.started_s(e)
-            busy.append(max(left * own - (now - t), 0.0))
-        left_s = cost.makespan([w * pace for w in self.waiting(waiting)], self.slots, 0.0,
-                               busy=busy)
+            closing = min(left, est.closing_s - est.started_s(e))
+            busy.append(max((left - closing) * own + closing * close - (now - t), 0.0))
+        left_s = cost.makespan([(s - c) * pace + c * close for s, c in self.waiting(waiting)],
+                               self.slots, 0.0, busy=busy)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
         eta = f", ETA {duration(left_s)}" if (running or self.ended) and left_s > 0 else ""
         return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
-    def waiting(self, n: int) -> list[float]:
-        """The model seconds of the ``n`` trials waiting: a grid's ``n`` cheapest
-        configurations, otherwise ``n`` mean trials."""
+    def waiting(self, n: int) -> list[tuple[float, float]]:
+        """The model seconds of the ``n`` trials waiting, and of their closing: a grid's ``n``
+        cheapest configurations, otherwise ``n`` mean trials."""
         if self.grid_s is not None and n <= len(self.grid_s):
             return self.grid_s[:n]
-        return [self.waiting_s] * n
+        return [(self.waiting_s, self.closing_s)] * n
 
     def pace(self, ests: dict[str, cost.Estimate]) -> float:
-        """Wall seconds per model second of one trial: the ended trials' wall time over their
-        model seconds, and each running trial's time from its start to its last reported epoch
-        over the model seconds between (from the epoch it was restored from, if any; with half
-        its fixed cost, its start), shrunk toward 1 (the model's own pace) by one mean trial's
-        model seconds, at most ``PRIOR_S``, so the first reports do not set it alone (and a
-        study of a few long trials is not held to the model's pace for most of a trial)."""
+        """Wall seconds per model second of a trial's training: the ended trials' wall time
+        over their model seconds (``ended``: to their last reported epoch), and each running
+        trial's time from its start to its last reported epoch over the model seconds between
+        (from the epoch it was restored from, if any; with half its fixed cost, its start),
+        shrunk toward 1 (the model's own pace) by one mean trial's model seconds, at most
+        ``PRIOR_S``, so the first reports do not set it alone (and a study of a few long trials
+        is not held to the model's pace for most of a trial)."""
         wall = sum(w for w, _ in self.ended)
         model = sum(m for _, m in self.ended)
         for i, est in ests.items():
@@ -185,6 +212,20 @@ class Progress:
             wall, model = wall + w, model + m
         prior = min(self.waiting_s, PRIOR_S)
         return (wall + prior) / (model + prior)
+
+    def closing_pace(self, pace: float) -> float:
+        """Wall seconds per model second of a trial's closing (its final evaluation, files and
+        records): the ended trials' time from their last reported epoch to their end over the
+        model's seconds for it, shrunk by one mean closing's model seconds (at most
+        ``PRIOR_S``) toward the ended trials' pace from start to end (the training ``pace``
+        before any ended): the model's evaluation rates may misjudge the evaluation against
+        training (by 0.45-1.6x, ``study.spec.cost``)."""
+        wall = sum(w for w, _ in self.closed)
+        model = sum(m for _, m in self.closed)
+        if model:
+            pace = (wall + sum(w for w, _ in self.ended)) / (model + sum(m for _, m in self.ended))
+        prior = min(self.closing_s, PRIOR_S)
+        return (wall + prior * pace) / (model + prior)
 
     def _shown(self, trial_id: str, est: cost.Estimate) -> tuple[float, float]:
         """(wall seconds, model seconds) of a running trial from its start to its last
