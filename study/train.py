@@ -64,6 +64,9 @@ class FolderIO:
             self._save(trainer)
         return False
 
+    def on_progress(self, epochs: int) -> None:
+        pass
+
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         self._save(trainer)
         write_files(self.out)

@@ -23,20 +23,22 @@ def _trainer(**overrides) -> Trainer:
 def test_each_seed_keeps_the_candidate_with_the_best_validation_bound():
     """The candidates trained alone (same initialisations, same data) give the same validation
     bounds; the trainer keeps each seed's best one and its whole epoch history."""
-    t = _trainer()
+    t = _trainer(restart_epochs=3)
     seen: list[int] = []
-    t.fit(lambda m: seen.append(m.epoch))
+    progress: list[int] = []
+    t.fit(lambda m: seen.append(m.epoch), progress.append)
     assert seen == [1, 2, 3, 4, 5]  # the candidates' epochs are reported after the choice
+    assert progress == [1, 2]  # before it, only how many they have trained
 
     ccfg, seed_of = restart_candidates(t.cfg)
     assert list(seed_of) == [0, 1, 0, 1, 0, 1]
     assert ccfg.seeds[:2] == (3, 5) and len(set(ccfg.seeds)) == 6  # r = 0 is the seed itself
     alone = Trainer(ccfg, load_data(t.cfg.data_config()).members(seed_of), device="cpu")
-    alone.fit(lambda m: m.epoch >= 2)
+    alone.fit(lambda m: m.epoch >= 3)
     bounds = np.array(alone.state.history[-1].members["val_bound"]).reshape(3, 2)
     best = bounds.argmax(0)
     assert t.state.restart == [int(r) for r in best]
-    for epoch in range(2):
+    for epoch in range(3):
         cand = np.array(alone.state.history[epoch].members["val_bound"]).reshape(3, 2)
         kept = t.state.history[epoch]
         assert np.allclose(kept.members["val_bound"], cand[best, [0, 1]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from study.report.build import build_report
 from study.spec.spec_file import load_spec
 from study.store import results
 from study.store.results import read_epochs, read_scores, read_trials
+from study.trial.records import progress_epochs
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +152,14 @@ def test_sampled_factors_go_to_optuna_tpe_and_grid_cells_are_covered(local_ray, 
 
 
 def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray, tmp_path):
-    """Two initialisations per seed, the choice after epoch 2 of 4 (checkpoints every epoch):
-    Parquet, MLflow and Optuna see each seed's kept candidate, every epoch exactly once."""
+    """Two initialisations per seed, the choice after epoch 3 of 4 (checkpoints every epoch):
+    Parquet, MLflow and Optuna see each seed's kept candidate, every epoch exactly once; before
+    the choice, Ray Tune takes progress results of the candidates' epochs (for the progress
+    line), which no record counts as epochs."""
     spec = load_spec(str(write_spec(
-        tmp_path, "tiny_restarts", fixed={"restarts": 2, "restart_epochs": 2, "iw_samples": 2},
+        tmp_path, "tiny_restarts", fixed={"restarts": 2, "restart_epochs": 3, "iw_samples": 2},
         factors={"lr": {"grid": [0.003]}}, budgets={"smoke": {"epochs": 4}},
-        checkpoint_every=1)))
+        checkpoint_every=1, report_every_s=0)))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, quiet=True)
     assert out.counts == {"finished": 1, "diverged": 0, "pruned": 0, "failed": 0}
@@ -168,4 +173,7 @@ def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray,
     study = optuna.load_study(study_name="tiny_restarts", storage=f"sqlite:///{out.results}/optuna.db")
     assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4]
     report = build_report(spec, out.results).read_text()
-    assert "restarts 2, restart_epochs 2" in report and "epochs 4" in report
+    assert "restarts 2, restart_epochs 3" in report and "epochs 4" in report
+    results = [json.loads(line) for f in (out.results / "ray").rglob("result.json")
+               for line in f.read_text().splitlines()]
+    assert [progress_epochs(r) for r in results if progress_epochs(r) is not None] == [1, 2]

@@ -41,7 +41,13 @@ from study.store.columns import factor_column
 from study.store.results import ResultsStore
 from study.store.tracking import curve_key, final_key, seed_curve_key
 from study.store.storage import Mirror
-from study.trial.records import epochs_trained, history_of, is_epoch_result, reported
+from study.trial.records import (
+    epochs_trained,
+    history_of,
+    is_epoch_result,
+    progress_epochs,
+    reported,
+)
 
 #: Per-seed learning curves sent to MLflow (all of them are in epochs.parquet).
 PER_SEED_TO_MLFLOW = ("val_bound", "val_elbo", "train_bound")
@@ -187,6 +193,9 @@ class StudyRecorder(Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict, **info) -> None:
         if not is_epoch_result(result):
+            trained = progress_epochs(result)  # restart candidates' epochs: progress only
+            if trained is not None and self.progress is not None:
+                self.progress.trial_reported(trial.trial_id, trained)
             return
         rows = self._epochs.setdefault(trial.trial_id, {})
         seeds = list(self._config(trial).seeds)

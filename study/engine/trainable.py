@@ -3,6 +3,8 @@
 ``run_study_trial`` runs ``study.trial.run_trial`` with a :class:`TuneIO`, so Ray supplies only
 checkpoint I/O and result reporting (``study.trial.records`` defines the results):
 
+- before the first epoch result of a trial with restarts, progress results (the candidates'
+  epochs trained, for the progress line), at least ``spec.report_every_s`` apart;
 - epoch results in batches at least ``spec.report_every_s`` apart (tiny models run many epochs
   a second, and every result costs the driver CPU that the trials share), each carrying every
   epoch since the previous one; a Tune checkpoint every ``spec.checkpoint_every`` epochs;
@@ -34,7 +36,13 @@ from study.engine.tune_checkpoints import trainer_file, trial_checkpoints
 from study.spec.resolved import ResolvedStudy
 from study.spec.study_spec import StudySpec
 from study.trial.files import CHECKPOINT
-from study.trial.records import EpochMetrics, Restored, epoch_result, final_result
+from study.trial.records import (
+    EpochMetrics,
+    Restored,
+    epoch_result,
+    final_result,
+    progress_result,
+)
 
 if TYPE_CHECKING:  # the driver imports this module: PyTorch only inside the worker
     from study.data import DataBundle, DataConfig
@@ -105,6 +113,13 @@ class TuneIO:
         if due or time.monotonic() - self.last_report >= self.spec.report_every_s:
             self._flush(trainer if due else None)
         return False  # Tune itself stops a trial the scheduler prunes
+
+    def on_progress(self, epochs: int) -> None:
+        """Epochs trained before any can be reported (restart candidates'), at most one result
+        every ``report_every_s``: the progress line paces the trial by them."""
+        if time.monotonic() - self.last_report >= self.spec.report_every_s:
+            self.last_report = time.monotonic()
+            self._report(progress_result(epochs, self.metric, self.node))
 
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         if self.pending:

@@ -157,7 +157,7 @@ class PackLoop:
         io.begin(t, restored)
         result = TrialResult(t, None, False, restored)
         if t.cfg.choice_epoch and t.state.epoch == 0:  # restarts: chosen alone, then packed
-            t.choose_restarts()
+            t.choose_restarts(io.on_progress)
             if any(io.on_epoch(t, m) for m in t.state.history):
                 result.stopped_early = True
                 return result

@@ -11,7 +11,10 @@ built and read only here (``epoch_result`` / ``final_result``, and the ``is_*``,
   nothing else goes there) and, under ``history``, every :class:`EpochMetrics` since the
   previous report, as plain dicts;
 - the final result carries the search metric's value and the trial's bookkeeping; the final
-  metrics themselves travel as files in the final checkpoint (``study.trial.files.FILES``).
+  metrics themselves travel as files in the final checkpoint (``study.trial.files.FILES``);
+- a progress result says only how many epochs a trial has trained before it can report any
+  (its restart candidates, before the choice): the progress line's ETA paces the trial by it.
+  It carries the search metric as NaN, which Ray Tune requires of every result.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-_KIND = "report"  # result key: "epoch" or "final"
-_EPOCH, _FINAL = "epoch", "final"
+_KIND = "report"  # result key: "epoch", "final" or "progress"
+_EPOCH, _FINAL, _PROGRESS = "epoch", "final", "progress"
 #: the keys of a Tune result that only this module may spell
 RESULT_KEYS = frozenset({_KIND, "n_diverged", "node_id", "device", "restored_from",
-                         "restore_note", "diverged_epoch", "history", "pack_members"})
+                         "restore_note", "diverged_epoch", "history", "pack_members",
+                         "trained_epochs"})
 
 
 def mean_alive(values: np.ndarray, alive: np.ndarray) -> float:
@@ -133,6 +137,18 @@ def final_result(last: EpochMetrics, metric: str, score: float, *, device: str, 
             "device": device, "node_id": node, "restored_from": restored.epoch,
             "restore_note": restored.note, "diverged_epoch": diverged_epoch,
             "pack_members": pack_members}
+
+
+def progress_result(epochs: int, metric: str, node: str) -> dict[str, Any]:
+    """``epochs`` trained before the first epoch result (restart candidates' epochs)."""
+    return {_KIND: _PROGRESS, "trained_epochs": epochs, metric: math.nan, "node_id": node}
+
+
+def progress_epochs(result: dict[str, Any] | None) -> int | None:
+    """The epochs a progress result says were trained (None: not a progress result)."""
+    if not result or result.get(_KIND) != _PROGRESS:
+        return None
+    return int(result["trained_epochs"])
 
 
 def is_epoch_result(result: dict[str, Any] | None) -> bool:

@@ -50,6 +50,10 @@ class TrialIO(Protocol):
     def on_epoch(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
         """After each epoch; True stops the trial early (it is then not evaluated)."""
 
+    def on_progress(self, epochs: int) -> None:
+        """After each epoch that cannot be reported yet (a restart candidate's, before the
+        choice): ``epochs`` trained."""
+
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         """After the evaluation; ``write_files(folder)`` writes ``FILES`` into a folder."""
 
@@ -96,7 +100,7 @@ def run_trial(cfg: TrialConfig, io: TrialIO, *, data: DataBundle | None = None,
     trainer = Trainer(cfg, data, device=device, threads=threads)
     restored = restore_newest(trainer, io.checkpoints())
     io.begin(trainer, restored)
-    stopped = trainer.fit(lambda m: io.on_epoch(trainer, m))
+    stopped = trainer.fit(lambda m: io.on_epoch(trainer, m), io.on_progress)
     if stopped:
         return TrialResult(trainer, None, True, restored)
     ev = evaluate(trainer.model, data, cfg, trainer.state)
@@ -148,6 +152,9 @@ class NoCheckpoints:
 
     def on_epoch(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
         return False
+
+    def on_progress(self, epochs: int) -> None:
+        pass
 
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         pass

@@ -299,17 +299,19 @@ class Trainer:
             full[key][rows] = v
         return full
 
-    def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None) -> bool:
+    def fit(self, callback: Callable[[EpochMetrics], bool | None] | None = None,
+            progress: Callable[[int], None] | None = None) -> bool:
         """Train until ``cfg.epochs`` (resuming from ``state.epoch``). After each epoch calls
         ``callback(metrics)``; a True return stops training (returns True: stopped early).
         Training ends, to be evaluated as usual, when no member is left training (each stopped,
         diverged or through its epochs; ``run_epoch``).
-        With restarts (``cfg.restarts`` > 1) a fresh start first runs ``choose_restarts`` and
-        then calls ``callback`` for each of its epochs, as if they had just been trained."""
+        With restarts (``cfg.restarts`` > 1) a fresh start first runs ``choose_restarts`` (which
+        calls ``progress(epoch)`` after each of the candidates' epochs) and then calls
+        ``callback`` for each of its epochs, as if they had just been trained."""
         if self.cfg.choice_epoch and self.state.epoch == 0:
             if len(self.cfgs) > 1:
                 raise ValueError("a pack's restarts are chosen per configuration, before packing")
-            self.choose_restarts()
+            self.choose_restarts(progress)
             for metrics in self.state.history:
                 stop = bool(callback(metrics)) if callback else False
                 if stop or not self.alive.any():
@@ -360,7 +362,7 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ restarts
-    def choose_restarts(self) -> None:
+    def choose_restarts(self, progress: Callable[[int], None] | None = None) -> None:
         """Train ``cfg.restarts`` initialisations of every seed side by side for
         ``cfg.choice_epoch`` epochs, then go on with each seed's one of the best validation bound
         (the data, schedules and evaluation are the seed's; only the initialisation and the
@@ -368,11 +370,18 @@ class Trainer:
         from a seed derived from (s, r) otherwise. Afterwards this trainer holds the chosen
         members' weights, Adam moments, data-order generators and epoch history, and
         ``state.restart`` says which candidate each seed kept. No candidate state is saved: a
-        run interrupted before the choice starts again from epoch 0."""
+        run interrupted before the choice starts again from epoch 0. ``progress(epoch)``: after
+        each of the candidates' epochs (they are reported only after the choice)."""
         cfg, E, R = self.cfg, self.n_members, self.cfg.restarts
         ccfg, seed_of = restart_candidates(cfg)
         cand = Trainer(ccfg, self.data.members(seed_of), str(self.device))
-        cand.fit(lambda m: m.epoch >= cfg.choice_epoch)
+
+        def until_choice(m: EpochMetrics) -> bool:
+            if progress is not None and m.epoch < cfg.choice_epoch:
+                progress(m.epoch)
+            return m.epoch >= cfg.choice_epoch
+
+        cand.fit(until_choice)
         bound = np.array(cand.state.history[-1].members["val_bound"], float).reshape(R, E)
         r_best = np.where(np.isfinite(bound), bound, -np.inf).argmax(0)
         keep = [int(r * E + e) for e, r in enumerate(r_best)]
