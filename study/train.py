@@ -67,6 +67,9 @@ class FolderIO:
     def on_progress(self, epochs: int) -> None:
         pass
 
+    def trained(self, trainer: Trainer) -> None:
+        pass
+
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         self._save(trainer)
         write_files(self.out)

@@ -39,13 +39,19 @@ class _Recording(NoCheckpoints):
         self.epochs: list[EpochMetrics] = []
         self.stop_at = stop_at
         self.ended = False
+        self.calls: list[str] = []  # epoch, trained, end: in the order they came
 
     def on_epoch(self, trainer, metrics: EpochMetrics) -> bool:
         self.epochs.append(metrics)
+        self.calls.append("epoch")
         return metrics.epoch == self.stop_at
+
+    def trained(self, trainer) -> None:
+        self.calls.append("trained")
 
     def end(self, trainer, evaluation, write_files) -> None:
         self.ended = True
+        self.calls.append("end")
 
 
 def _pack(cfgs, ios=None):
@@ -93,6 +99,12 @@ def test_a_pruned_configuration_leaves_and_the_pack_goes_on():
     results, _ = _pack(cfgs, ios)
     assert results[1].stopped_early and results[1].evaluation is None and not ios[1].ended
     assert [m.epoch for m in ios[1].epochs] == [1]
+    # training's end is told before the evaluation (a TuneIO then sends the epochs it holds),
+    # and not to a configuration stopped early
+    assert ios[0].calls == ["epoch"] * 3 + ["trained", "end"] and ios[1].calls == ["epoch"]
+    alone = _Recording()
+    run_trial(cfgs[0], alone, device="cpu", threads=1, plots=False)
+    assert alone.calls == ["epoch"] * 3 + ["trained", "end"]
     assert results[0].trainer.state.epoch == 3 and ios[0].ended
     alone = run_trial(cfgs[0], NoCheckpoints(), device="cpu", threads=1, plots=False)
     for key, value in alone.trainer.model.state_dict().items():

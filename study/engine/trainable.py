@@ -10,6 +10,8 @@ checkpoint I/O and result reporting (``study.trial.records`` defines the results
   epoch since the previous one; a Tune checkpoint every ``spec.checkpoint_every`` epochs;
 - after a restore, the first result repeats the epochs before the checkpoint (a killed driver
   may have lost them; the recorder keys epochs by number, so nothing is counted twice);
+- the epochs not reported yet when training ends, before the evaluation (so the driver sees
+  when the evaluation began);
 - a final result whose checkpoint folder also holds the trial's files (``study.trial.files.FILES``),
   which the driver reads through Ray's checkpoint API, on one machine or a cluster alike.
 
@@ -120,6 +122,12 @@ class TuneIO:
         if time.monotonic() - self.last_report >= self.spec.report_every_s:
             self.last_report = time.monotonic()
             self._report(progress_result(epochs, self.metric, self.node))
+
+    def trained(self, trainer: Trainer) -> None:
+        """The epochs not reported yet, before the evaluation: the progress line then sees
+        when training ended and paces the evaluation apart."""
+        if self.pending:
+            self._flush(None)
 
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         if self.pending:

@@ -260,5 +260,6 @@ def run_pack(cfgs: Sequence[TrialConfig], ios: Sequence[TrialIO], datas: Sequenc
 def _finish(result: TrialResult, io: TrialIO, data: DataBundle, plots: bool) -> None:
     """Evaluate an ended configuration and hand it to its ``TrialIO``."""
     t = result.trainer
+    io.trained(t)
     result.evaluation = ev = evaluate(t.model, data, t.cfg, t.state)
     io.end(t, ev, lambda folder: write_trial_files(folder, t.cfg, t, data, ev, plots))

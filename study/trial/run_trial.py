@@ -54,6 +54,9 @@ class TrialIO(Protocol):
         """After each epoch that cannot be reported yet (a restart candidate's, before the
         choice): ``epochs`` trained."""
 
+    def trained(self, trainer: Trainer) -> None:
+        """Training has ended (not stopped early): the evaluation follows."""
+
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
         """After the evaluation; ``write_files(folder)`` writes ``FILES`` into a folder."""
 
@@ -103,6 +106,7 @@ def run_trial(cfg: TrialConfig, io: TrialIO, *, data: DataBundle | None = None,
     stopped = trainer.fit(lambda m: io.on_epoch(trainer, m), io.on_progress)
     if stopped:
         return TrialResult(trainer, None, True, restored)
+    io.trained(trainer)
     ev = evaluate(trainer.model, data, cfg, trainer.state)
 
     def write_files(folder: Path) -> list[Path]:
@@ -154,6 +158,9 @@ class NoCheckpoints:
         return False
 
     def on_progress(self, epochs: int) -> None:
+        pass
+
+    def trained(self, trainer: Trainer) -> None:
         pass
 
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
