@@ -231,6 +231,45 @@ def test_the_closing_is_paced_by_what_the_ended_trials_closings_took():
     assert one_pace + 10 < eta < 2 * (59 + 123)
 
 
+def test_the_restart_phase_and_the_training_after_it_are_paced_apart():
+    """A trial with restarts (2 epochs of 6 candidates at 6 model-seconds each, then 3 of 2
+    members at 2) runs its candidates' phase at 1.44x the model's time and the rest at 0.5x:
+    the two are paced apart, the second shrunk toward the first until it shows its own, and
+    the trial's own pace after the choice starts from the study's as far off as its restarts."""
+    cfg = trial_config(SMALL | {"restarts": 3, "restart_epochs": 2})
+    work = dataclasses.replace(cost.trial_work(cfg), validation=(), evaluation=())
+    est = cost.Estimate(work, cost.Rates(lambda m: 0.1 * m, 0.0, 1.0, 0.0))
+    assert (est.choice_epoch, est.restart_s, est.seconds, est.closing_s) == pytest.approx(
+        (2, 12.0, 19.0, 1.0))
+    clock = Clock()
+    progress = Progress(2, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
+    t0 = clock.t
+    progress.trial_started("a")
+    for at, epoch in ((9.0, 1), (18.0, 2), (20.0, 4)):  # a progress result, then epoch results
+        clock.t = t0 + at
+        progress.trial_reported("a", epoch)
+    (rw, rm), (mw, mm) = progress._split("a", est)  # model: at(2), at(4) - at(2)
+    assert (rw, rm, mw, mm) == pytest.approx((18.0, 12.5, 2.0, 4.0))
+    prior = min(19.0, PRIOR_S)
+    restart = (18.0 + prior) / (12.5 + prior)
+    pace = (2.0 + prior * restart) / (4.0 + prior)
+    assert progress.paces({"a": est}) == pytest.approx((restart, pace)) and pace < restart
+    own_prior = 19.0 / 4
+    own_restart = (18.0 + own_prior * restart) / (12.5 + own_prior)
+    own = (2.0 + own_prior * pace * own_restart / restart) / (4.0 + own_prior)
+    # a: one epoch (2) and its closing (0.5: its fixed cost's other half) left; then the
+    # waiting trial: its candidates' phase, its training after it and its closing
+    eta = 2.0 * own + 0.5 * pace + (12.0 * restart + 6.0 * pace + 1.0 * pace)
+    assert abs(_eta_seconds(progress.line(_running("a"), {"a": 4})) - eta) <= 1
+    clock.t = t0 + 20.5
+    progress.trial_reported("a", 5)
+    clock.t = t0 + 21.5
+    progress.trial_ended("a", "finished", 5, -1.0, "depth=1", {"depth": 1})
+    assert progress.ended_restarts == [pytest.approx((18.0, 12.5))]
+    assert progress.ended == [pytest.approx((2.5, 6.0))]
+    assert progress.closed == [pytest.approx((1.0, 0.5))]
+
+
 def test_a_trial_restored_from_a_checkpoint_paces_from_the_epoch_it_was_restored_from():
     """A resumed study's trial restored at epoch 150: the 150 epochs it trained under an
     earlier driver do not count as done in this driver's seconds; a fresh trial whose first
@@ -263,7 +302,7 @@ def test_a_grids_waiting_trials_are_its_cheapest_and_a_resumed_studys_recorded_o
     progress.trial_started("a")
     line = progress.line(_running("a"), {})
     assert abs(_eta_seconds(line) - (100 + 100 + 10 + 10)) <= 1  # one slot so far: in turn
-    assert progress.waiting(2) == [(10.0, cheap.closing_s)] * 2
+    assert progress.waiting(2) == [(10.0, cheap.closing_s, 0.0)] * 2
     progress.trial_ended("old", "finished", 5)  # recorded by an earlier driver
     assert "1/4 done" in progress.line(_running("a"), {}) and "2 waiting" in progress.line(
         _running("a"), {})

@@ -7,11 +7,12 @@
 The counters always add up to the study's trials. The ETA is the cost model's time of the
 work left (``study.spec.cost``: each trial's training phases, validation, final evaluation and
 fixed cost; early stopping's expected epochs; a pruned or early-stopped trial's epochs dropped)
-at the pace trials have shown (wall seconds per model second of one trial: the trials that
-ended, from their start to their last reported epoch, and the running ones up to theirs; a
-running trial's own pace for its own training left; the final evaluation and closing at the
-pace that the ended trials' closings have shown, from their last epoch to their end), laid out
-on the study's slots as the trials will run:
+at the paces trials have shown (wall seconds per model second of one trial: the trials that
+ended, from their start to their last reported epoch, and the running ones up to theirs; the
+restart candidates' phase and the training after it apart; a running trial's own paces for its
+own training left; the final evaluation and closing at the pace that the ended trials'
+closings have shown, from their last epoch to their end), laid out on the study's slots as the
+trials will run:
 each running trial's time left, less the time since its last report, then the waiting trials
 on the first free slot. "~" marks epochs that are an expectation.
 """
@@ -61,7 +62,9 @@ class Progress:
         self.estimate = estimate
         self.waiting_s = sum(e.seconds for e in plan) / len(plan)
         self.closing_s = sum(e.closing_s for e in plan) / len(plan)
-        self.grid_s = sorted((e.seconds, e.closing_s) for e in plan) if grid else None
+        self.restart_s = sum(e.restart_s for e in plan) / len(plan)
+        self.grid_s = sorted((e.seconds, e.closing_s, e.restart_s) for e in plan) if grid \
+            else None
         self.waiting_epochs = sum(e.work.epochs for e in plan) / len(plan)
         self.expected = any(e.work.expected for e in plan)
         self.status: dict[str, str] = {}
@@ -72,8 +75,12 @@ class Progress:
         self.since: dict[str, tuple[float, int | None]] = {}
         #: each running trial's last reported epoch and when it came
         self.reported: dict[str, tuple[int, float]] = {}
+        #: each running trial's reports (epoch, when), in order
+        self.reports: dict[str, list[tuple[int, float]]] = {}
         #: (wall seconds, model seconds) of the trials that ran in this driver and ended: their
-        #: training (from their start to their last reported epoch; a trial not evaluated
+        #: restart candidates' phase (from their start to the first report after the choice) ...
+        self.ended_restarts: list[tuple[float, float]] = []
+        #: ... their training after it (to their last reported epoch; a trial not evaluated
         #: (pruned, failed) or never reporting, to its end) ...
         self.ended: list[tuple[float, float]] = []
         #: ... and their closing (final evaluation, files, records: from their last reported
@@ -89,6 +96,7 @@ class Progress:
         """A trial's worker starts (a new trial, a retried one, or one restored on resume)."""
         self.since[trial_id] = (self.clock(), None)
         self.reported.pop(trial_id, None)
+        self.reports.pop(trial_id, None)
 
     def trial_reported(self, trial_id: str, epoch: int, restored_from: int = 0) -> None:
         """A trial reported ``epoch`` (a result may carry several epochs); it started at
@@ -101,6 +109,7 @@ class Progress:
         elif e0 is None:
             self.since[trial_id] = (t0, restored_from)
         self.reported[trial_id] = (epoch, now)
+        self.reports.setdefault(trial_id, []).append((epoch, now))
 
     def label(self, config: dict[str, Any]) -> str:
         return ", ".join(f"{k}={_short(config.get(k))}" for k in self.factors) or "the configuration"
@@ -109,31 +118,34 @@ class Progress:
                     label: str = "", config: dict[str, Any] | None = None) -> None:
         self.status[trial_id] = status
         self.trained[trial_id] = epochs
-        last = self.reported.pop(trial_id, None)
-        t0, e0 = self.since.pop(trial_id, (None, None))
-        if t0 is not None and config is not None:  # ran here: its time shows the pace
-            self._paced(self.estimate(config), t0, e0 or 0, last, epochs,
+        if trial_id in self.since and config is not None:  # ran here: its time shows the pace
+            self._paced(trial_id, self.estimate(config), epochs,
                         status in ("finished", "diverged"))  # pruned or failed: no evaluation
+        self.reported.pop(trial_id, None)
+        self.reports.pop(trial_id, None)
+        self.since.pop(trial_id, None)
         if status in ("finished", "diverged") and value is not None and math.isfinite(value):
             sign = 1 if self.mode == "max" else -1
             if self.best is None or sign * value > sign * self.best[0]:
                 self.best = (value, label)
         self._force = True
 
-    def _paced(self, est: cost.Estimate, t0: float, e0: int, last: tuple[int, float] | None,
-               epochs: int, evaluated: bool) -> None:
-        """An ended trial's wall and model seconds: its training and its closing apart where
-        it was evaluated after reporting an epoch, otherwise the whole trial as training."""
-        now, begun = self.clock(), est.seconds_through(e0) + est.started_s(e0)
-        if evaluated and last is not None and last[0] > e0:
-            e, t = last
-            at = est.seconds_through(e) + est.started_s(e)
-            parts = [(self.ended, t - t0, at - begun),
-                     (self.closed, now - t, est.seconds_ended(epochs) - at)]
-        else:
+    def _paced(self, trial_id: str, est: cost.Estimate, epochs: int, evaluated: bool) -> None:
+        """An ended trial's wall and model seconds: its restart phase, its training after it
+        and its closing apart where it was evaluated after reporting an epoch, otherwise its
+        phases and the rest as training."""
+        (t0, e0), now = self.since[trial_id], self.clock()
+        e0 = e0 or 0
+        restarts, trained = self._split(trial_id, est)
+        parts = [(self.ended_restarts, *restarts), (self.ended, *trained)]
+        e, t = self.reported.get(trial_id, (e0, t0))
+        at = est.seconds_through(e) + est.started_s(e)
+        if evaluated and e > e0:
+            parts.append((self.closed, now - t, est.seconds_ended(epochs) - at))
+        else:  # the rest of its time is training (and its fixed cost's other half)
             done = est.seconds_ended(epochs, evaluated) + (0.0 if evaluated
                                                            else est.started_s(epochs))
-            parts = [(self.ended, now - t0, done - begun)]
+            parts.append((self.ended, now - t, done - at))
         for into, wall, model_s in parts:
             if model_s > 0 and wall > 0:
                 into.append((wall, model_s))
@@ -170,48 +182,65 @@ class Progress:
         trained = sum(self.trained.values()) + sum(at.values())
         expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
-        pace = self.pace(ests)
+        restart, pace = self.paces(ests)
         close = self.closing_pace(pace)
         busy = []
         for i in at:  # each running trial's time left, less the time since it last reported
             e, t = self.reported.get(i, (0, self.since.get(i, (now, None))[0]))
             est = ests[i]
-            # its own pace, shrunk toward the study's by a quarter of its model seconds (at most
-            # PRIOR_S): the model may misjudge one configuration against another
-            wall, model = self._shown(i, est)
+            # its own paces, shrunk toward the study's by a quarter of its model seconds (at
+            # most PRIOR_S): the model may misjudge one configuration against another
             prior = min(est.seconds / 4, PRIOR_S)
-            own = (wall + prior * pace) / (model + prior)
+            (rw, rm), (mw, mm) = self._split(i, est)
+            own_restart = (rw + prior * restart) / (rm + prior)
+            # after the choice: toward the study's pace as far off as its restarts were
+            own = (mw + prior * pace * own_restart / restart) / (mm + prior)
             left = est.seconds_left(e) - est.started_s(e)
             closing = min(left, est.closing_s - est.started_s(e))
-            busy.append(max((left - closing) * own + closing * close - (now - t), 0.0))
-        left_s = cost.makespan([(s - c) * pace + c * close for s, c in self.waiting(waiting)],
-                               self.slots, 0.0, busy=busy)
+            choosing = min(max(est.restart_s - est.seconds_through(e), 0.0), left - closing)
+            busy.append(max(choosing * own_restart + (left - closing - choosing) * own
+                            + closing * close - (now - t), 0.0))
+        left_s = cost.makespan([r * restart + (s - c - r) * pace + c * close
+                                for s, c, r in self.waiting(waiting)], self.slots, 0.0, busy=busy)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
         eta = f", ETA {duration(left_s)}" if (running or self.ended) and left_s > 0 else ""
         return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
-    def waiting(self, n: int) -> list[tuple[float, float]]:
-        """The model seconds of the ``n`` trials waiting, and of their closing: a grid's ``n``
-        cheapest configurations, otherwise ``n`` mean trials."""
+    def waiting(self, n: int) -> list[tuple[float, float, float]]:
+        """The model seconds of the ``n`` trials waiting, of their closing and of their restart
+        candidates' phase: a grid's ``n`` cheapest configurations, otherwise ``n`` mean
+        trials."""
         if self.grid_s is not None and n <= len(self.grid_s):
             return self.grid_s[:n]
-        return [(self.waiting_s, self.closing_s)] * n
+        return [(self.waiting_s, self.closing_s, self.restart_s)] * n
 
     def pace(self, ests: dict[str, cost.Estimate]) -> float:
-        """Wall seconds per model second of a trial's training: the ended trials' wall time
-        over their model seconds (``ended``: to their last reported epoch), and each running
-        trial's time from its start to its last reported epoch over the model seconds between
-        (from the epoch it was restored from, if any; with half its fixed cost, its start),
-        shrunk toward 1 (the model's own pace) by one mean trial's model seconds, at most
-        ``PRIOR_S``, so the first reports do not set it alone (and a study of a few long trials
-        is not held to the model's pace for most of a trial)."""
-        wall = sum(w for w, _ in self.ended)
-        model = sum(m for _, m in self.ended)
+        """Wall seconds per model second of a trial's training (after its restart phase, if
+        any; ``paces``)."""
+        return self.paces(ests)[1]
+
+    def paces(self, ests: dict[str, cost.Estimate]) -> tuple[float, float]:
+        """Wall seconds per model second of the restart candidates' phase and of the training
+        after it: the ended trials' wall time over their model seconds (``ended_restarts``,
+        ``ended``), and each running trial's from its start (or the epoch it was restored from;
+        with half its fixed cost, its start) to its last reported epoch, split where it reported
+        the choice. The first is shrunk toward 1 (the model's own pace), the second toward the
+        first (the same machine, before the training after the choice has shown its own), each
+        by one mean trial's model seconds, at most ``PRIOR_S``, so the first reports do not set
+        them alone (and a study of a few long trials is not held to the model's pace for most
+        of a trial). A wide ensemble of candidates and the narrower one after the choice
+        differ from the model differently (moons_depth: 0.56-0.63 against 0.40-0.63 of the
+        model's time)."""
+        restarts, trained = list(self.ended_restarts), list(self.ended)
         for i, est in ests.items():
-            w, m = self._shown(i, est)
-            wall, model = wall + w, model + m
+            r, m = self._split(i, est)
+            restarts.append(r)
+            trained.append(m)
         prior = min(self.waiting_s, PRIOR_S)
-        return (wall + prior) / (model + prior)
+        restart = (sum(w for w, _ in restarts) + prior) / (sum(m for _, m in restarts) + prior)
+        pace = (sum(w for w, _ in trained) + prior * restart) / (sum(m for _, m in trained)
+                                                                 + prior)
+        return restart, pace
 
     def closing_pace(self, pace: float) -> float:
         """Wall seconds per model second of a trial's closing (its final evaluation, files and
@@ -223,20 +252,30 @@ class Progress:
         wall = sum(w for w, _ in self.closed)
         model = sum(m for _, m in self.closed)
         if model:
-            pace = (wall + sum(w for w, _ in self.ended)) / (model + sum(m for _, m in self.ended))
+            whole = self.closed + self.ended + self.ended_restarts
+            pace = sum(w for w, _ in whole) / sum(m for _, m in whole)
         prior = min(self.closing_s, PRIOR_S)
         return (wall + prior * pace) / (model + prior)
 
-    def _shown(self, trial_id: str, est: cost.Estimate) -> tuple[float, float]:
-        """(wall seconds, model seconds) of a running trial from its start to its last
-        reported epoch (from the epoch it was restored from; half its fixed cost, its start,
-        counted with its first epoch); (0, 0) before it reports."""
-        (t0, e0), (e, t) = self.since.get(trial_id, (0.0, None)), \
-            self.reported.get(trial_id, (0, 0.0))
-        if e0 is None or e <= e0:
-            return 0.0, 0.0
-        return t - t0, est.seconds_through(e) + est.started_s(e) \
-            - (est.seconds_through(e0) + est.started_s(e0))
+    def _split(self, trial_id: str, est: cost.Estimate) -> tuple[tuple[float, float],
+                                                                  tuple[float, float]]:
+        """(wall seconds, model seconds) of a running trial from its start to its last reported
+        epoch (from the epoch it was restored from; half its fixed cost, its start, counted with
+        its first epoch): in its restart candidates' phase (to its first report at or after the
+        choice) and after it; (0, 0) for what it has not reported."""
+        none = (0.0, 0.0)
+        (t0, e0), reports = self.since.get(trial_id, (0.0, None)), self.reports.get(trial_id, [])
+        if e0 is None or not reports or reports[-1][0] <= e0:
+            return none, none
+
+        def at(epoch: int) -> float:
+            return est.seconds_through(epoch) + est.started_s(epoch)
+
+        (e, t), c = reports[-1], est.choice_epoch
+        if not c or e0 >= c:
+            return none, (t - t0, at(e) - at(e0))
+        ce, ct = next(((ep, tt) for ep, tt in reports if ep >= c), (e, t))
+        return (ct - t0, at(ce) - at(e0)), ((t - ct, at(e) - at(ce)) if e > ce else none)
 
     def maybe_print(self, trials: list[Trial], epoch_of: dict[str, int]) -> None:
         now = self.clock()

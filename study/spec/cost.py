@@ -296,6 +296,17 @@ class Estimate:
         """The time of a running trial's first ``epochs`` epochs."""
         return training_seconds(self.work, self.rates, epochs)
 
+    @property
+    def choice_epoch(self) -> int:
+        """The epochs of the restart candidates' phase (0: no restarts)."""
+        phases = self.work.phases
+        return int(phases[0].epochs) if phases[0].members > self.work.members else 0
+
+    @property
+    def restart_s(self) -> float:
+        """The time of the restart candidates' phase (0: no restarts)."""
+        return self.seconds_through(self.choice_epoch)
+
     def started_s(self, epochs: float) -> float:
         """The part of the fixed cost a running trial has spent once it trains: half (its
         start: worker, data), the rest comes with its closing."""
