@@ -62,6 +62,42 @@ def test_early_stopping_lasts_until_the_last_seed_stops_and_costs_the_seeds_mean
     assert 5 * S <= five.member_epochs <= 5 * S + (T - S)
 
 
+def test_early_stopping_at_another_share_moves_the_trial_and_its_seeds():
+    cfg = trial_config(SMALL | {"epochs": 100, "patience": 10, "seeds": 4, "restarts": 3,
+                                "restart_epochs": 10})
+    est = cost.estimate(cfg)
+    assert est.stopping_at(cost.EARLY_STOP_FRACTION).work.phases == pytest.approx(
+        est.work.phases)
+    whole = est.stopping_at(1.0).work  # every seed trains every epoch
+    assert whole.epochs == 100 and whole.member_epochs == 10 * 12 + 90 * 4
+    assert whole.phases[0] == est.work.phases[0]  # the candidates' phase is what it is
+    assert est.stopping_at(0.95).seconds > est.seconds > est.stopping_at(0.8).seconds
+    plain = cost.estimate(trial_config(SMALL))  # no early stopping: itself
+    assert plain.stopping_at(0.5) is plain
+
+
+def test_the_eta_expects_early_stopping_where_the_ended_trials_stopped():
+    """The first trial ran all its 100 epochs where 87 were expected: the trials waiting are
+    expected at (1 + 0.87) / 2 of theirs; a running trial past 2f - 1 of its epochs halfway
+    between where it is and its last."""
+    est = cost.estimate(trial_config(SMALL | {"epochs": 100, "patience": 10}))
+    clock = Clock()
+    progress = Progress(3, "val_bound", "max", ["depth"], lambda c: est, [est], clock=clock)
+    assert progress._stopping(est) is est
+    progress.trial_started("a")
+    clock.t += 10.0
+    progress.trial_reported("a", 100)
+    progress.trial_ended("a", "finished", 100, -1.0, "depth=1", {"depth": 1})
+    f = (1.0 + cost.EARLY_STOP_FRACTION) / 2
+    assert progress.stopped == [1.0]
+    assert progress._stopping(est).work.epochs == pytest.approx(f * 100)
+    assert progress.waiting(1, [progress._stopping(est)])[0][0] == pytest.approx(
+        est.stopping_at(f).seconds)
+    assert progress._stopping(est, epoch=20).work.epochs == pytest.approx(f * 100)
+    assert progress._stopping(est, epoch=96).work.epochs == pytest.approx(98)
+    assert "epochs 100/~287" in progress.line([], {})  # 100 + 2 x 93.5
+
+
 def test_seed_epochs_and_epochs_costing_invert_each_other():
     cfg = trial_config(SMALL | {"epochs": 50, "restarts": 3, "restart_epochs": 10})
     for epochs in (10, 11, 37, 50):

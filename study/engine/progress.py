@@ -62,10 +62,9 @@ class Progress:
         self.estimate = estimate
         self.waiting_s = sum(e.seconds for e in plan) / len(plan)
         self.closing_s = sum(e.closing_s for e in plan) / len(plan)
-        self.restart_s = sum(e.restart_s for e in plan) / len(plan)
-        self.grid_s = sorted((e.seconds, e.closing_s, e.restart_s) for e in plan) if grid \
-            else None
-        self.waiting_epochs = sum(e.work.epochs for e in plan) / len(plan)
+        self.plan, self.grid = plan, grid
+        #: the share of their planned epochs that the ended trials with early stopping trained
+        self.stopped: list[float] = []
         self.expected = any(e.work.expected for e in plan)
         self.status: dict[str, str] = {}
         self.trained: dict[str, int] = {}  # epochs of trials that ended
@@ -119,8 +118,11 @@ class Progress:
         self.status[trial_id] = status
         self.trained[trial_id] = epochs
         if trial_id in self.since and config is not None:  # ran here: its time shows the pace
-            self._paced(trial_id, self.estimate(config), epochs,
+            est = self._stopping(self.estimate(config))
+            self._paced(trial_id, est, epochs,
                         status in ("finished", "diverged"))  # pruned or failed: no evaluation
+            if est.work.expected and status in ("finished", "diverged"):
+                self.stopped.append(epochs / est.work.planned_epochs)
         self.reported.pop(trial_id, None)
         self.reports.pop(trial_id, None)
         self.since.pop(trial_id, None)
@@ -157,7 +159,9 @@ class Progress:
         waiting = max(0, self.total - done - len(running))
         parts = [f"{done}/{self.total} done ({counts['finished'] + counts['diverged']} finished, "
                  f"{counts['pruned']} pruned, {counts['failed']} failed)"]
-        ests = {t.trial_id: self.estimate(t.config) for t in running}
+        ests = {t.trial_id: self._stopping(self.estimate(t.config),
+                                           self.reported.get(t.trial_id, (0, 0.0))[0])
+                for t in running}
         # a trial's epoch: its last epoch result's, or the epochs it has trained before it can
         # report any (restart candidates', from progress results)
         epoch_of = {t.trial_id: max(epoch_of.get(t.trial_id, 0),
@@ -180,7 +184,9 @@ class Progress:
         at = {t.trial_id: epoch_of.get(t.trial_id, 0) for t in running}
         self.slots = max(self.slots, len(running))
         trained = sum(self.trained.values()) + sum(at.values())
-        expected = sum(self.trained.values()) + waiting * self.waiting_epochs + sum(
+        plan = [self._stopping(e) for e in self.plan]
+        expected = sum(self.trained.values()) + waiting * sum(
+            e.work.epochs for e in plan) / len(plan) + sum(
             max(ests[i].work.epochs, e) for i, e in at.items())
         restart, pace = self.paces(ests)
         close = self.closing_pace(pace)
@@ -201,18 +207,38 @@ class Progress:
             busy.append(max(choosing * own_restart + (left - closing - choosing) * own
                             + closing * close - (now - t), 0.0))
         left_s = cost.makespan([r * restart + (s - c - r) * pace + c * close
-                                for s, c, r in self.waiting(waiting)], self.slots, 0.0, busy=busy)
+                                for s, c, r in self.waiting(waiting, plan)], self.slots, 0.0,
+                               busy=busy)
         approx = "~" if self.expected or any(e.work.expected for e in ests.values()) else ""
         eta = f", ETA {duration(left_s)}" if (running or self.ended) and left_s > 0 else ""
         return f"epochs {trained:,}/{approx}{expected:,.0f}{eta}"
 
-    def waiting(self, n: int) -> list[tuple[float, float, float]]:
+    def waiting(self, n: int, plan: list[cost.Estimate] | None = None
+                ) -> list[tuple[float, float, float]]:
         """The model seconds of the ``n`` trials waiting, of their closing and of their restart
         candidates' phase: a grid's ``n`` cheapest configurations, otherwise ``n`` mean
-        trials."""
-        if self.grid_s is not None and n <= len(self.grid_s):
-            return self.grid_s[:n]
-        return [(self.waiting_s, self.closing_s, self.restart_s)] * n
+        trials (of ``plan``, default the study's)."""
+        parts = sorted((e.seconds, e.closing_s, e.restart_s) for e in plan or self.plan)
+        if self.grid and n <= len(parts):
+            return parts[:n]
+        return [tuple(sum(p[k] for p in parts) / len(parts) for k in range(3))] * n
+
+    def _stopping(self, est: cost.Estimate, epoch: int = 0) -> cost.Estimate:
+        """``est`` with early stopping expected at the share ``f`` of their planned epochs that
+        the ended trials have shown (their mean, shrunk toward ``cost.EARLY_STOP_FRACTION`` by
+        one trial; that alone before any has ended), and, for a trial still running at
+        ``epoch``, at the mean of what is left: stopping shares taken as uniform on [2f - 1, 1]
+        (mean f), a trial past 2f - 1 of its epochs is expected to stop halfway between where
+        it is and its last epoch. The published runs stopped at 0.87 on average, but
+        ood_distance's and spirals_depth's trials ran all 300 epochs or nearly, and the ETA
+        fell 20-50% short of the time left. A trial without early stopping is itself."""
+        if not est.work.expected:
+            return est
+        f = (sum(self.stopped) + cost.EARLY_STOP_FRACTION) / (len(self.stopped) + 1)
+        at = epoch / est.work.planned_epochs
+        if at > 2 * f - 1:
+            f = max(f, (at + 1) / 2)
+        return est if f == cost.EARLY_STOP_FRACTION else est.stopping_at(f)
 
     def pace(self, ests: dict[str, cost.Estimate]) -> float:
         """Wall seconds per model second of a trial's training (after its restart phase, if

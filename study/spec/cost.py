@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from models.registry import model_kind
 from study.spec.config import TrialConfig
@@ -301,6 +301,22 @@ class Estimate:
         """The epochs of the restart candidates' phase (0: no restarts)."""
         phases = self.work.phases
         return int(phases[0].epochs) if phases[0].members > self.work.members else 0
+
+    def stopping_at(self, fraction: float) -> Estimate:
+        """This trial if early stopping ends it at ``fraction`` of its planned epochs (what a
+        study's ended trials have shown) instead of ``EARLY_STOP_FRACTION``; its seeds' mean
+        moves with it, from ``SEED_STOP_FRACTION`` there to all epochs at 1. A trial without
+        early stopping is itself."""
+        w, N = self.work, self.choice_epoch
+        if not w.expected:
+            return self
+        left = (1 - fraction) / (1 - EARLY_STOP_FRACTION)
+        trial = max(fraction * w.planned_epochs, N)
+        seed = min(max((1 - (1 - SEED_STOP_FRACTION) * left) * w.planned_epochs, N), trial)
+        phases = _stopping_phases(trial - N, seed - N, w.members)
+        if N:
+            phases = (w.phases[0], *phases)
+        return Estimate(replace(w, phases=phases), self.rates)
 
     @property
     def restart_s(self) -> float:
