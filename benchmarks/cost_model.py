@@ -69,7 +69,8 @@ def fit(budget: str) -> None:
     pass times the dry run measures for every configuration of every study."""
     import numpy as np
 
-    from models.size import forward_flops, layer_count
+    from models.size import forward_flops
+    from study.spec.cost import step_terms
     from study.spec.plan import measured_rates, planned_trials
     from study.spec.resolved import ResolvedStudy
     from study.spec.spec_file import available, load_spec
@@ -79,10 +80,11 @@ def fit(budget: str) -> None:
         for p in planned_trials(ResolvedStudy(load_spec(name), budget)):
             cfg, arch = p.cfg, p.cfg.architecture()
             rates = measured_rates(cfg, cache)
-            flops, layers = forward_flops(arch, 1, 1), layer_count(arch)
+            flops, (layers, rows, step_flops) = forward_flops(arch, 1, 1), step_terms(cfg)
             for ph in p.work.phases:
-                rows = ph.members * cfg.batch_size * cfg.iw_samples
-                steps.append((layers, layers * rows, 3 * flops * rows, rates.step_s(ph.members)))
+                points = ph.members * cfg.batch_size
+                steps.append((layers, rows * points, step_flops * points,
+                              rates.step_s(ph.members)))
             passes.append((1.0, flops, rates.pass_s))
     for what, table, names in (("step", steps, ("STEP_LAYER_S", "STEP_ROW_S", "1/STEP_FLOPS")),
                                ("pass", passes, ("PASS_S", "1/PASS_FLOPS"))):

@@ -343,18 +343,20 @@ def estimate(cfg: TrialConfig) -> Estimate:
 
 
 #: this machine kind (2 cores, one per trial), fitted to the step and pass times the dry run
-#: measures for the 38 configurations of the default budgets (``benchmarks/cost_model.py
-#: --fit``): a training step costs STEP_LAYER_S per ensemble layer (its forward, backward and
-#: Adam operations), STEP_ROW_S per layer and row (member x point x importance sample: the
-#: elementwise work) and its matmul FLOPs at STEP_FLOPS; a forward sample-pass PASS_S plus its
-#: FLOPs at PASS_FLOPS. A step within 0.7-1.5x, a pass within 0.45-1.6x of the time measured for
-#: one model (the ETA is paced by the time the study has taken: only ratios between trials
-#: matter there; the dry run times each model instead)
-STEP_LAYER_S = 4.9e-4
-STEP_ROW_S = 1.9e-7
-STEP_FLOPS = 82e9
-PASS_S = 0.45e-6
-PASS_FLOPS = 93e9
+#: measures for the configurations of the default budgets (``benchmarks/cost_model.py --fit``,
+#: 2026-12-05: 135 steps, 111 passes): a training step costs STEP_LAYER_S per ensemble layer
+#: (its forward, backward and Adam operations), STEP_ROW_S per row through a layer (member x
+#: point, and x importance sample after the encoder: the elementwise work) and its matmul FLOPs
+#: at STEP_FLOPS; a forward sample-pass PASS_S plus its FLOPs at PASS_FLOPS. A step within
+#: 0.76-1.12x, a pass within 0.64-1.45x of the time measured for one model (the ETA is paced by
+#: the time the study has taken: only ratios between trials matter there; the dry run times
+#: each model instead). Counting every layer's rows x samples put IW=10 steps of the MNIST VAE
+#: at 1.9x IW=1's against the time measured (the step fit was 0.73-1.47x).
+STEP_LAYER_S = 8.1e-5
+STEP_ROW_S = 1.77e-7
+STEP_FLOPS = 84e9
+PASS_S = 0.19e-6
+PASS_FLOPS = 132e9
 #: fixed costs: per trial (worker, data, references, plots, records): latent_pockets at
 #: `default`, 2026-12-04, 48 trials' start-to-end wall time less their work at the dry run's
 #: rates (x SHARED_SLOWDOWN): mean 4.8 s, median 4.1 s (was 12 s before actors were reused and
@@ -364,19 +366,28 @@ TRIAL_S = 5.0
 STUDY_S = 15.0
 
 
-def reference_rates(cfg: TrialConfig) -> Rates:
-    """Rates of ``cfg``'s model on this machine kind, from its layer count and FLOPs (no timing:
-    what the ETA and the start order use; the dry run measures instead)."""
-    from models.size import forward_flops, layer_count
+def step_terms(cfg: TrialConfig) -> tuple[int, int, float]:
+    """(ensemble layers, rows through them, matmul FLOPs) of one member's training step on one
+    point with its importance samples: the encoder's layers see the point once, the rest once
+    per sample (``models.size.linear_shapes``); the FLOPs forward and backward."""
+    from models.size import linear_shapes
 
-    arch = cfg.architecture()
-    per_pass = float(forward_flops(arch, 1, 1))
-    layers = layer_count(arch)
-    rows = cfg.batch_size * cfg.iw_samples
+    shapes = linear_shapes(cfg.architecture(), 1, cfg.iw_samples)
+    return len(shapes), sum(r for r, _, _ in shapes), 3.0 * sum(2 * r * i * o
+                                                                for r, i, o in shapes)
+
+
+def reference_rates(cfg: TrialConfig) -> Rates:
+    """Rates of ``cfg``'s model on this machine kind, from its layer count, rows and FLOPs (no
+    timing: what the ETA and the start order use; the dry run measures instead)."""
+    from models.size import forward_flops
+
+    per_pass = float(forward_flops(cfg.architecture(), 1, 1))
+    layers, rows, step_flops = step_terms(cfg)
+    per_member = cfg.batch_size * (rows * STEP_ROW_S + step_flops / STEP_FLOPS)
 
     def step_s(members: int) -> float:
-        return layers * (STEP_LAYER_S + members * rows * STEP_ROW_S) \
-            + 3 * per_pass * members * rows / STEP_FLOPS
+        return layers * STEP_LAYER_S + members * per_member
 
     return Rates(step_s, per_pass / PASS_FLOPS + PASS_S, TRIAL_S, STUDY_S)
 
