@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import optuna
 import pandas as pd
 import pytest
@@ -12,11 +10,11 @@ from mlflow.tracking import MlflowClient
 from studies import write_spec
 
 from study.engine.launch import run_study
+from study.engine.progress import Progress
 from study.report.build import build_report
 from study.spec.spec_file import load_spec
 from study.store import results
 from study.store.results import read_epochs, read_scores, read_trials
-from study.trial.records import progress_epochs
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +149,8 @@ def test_sampled_factors_go_to_optuna_tpe_and_grid_cells_are_covered(local_ray, 
     assert (trials["config.hidden"] == trials["factor.width"].map(lambda w: f"[[{w}, {w}]]")).all()
 
 
-def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray, tmp_path):
+def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray, tmp_path,
+                                                                       monkeypatch):
     """Two initialisations per seed, the choice after epoch 3 of 4 (checkpoints every epoch):
     Parquet, MLflow and Optuna see each seed's kept candidate, every epoch exactly once; before
     the choice, Ray Tune takes progress results of the candidates' epochs (for the progress
@@ -161,8 +160,19 @@ def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray,
         factors={"lr": {"grid": [0.003]}}, budgets={"smoke": {"epochs": 4}},
         checkpoint_every=1, report_every_s=0)))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri, quiet=True)
+    told: list[int] = []  # what the progress line is told, through the real recorder
+    reported = Progress.trial_reported
+
+    def listened(self, trial_id: str, epoch: int, restored_from: int = 0) -> None:
+        told.append(epoch)
+        reported(self, trial_id, epoch, restored_from)
+
+    monkeypatch.setattr(Progress, "trial_reported", listened)
+    out = run_study(spec, "smoke", tmp_path / "res", tracking_uri=uri)
     assert out.counts == {"finished": 1, "diverged": 0, "pruned": 0, "failed": 0}
+    # the candidates' epochs 1, 2 as progress results, then after the choice the epoch results
+    # of epochs 1-3 (report_every_s 0: one result each) and 4
+    assert told == [1, 2, 1, 2, 3, 4]
     trials = read_trials(out.results)
     assert set(trials["restart"]) <= {0.0, 1.0} and len(trials) == 2
     epochs = read_epochs(out.results)
@@ -174,6 +184,3 @@ def test_restarts_record_every_epoch_once_and_the_kept_initialisation(local_ray,
     assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4]
     report = build_report(spec, out.results).read_text()
     assert "restarts 2, restart_epochs 3" in report and "epochs 4" in report
-    results = [json.loads(line) for f in (out.results / "ray").rglob("result.json")
-               for line in f.read_text().splitlines()]
-    assert [progress_epochs(r) for r in results if progress_epochs(r) is not None] == [1, 2]
