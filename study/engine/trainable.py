@@ -130,8 +130,7 @@ class TuneIO:
             self._flush(None)
 
     def end(self, trainer: Trainer, evaluation: Evaluation, write_files: WriteFiles) -> None:
-        if self.pending:
-            self._flush(None)
+        self.trained(trainer)  # nothing left to send where the caller told it already
         last = trainer.state.history[-1]
         # a configuration with a diverged seed has no score: NaN makes the searcher count it failed
         score = last.mean.get(self.metric, float("nan")) if not last.n_diverged else float("nan")
