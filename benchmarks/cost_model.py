@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO))
 
 PUBLISHED = re.compile(r"`python -m study\.run (\w+) --budget (\w+)([^`&]*)"
                        r"(?:&&[^`]*)?`: [^,]+, (?:(\d+) min )?(\d+) s, exit 0")
-PROGRESS = re.compile(r"^\[\s*(?:(\d+)h)?(?:(\d+)m)?(\d+)s\].*?ETA (?:(\d+)h)?(?:(\d+)m)?(\d+)s")
 
 
 def published() -> dict[str, tuple[str, float, bool]]:
@@ -97,10 +96,6 @@ def fit(budget: str) -> None:
             f"; model / measured {ratio.min():.2f}-{ratio.max():.2f}")
 
 
-def _seconds(h: str | None, m: str | None, s: str) -> int:
-    return 3600 * int(h or 0) + 60 * int(m or 0) + int(s)
-
-
 def run(name: str, budget: str, journal: Path) -> tuple[float, list[tuple[float, float, float]]]:
     """(wall seconds, [(fraction of the run, ETA said, time actually left)]) of one run; the
     progress line's inputs journaled to ``journal`` (``benchmarks/eta_journal.py``)."""
@@ -121,9 +116,9 @@ def run(name: str, budget: str, journal: Path) -> tuple[float, list[tuple[float,
             pickle.dump((time.monotonic(), "exit", out.returncode), f)
     if out.returncode:
         raise SystemExit(f"{name}: exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}")
-    said = [(_seconds(*m.groups()[:3]), _seconds(*m.groups()[3:]))
-            for m in map(PROGRESS.match, out.stdout.splitlines()) if m]
-    return wall, checks([(at, eta, wall - at) for at, eta in said], wall)
+    from eta_journal import events, printed
+
+    return wall, checks(printed(journal, out.stdout, events(journal)[-1][0]), wall)
 
 
 def checks(said: list[tuple[float, float, float]], wall: float) -> list[tuple[float, float, float]]:

@@ -25,6 +25,27 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ETA = re.compile(r"ETA (?:(\d+)h)?(?:(\d+)m)?(\d+)s")
+#: a progress line as ``study.engine.progress`` prints it: "[  1m05s] ..."
+LINE = re.compile(r"^\[\s*(?:\d+h)?(?:\d+m)?\d+s\] ")
+
+
+def eta_seconds(line: str) -> int | None:
+    """The ETA a progress line says, in seconds (None: it says none)."""
+    m = ETA.search(line)
+    return None if m is None else 3600 * int(m[1] or 0) + 60 * int(m[2] or 0) + int(m[3])
+
+
+def printed(journal: Path, stdout: str, end: float) -> list[tuple[float, float, float]]:
+    """[(seconds since the run was spawned, ETA said, seconds actually left)] of each progress
+    line a journaled run printed with an ETA: its time from the journal (each printed line is
+    one ``line`` record, in order), not from the line's own clock, which starts after Ray."""
+    evs = events(journal)
+    times = [t for t, kind, *_ in evs if kind == "line"]
+    lines = [line for line in stdout.splitlines() if LINE.match(line)]
+    if len(times) != len(lines):
+        raise SystemExit(f"{journal}: {len(times)} journaled progress lines, {len(lines)} printed")
+    return [(t - evs[0][0], eta, end - t) for t, line in zip(times, lines)
+            if (eta := eta_seconds(line)) is not None]
 
 
 def _journal(path: str) -> None:
@@ -98,9 +119,8 @@ def replay(journal: Path, name: str, budget: str, end: float) -> list[tuple[floa
             running, epoch_of = args
             trials = [SimpleNamespace(trial_id=i, config=c, status=Trial.RUNNING)
                       for i, c in running]
-            m = ETA.search(progress.line(trials, epoch_of))
-            if m:
-                eta = 3600 * int(m[1] or 0) + 60 * int(m[2] or 0) + int(m[3])
+            eta = eta_seconds(progress.line(trials, epoch_of))
+            if eta is not None:
                 out.append((t - begin, eta, end - t))
     return out
 
