@@ -1,6 +1,7 @@
 """The cost model (``study.spec.cost``) against measured wall times.
 
-Run: ``python benchmarks/cost_model.py [--run NAME ...] [--replay DIR] [--fit] [--budget default]``.
+Run: ``python benchmarks/cost_model.py [--run NAME ...] [--replay DIR] [--fit] [--spread N NAME
+...] [--budget default]``.
 
 Without ``--run`` (about a minute): for every study with a published run (docs/results), the dry
 run's estimate (rates timed now, on this machine) and the estimate at the reference rates (what
@@ -10,6 +11,10 @@ how fast this one is against that day.
 
 With ``--fit``: the reference rates' constants fitted to the step and pass times the dry run
 measures for every configuration of every study.
+
+With ``--spread N NAME ...`` (a few minutes): ``python -m study.run NAME --dry-run`` invoked N
+times in fresh processes, and the spread of the minutes it estimates (the rates are timed anew
+each time, on a machine that others share).
 
 With ``--run`` (the studies' own time): each study is run as the README says, into a fresh
 results folder, and timed; the table compares the estimates made just before with the measured
@@ -151,6 +156,28 @@ def replayed(folder: Path) -> None:
         print(f"| {name} | {wall / 60:.1f} min | {eta} |", flush=True)
 
 
+def spread(names: list[str], budget: str, n: int) -> None:
+    """The dry run's estimate of each study in ``n`` fresh invocations: its least, median and
+    largest, and largest / least."""
+    import statistics
+
+    print(f"| study | dry-run estimate, {n} invocations | least / median / largest | spread |")
+    print("|---|---|---:|---:|")
+    for name in names:
+        said = []
+        for _ in range(n):
+            out = subprocess.run([sys.executable, "-m", "study.run", name, "--budget", budget,
+                                  "--dry-run"], cwd=REPO, capture_output=True, text=True)
+            m = re.search(r"estimated ([\d.]+) minutes", out.stdout)
+            if m is None:
+                raise SystemExit(f"{name}: no estimate in the dry run's output: "
+                                 f"{(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+            said.append(float(m[1]))
+        print(f"| {name} | {', '.join(f'{m:.1f}' for m in said)} min | {min(said):.1f} / "
+              f"{statistics.median(said):.1f} / {max(said):.1f} min | "
+              f"{max(said) / min(said):.2f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", nargs="*", default=None, metavar="NAME")
@@ -160,12 +187,19 @@ def main() -> None:
                    help="where --run keeps each run's progress journal")
     p.add_argument("--replay", type=Path, metavar="DIR", help="the current code's ETA replayed "
                    "from the journals in DIR")
+    p.add_argument("--spread", nargs="+", metavar=("N", "NAME"), help="the dry run invoked "
+                   "N times per study, and the spread of its estimates")
     args = p.parse_args()
     os.environ.setdefault("HVAE_DATA_DIR", str(REPO.parent / "shared" / "data"))
     if args.fit:
         return fit(args.budget)
     if args.replay:
         return replayed(args.replay)
+    if args.spread:
+        n, *names = args.spread
+        if not n.isdigit() or not names:
+            p.error(f"--spread N NAME ...: N a whole number, then study names; got {args.spread}")
+        return spread(names, args.budget, int(n))
     if args.run is None:
         print("| study | published wall | dry run (timed now) | ratio | reference rates | ratio |")
         print("|---|---:|---:|---:|---:|---:|")
