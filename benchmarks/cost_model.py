@@ -1,7 +1,7 @@
 """The cost model (``study.spec.cost``) against measured wall times.
 
-Run: ``python benchmarks/cost_model.py [--run NAME ...] [--replay DIR] [--fit] [--spread N NAME
-...] [--budget default]``.
+Run: ``python benchmarks/cost_model.py [--run NAME ...] [--replay DIR] [--phases DIR] [--fit]
+[--spread N NAME ...] [--budget default]``.
 
 Without ``--run`` (about a minute): for every study with a published run (docs/results), the dry
 run's estimate (rates timed now, on this machine) and the estimate at the reference rates (what
@@ -11,6 +11,11 @@ how fast this one is against that day.
 
 With ``--fit``: the reference rates' constants fitted to the step and pass times the dry run
 measures for every configuration of every study.
+
+With ``--phases DIR``: for each journaled run in DIR, each trial's restart candidates' phase,
+its training after them and its closing (final evaluation, files, records), measured from the
+journal, beside the dry run's estimate of each at rates timed now (the training after the
+candidates bracketed by all its seeds training every epoch it reported, and half of them).
 
 With ``--spread N NAME ...`` (a few minutes): ``python -m study.run NAME --dry-run`` invoked N
 times in fresh processes, and the spread of the minutes it estimates (the rates are timed anew
@@ -156,6 +161,57 @@ def replayed(folder: Path) -> None:
         print(f"| {name} | {wall / 60:.1f} min | {eta} |", flush=True)
 
 
+def _cell(label: str) -> list[tuple[str, object]]:
+    """A trial's label ("depth=2, noise=0") as (factor, value) pairs, numbers as floats."""
+    def value(v: str) -> object:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return [(k, value(v)) for k, _, v in (kv.partition("=") for kv in label.split(", "))]
+
+
+def phases(folder: Path) -> None:
+    """Per trial of each journaled run: the candidates' phase, the training after it and the
+    closing, measured against the dry run's estimates at rates timed now."""
+    from eta_journal import events
+
+    from study.spec import cost
+    from study.spec.plan import measured_rates, planned_trials
+    from study.spec.resolved import ResolvedStudy
+    from study.spec.spec_file import load_spec
+
+    print("| study | trial | candidates: measured / est. | after them: measured / est. all "
+          "seeds - half | epochs | closing: measured / est. |")
+    print("|---|---|---:|---:|---:|---:|")
+    cache: dict = {}
+    for journal in sorted(folder.glob("*.pkl")):
+        evs = events(journal)
+        name, budget = evs[0][2], evs[0][3]
+        plan = planned_trials(ResolvedStudy(load_spec(name), budget))
+        started, reports = {}, {}
+        for t, kind, *rest in evs:
+            if kind == "started":
+                started[rest[0]] = t
+            elif kind == "reported":
+                reports.setdefault(rest[0], []).append((t, rest[1]))
+            elif kind == "ended" and rest[0] in reports:
+                label = rest[4]
+                p = next(p for p in plan if _cell(p.label) == _cell(label))
+                w, r, N = p.work, measured_rates(p.cfg, cache), p.cfg.choice_epoch
+                E, R = w.members, p.cfg.restarts
+                chose = next(t for t, ep in reports[rest[0]] if ep >= N) if N else started[rest[0]]
+                (last, epochs), start = reports[rest[0]][-1], started[rest[0]]
+
+                def epoch_s(m: int) -> float:
+                    return w.steps_per_epoch * r.step_s(m) + m * w.val_passes * r.pass_s
+
+                print(f"| {name} | {label} | {chose - start:.0f} / {N * epoch_s(E * R):.0f} s | "
+                      f"{last - chose:.0f} / {(epochs - N) * epoch_s(E):.0f}-"
+                      f"{(epochs - N) * epoch_s((E + 1) // 2):.0f} s | {epochs} | "
+                      f"{t - last:.0f} / {cost.closing_seconds(w, r):.0f} s |", flush=True)
+
+
 def spread(names: list[str], budget: str, n: int) -> None:
     """The dry run's estimate of each study in ``n`` fresh invocations: its least, median and
     largest, and largest / least."""
@@ -187,6 +243,8 @@ def main() -> None:
                    help="where --run keeps each run's progress journal")
     p.add_argument("--replay", type=Path, metavar="DIR", help="the current code's ETA replayed "
                    "from the journals in DIR")
+    p.add_argument("--phases", type=Path, metavar="DIR", help="each journaled trial's phases "
+                   "measured against the dry run's estimates")
     p.add_argument("--spread", nargs="+", metavar=("N", "NAME"), help="the dry run invoked "
                    "N times per study, and the spread of its estimates")
     args = p.parse_args()
@@ -195,6 +253,8 @@ def main() -> None:
         return fit(args.budget)
     if args.replay:
         return replayed(args.replay)
+    if args.phases:
+        return phases(args.phases)
     if args.spread:
         n, *names = args.spread
         if not n.isdigit() or not names:
