@@ -71,14 +71,19 @@ def test_early_stopping_at_another_share_moves_the_trial_and_its_seeds():
     whole = est.stopping_at(1.0).work  # every seed trains every epoch
     assert whole.epochs == 100 and whole.member_epochs == 10 * 12 + 90 * 4
     assert whole.phases[0] == est.work.phases[0]  # the candidates' phase is what it is
-    assert est.stopping_at(0.95).seconds > est.seconds > est.stopping_at(0.8).seconds
+    assert est.stopping_at(0.99).seconds > est.seconds > est.stopping_at(0.8).seconds
+    # below the prior's share, the seeds' mean moves in proportion: 0.8 / 0.96 of 0.73
+    low = est.stopping_at(0.8).work
+    seed = cost.SEED_STOP_FRACTION * 0.8 / cost.EARLY_STOP_FRACTION * 100
+    assert low.epochs == pytest.approx(80)
+    assert low.member_epochs == pytest.approx(10 * 12 + (seed - 10) * 4)
     plain = cost.estimate(trial_config(SMALL))  # no early stopping: itself
     assert plain.stopping_at(0.5) is plain
 
 
 def test_the_eta_expects_early_stopping_where_the_ended_trials_stopped():
-    """The first trial ran all its 100 epochs where 87 were expected: the trials waiting are
-    expected at (1 + 0.87) / 2 of theirs; a running trial past 2f - 1 of its epochs halfway
+    """The first trial ran all its 100 epochs where 96 were expected: the trials waiting are
+    expected at (1 + 0.96) / 2 of theirs; a running trial past 2f - 1 of its epochs halfway
     between where it is and its last."""
     est = cost.estimate(trial_config(SMALL | {"epochs": 100, "patience": 10}))
     clock = Clock()
@@ -95,7 +100,7 @@ def test_the_eta_expects_early_stopping_where_the_ended_trials_stopped():
         est.stopping_at(f).seconds)
     assert progress._stopping(est, epoch=20).work.epochs == pytest.approx(f * 100)
     assert progress._stopping(est, epoch=96).work.epochs == pytest.approx(98)
-    assert "epochs 100/~287" in progress.line([], {})  # 100 + 2 x 93.5
+    assert f"epochs 100/~{100 + 2 * f * 100:.0f}" in progress.line([], {})  # 2 waiting at f
 
 
 def test_seed_epochs_and_epochs_costing_invert_each_other():
@@ -410,5 +415,5 @@ def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
     from study.spec.spec_file import load_spec
 
     text = dry_run(ResolvedStudy(load_spec("spirals_depth"), "default"))
-    assert "~261" in text  # early stopping's expected epochs (0.87 x 300)
+    assert f"~{cost.EARLY_STOP_FRACTION * 300:.0f}" in text  # early stopping's expected epochs
     assert "1,200 epochs planned" in text and "estimated" in text

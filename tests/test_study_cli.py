@@ -15,6 +15,7 @@ from studies import write_spec
 from models import build_model
 from models.ensemble import EnsembleLinear
 from study.core.errors import SpecError
+from study.spec import cost
 from study.spec.spec_file import load_spec
 
 
@@ -34,8 +35,9 @@ def test_dry_run_lists_every_trial_and_its_time_and_writes_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if "lr=" in line]
     assert len(rows) == 4 and sum("batch_size=64" in line for line in rows) == 2
-    # trials, seeds, epochs: early stopping (patience 3) is expected to end at 0.87 x 7 epochs
-    assert all(line.split()[:3] == ["1", "2", "~6"] for line in rows)
+    # trials, seeds, epochs: early stopping (patience 3) is expected to end at 0.96 x 7 epochs
+    assert all(line.split()[:3] == ["1", "2", f"~{cost.EARLY_STOP_FRACTION * 7:.0f}"]
+               for line in rows)
     assert "4 trials, 28 epochs planned; estimated" in r.stdout
     assert "early stopping's expected epochs" in r.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no results, no mlflow.db

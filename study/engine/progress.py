@@ -229,9 +229,10 @@ class Progress:
         one trial; that alone before any has ended), and, for a trial still running at
         ``epoch``, at the mean of what is left: stopping shares taken as uniform on [2f - 1, 1]
         (mean f), a trial past 2f - 1 of its epochs is expected to stop halfway between where
-        it is and its last epoch. The published runs stopped at 0.87 on average, but
-        ood_distance's and spirals_depth's trials ran all 300 epochs or nearly, and the ETA
-        fell 20-50% short of the time left. A trial without early stopping is itself."""
+        it is and its last epoch. With the runs of 2026-11-26's 0.87 as the prior (seeds then
+        stopped together), ood_distance's and spirals_depth's trials ran all 300 epochs or
+        nearly, and the ETA fell 20-50% short of the time left. A trial without early stopping
+        is itself."""
         if not est.work.expected:
             return est
         f = (sum(self.stopped) + cost.EARLY_STOP_FRACTION) / (len(self.stopped) + 1)

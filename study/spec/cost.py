@@ -40,12 +40,14 @@ from study.spec.config import TrialConfig
 
 #: with early stopping (``patience`` > 0) each seed stops on its own, and a stopped seed is no
 #: longer computed: a trial reports epochs until its last seed stops (EARLY_STOP_FRACTION of its
-#: epochs on average: the published default runs with patience 30 at 300 epochs, 16
-#: configurations, 2026-11-26, trained 186-300, mean 0.87) and costs its seeds' mean epochs
+#: epochs on average: the default runs of moons_depth, ood_distance and spirals_depth with
+#: per-seed stopping, 2026-12-05, 12 configurations x 8 seeds, trained 259-300 of 300 epochs,
+#: mean 0.96, ``benchmarks/cost_model.py --run`` journals; 0.87 before, from runs of
+#: 2026-11-26 whose seeds all stopped together) and costs its seeds' mean epochs
 #: (SEED_STOP_FRACTION: the published runs of 2026-12-04, moons_depth, ood_distance and
 #: spirals_depth, 12 configurations x 8 seeds, docs/results, trained 137-300 epochs per seed on
 #: average by configuration, mean 219 of 300)
-EARLY_STOP_FRACTION = 0.87
+EARLY_STOP_FRACTION = 0.96
 SEED_STOP_FRACTION = 0.73
 #: how much slower a trial runs beside another on this 2-core machine than alone (two plain
 #: processes: 1.12-1.15x one alone, ``benchmarks/study_overhead.py``); the dry run times its
@@ -305,14 +307,19 @@ class Estimate:
     def stopping_at(self, fraction: float) -> Estimate:
         """This trial if early stopping ends it at ``fraction`` of its planned epochs (what a
         study's ended trials have shown) instead of ``EARLY_STOP_FRACTION``; its seeds' mean
-        moves with it, from ``SEED_STOP_FRACTION`` there to all epochs at 1. A trial without
-        early stopping is itself."""
+        moves with it: from ``SEED_STOP_FRACTION`` there linearly to all epochs at 1, and below
+        it in proportion (a trial that ends at 0.9 of the prior's fraction has seeds that
+        train 0.9 of the prior's). A trial without early stopping is itself."""
         w, N = self.work, self.choice_epoch
         if not w.expected:
             return self
-        left = (1 - fraction) / (1 - EARLY_STOP_FRACTION)
+        if fraction >= EARLY_STOP_FRACTION:
+            left = (1 - fraction) / (1 - EARLY_STOP_FRACTION)
+            seed_fraction = 1 - (1 - SEED_STOP_FRACTION) * left
+        else:
+            seed_fraction = SEED_STOP_FRACTION * fraction / EARLY_STOP_FRACTION
         trial = max(fraction * w.planned_epochs, N)
-        seed = min(max((1 - (1 - SEED_STOP_FRACTION) * left) * w.planned_epochs, N), trial)
+        seed = min(max(seed_fraction * w.planned_epochs, N), trial)
         phases = _stopping_phases(trial - N, seed - N, w.members)
         if N:
             phases = (w.phases[0], *phases)
