@@ -122,13 +122,41 @@ def test_evaluation_counts_every_pass_of_the_final_evaluation():
     assert cost.trial_work(cfg).eval_passes == test + latents + sets + cost.GENERATED
 
 
+def test_noisy_2d_trials_count_their_exact_densities_in_the_closing():
+    """With data noise the final evaluation computes the exact density of every test point,
+    and per OOD set of the reference points inside and outside under the set's density and
+    the outside ones under the training density (the inside ones once), unless a worker's
+    cache holds them for every trial of the same seeds; without noise or on images, none."""
+    from study.data.exact_density import CACHE_SIZE
+    from study.trial.evaluate import REFERENCE_POINTS
+
+    assert (cost.REFERENCE_POINTS, cost.REFERENCE_CACHE) == (REFERENCE_POINTS, CACHE_SIZE)
+    # 8 seeds x (2 + 3 x 13 sets) = 328 densities: more than the cache holds
+    sets = {"ood_shifts": [0.1 * i for i in range(1, 12)], "ood_offsets": [], "seeds": 8}
+    cfg = trial_config(SMALL | sets)
+    # 200 test points; inside 200 once; per set (11 shifted, widened, uniform) 3 x 200
+    assert cost.reference_points(cfg) == 200 + 200 * (1 + 3 * 13)
+    big = trial_config(SMALL | sets | {"n_test": 3000})
+    assert cost.reference_points(big) == 3000 + 1000 * (1 + 3 * 13)
+    # 8 seeds x (2 + 3 x 3) = 88: the first trial of a worker computes them for the rest
+    assert cost.reference_points(trial_config(SMALL | {"ood_shifts": [0.5], "seeds": 8})) == 0
+    assert cost.reference_points(trial_config(SMALL | sets | {"noise": 0.0})) == 0
+    images = trial_config({"dataset": "mnist", "kind": "vae", "latents": [4], "hidden": [8]})
+    assert cost.reference_points(images) == 0
+    work = cost.trial_work(cfg)
+    assert work.references == 8200
+    rates = cost.Rates(lambda m: 0.0, 0.0, 1.0, 0.0, reference_s=1e-4)
+    assert cost.closing_seconds(work, rates) == pytest.approx(1.0 + 8 * 8200 * 1e-4)
+
+
 def test_seconds_add_up_phases_validation_evaluation_and_fixed_cost():
     cfg = trial_config(SMALL | {"restarts": 3, "restart_epochs": 2, "iw_samples": 4})
     work = cost.trial_work(cfg)
     rates = cost.Rates(step_s=lambda m: 1e-3 * m, pass_s=1e-6, trial_s=7.0, study_s=0.0)
     train = 2 * 10 * 6e-3 + 3 * 10 * 2e-3
     val = (2 * 6 + 3 * 2) * 100 * (1 + 4) * 1e-6
-    evaluation = 2 * cost.sample_passes(cost.evaluation_passes(cfg)) * 1e-6
+    evaluation = 2 * cost.sample_passes(cost.evaluation_passes(cfg)) * 1e-6 \
+        + 2 * work.references * cost.REFERENCE_S  # noisy Spirals: exact densities
     assert cost.seconds(work, rates) == pytest.approx(train + val + evaluation + 7.0)
     est = cost.Estimate(work, rates)
     assert est.seconds_through(5) + est.closing_s == pytest.approx(est.seconds)
@@ -173,7 +201,7 @@ def _fixed(seconds: float, epochs: int, evaluation: float = 0.0) -> cost.Estimat
     final evaluation, the rest training (no validation)."""
     cfg = trial_config(SMALL | {"epochs": epochs})
     work = cost.trial_work(cfg)
-    work = dataclasses.replace(work, validation=())
+    work = dataclasses.replace(work, validation=(), references=0)
     per_step = (seconds - 1.0 - evaluation) / (epochs * work.steps_per_epoch)
     pass_s = evaluation / (work.members * work.eval_passes)
     return cost.Estimate(work, cost.Rates(lambda m: per_step, pass_s, 1.0, 0.0))
@@ -278,7 +306,8 @@ def test_the_restart_phase_and_the_training_after_it_are_paced_apart():
     the two are paced apart, the second shrunk toward the first until it shows its own, and
     the trial's own pace after the choice starts from the study's as far off as its restarts."""
     cfg = trial_config(SMALL | {"restarts": 3, "restart_epochs": 2})
-    work = dataclasses.replace(cost.trial_work(cfg), validation=(), evaluation=())
+    work = dataclasses.replace(cost.trial_work(cfg), validation=(), evaluation=(),
+                               references=0)
     est = cost.Estimate(work, cost.Rates(lambda m: 0.1 * m, 0.0, 1.0, 0.0))
     assert (est.choice_epoch, est.restart_s, est.seconds, est.closing_s) == pytest.approx(
         (2, 12.0, 19.0, 1.0))

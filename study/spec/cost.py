@@ -19,7 +19,9 @@ The work (``TrialWork``) is counted in what a trial does, in order:
   reports the one and costs the other;
 - *the final evaluation*: forward sample-passes (one data point through one member with one
   importance sample) of the test likelihood (K = max(eval_importance, 100)), the latent
-  metrics, and per OOD set (and the test set) the ELBO, the K_ood likelihood and LLR>k.
+  metrics, and per OOD set (and the test set) the ELBO, the K_ood likelihood and LLR>k; for
+  noisy 2-D data also the exact densities of the test points and of each OOD set's reference
+  points (``reference_points``; 30-36 s of ood_distance's noisy trials on 2026-12-05).
 
 Time (``Rates``, ``seconds``) = steps x the seconds of one step of an ensemble of that width +
 sample-passes x the seconds of one + a fixed cost per trial. A step of a small model costs
@@ -59,6 +61,16 @@ IMAGE_TRAIN, IMAGE_TEST = 60_000, 10_000
 LATENT_PASSES = 2_000 * 16
 #: generated samples of the 2-D sample metrics (decoder passes, counted as forward passes)
 GENERATED = 2_000
+#: points of each OOD set's Neyman-Pearson reference (``study.trial.evaluate``'s
+#: REFERENCE_POINTS)
+REFERENCE_POINTS = 1_000
+#: exact densities a process keeps (``study.data.exact_density``'s CACHE_SIZE): a worker
+#: computes a seed's references once for every trial of the same data when they fit
+REFERENCE_CACHE = 256
+#: seconds of one point's exact density (quadrature along the curve, one thread) where the dry
+#: run has not timed it: 61-205 us on Moons and Spirals at noise 0.02-0.1, 2026-12-05
+#: (``study.data.exact_density``; it is not a function of the noise alone)
+REFERENCE_S = 1e-4
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ class TrialWork:
     members: int  # the seeds, E
     planned_epochs: int  # the budget's epochs
     expected: bool  # epochs are an expectation (early stopping)
+    references: int = 0  # exact densities of one member's final evaluation (noisy 2-D data)
 
     @property
     def epochs(self) -> float:
@@ -199,6 +212,23 @@ def evaluation_passes(cfg: TrialConfig) -> Passes:
     return tuple(passes)
 
 
+def reference_points(cfg: TrialConfig) -> int:
+    """Points whose exact density one member's final evaluation computes (noisy 2-D data only,
+    ``study.trial.evaluate``): its test points, and per OOD set the reference points inside
+    and outside under the OOD set's density and the outside ones under the training density,
+    the inside ones once. None when a trial's densities (2 + 3 per OOD set, per seed) fit in
+    a worker's cache: then the first trial of each worker computes them for every later
+    trial of the same seeds and data (moons_depth, spirals_depth: 10-20 s once per worker),
+    whereas ood_distance's 13 OOD sets do not fit and each noisy trial spent 30-36 s on
+    them (2026-12-05)."""
+    if cfg.is_image or not cfg.noise:
+        return 0
+    if len(cfg.seeds) * (2 + 3 * _ood_sets(cfg)) <= REFERENCE_CACHE:
+        return 0
+    inside = min(cfg.n_test, REFERENCE_POINTS) if cfg.n_test else REFERENCE_POINTS
+    return test_points(cfg) + inside * (1 + 3 * _ood_sets(cfg))
+
+
 def trial_work(cfg: TrialConfig, *, early_stopping: bool = True) -> TrialWork:
     """The work of one trial of ``cfg``; ``early_stopping=False``: every epoch (what training is
     planned to cost, as matched compute counts it)."""
@@ -215,7 +245,7 @@ def trial_work(cfg: TrialConfig, *, early_stopping: bool = True) -> TrialWork:
         batch_size=cfg.batch_size, iw_samples=k,
         validation=((cfg.n_val, 1), *([(cfg.n_val, k)] if k > 1 else [])),
         evaluation=evaluation_passes(cfg), members=E, planned_epochs=cfg.epochs,
-        expected=expected)
+        expected=expected, references=reference_points(cfg))
 
 
 def training_flops_per_epoch(cfg: TrialConfig) -> float:
@@ -246,14 +276,15 @@ def flops(cfg: TrialConfig, work: TrialWork | None = None) -> tuple[float, float
 class Rates:
     """Seconds per unit of work on one machine: ``step_s(members)`` one training step of an
     ensemble that wide; ``pass_s`` one forward sample-pass (large no-grad chunks);
-    ``trial_s`` a trial's fixed cost (starting it in a worker, loading data, the
-    exact-density references, the plots and the records); ``study_s`` a study's (Ray, MLflow,
-    imports)."""
+    ``trial_s`` a trial's fixed cost (starting it in a worker, loading data, the plots and
+    the records); ``study_s`` a study's (Ray, MLflow, imports); ``reference_s`` one point's
+    exact density (noisy 2-D data)."""
 
     step_s: Callable[[int], float]
     pass_s: float
     trial_s: float
     study_s: float
+    reference_s: float = REFERENCE_S
 
 
 def training_seconds(work: TrialWork, rates: Rates, through: float | None = None) -> float:
@@ -268,8 +299,10 @@ def training_seconds(work: TrialWork, rates: Rates, through: float | None = None
 
 
 def closing_seconds(work: TrialWork, rates: Rates) -> float:
-    """The final evaluation and the trial's fixed cost: what is left after the last epoch."""
-    return work.members * work.eval_passes * rates.pass_s + rates.trial_s
+    """The final evaluation (its sample-passes and exact densities) and the trial's fixed
+    cost: what is left after the last epoch."""
+    return work.members * (work.eval_passes * rates.pass_s + work.references * rates.reference_s) \
+        + rates.trial_s
 
 
 def seconds(work: TrialWork, rates: Rates) -> float:

@@ -81,7 +81,7 @@ def _timed(fn, blocks: int = 5, least_s: float = 0.06) -> float:
 def measured_rates(cfg: TrialConfig, cache: dict) -> cost.Rates:
     """``cfg``'s rates on this machine (one thread, as a trial has): a training step timed at
     each ensemble width its phases use, a forward sample-pass timed in a no-grad likelihood
-    pass; the fixed costs are the cost model's."""
+    pass, one point's exact density of a noisy curve; the fixed costs are the cost model's."""
     import torch
 
     from models import build_model, estimate_log_likelihood, training_objective
@@ -112,7 +112,24 @@ def measured_rates(cfg: TrialConfig, cache: dict) -> cost.Rates:
         x = torch.rand(E, points, arch.x_dim)
         with torch.no_grad():
             cache[key] = _timed(lambda: estimate_log_likelihood(model, x, k)) / (E * points * k)
-    return cost.Rates(step_s, cache[key], cost.TRIAL_S, cost.STUDY_S)
+    return cost.Rates(step_s, cache[key], cost.TRIAL_S, cost.STUDY_S,
+                      _reference_s(cfg, cache) if cost.reference_points(cfg) else cost.REFERENCE_S)
+
+
+def _reference_s(cfg: TrialConfig, cache: dict, points: int = 256) -> float:
+    """Seconds of one point's exact density of ``cfg``'s noisy curve (fresh points each call:
+    the densities are cached by their points)."""
+    import numpy as np
+
+    from study.data import CURVES
+    from study.data.exact_density import exact_log_density
+
+    key = ("reference", cfg.dataset, cfg.noise)
+    if key not in cache:
+        curve, rng = CURVES[cfg.dataset], np.random.default_rng(0)
+        cache[key] = _timed(lambda: exact_log_density(
+            curve.sample(points, cfg.noise, rng)[0], curve, cfg.noise)) / points
+    return cache[key]
 
 
 def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
