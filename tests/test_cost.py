@@ -156,7 +156,7 @@ def test_seconds_add_up_phases_validation_evaluation_and_fixed_cost():
     train = 2 * 10 * 6e-3 + 3 * 10 * 2e-3
     val = (2 * 6 + 3 * 2) * 100 * (1 + 4) * 1e-6
     evaluation = 2 * cost.sample_passes(cost.evaluation_passes(cfg)) * 1e-6 \
-        + 2 * work.references * cost.REFERENCE_S  # noisy Spirals: exact densities
+        + 2 * work.references * cost.REFERENCE_S  # none: 2 seeds' densities fit the cache
     assert cost.seconds(work, rates) == pytest.approx(train + val + evaluation + 7.0)
     est = cost.Estimate(work, rates)
     assert est.seconds_through(5) + est.closing_s == pytest.approx(est.seconds)
@@ -201,7 +201,7 @@ def _fixed(seconds: float, epochs: int, evaluation: float = 0.0) -> cost.Estimat
     final evaluation, the rest training (no validation)."""
     cfg = trial_config(SMALL | {"epochs": epochs})
     work = cost.trial_work(cfg)
-    work = dataclasses.replace(work, validation=(), references=0)
+    work = dataclasses.replace(work, validation=())
     per_step = (seconds - 1.0 - evaluation) / (epochs * work.steps_per_epoch)
     pass_s = evaluation / (work.members * work.eval_passes)
     return cost.Estimate(work, cost.Rates(lambda m: per_step, pass_s, 1.0, 0.0))
@@ -306,8 +306,7 @@ def test_the_restart_phase_and_the_training_after_it_are_paced_apart():
     the two are paced apart, the second shrunk toward the first until it shows its own, and
     the trial's own pace after the choice starts from the study's as far off as its restarts."""
     cfg = trial_config(SMALL | {"restarts": 3, "restart_epochs": 2})
-    work = dataclasses.replace(cost.trial_work(cfg), validation=(), evaluation=(),
-                               references=0)
+    work = dataclasses.replace(cost.trial_work(cfg), validation=(), evaluation=())
     est = cost.Estimate(work, cost.Rates(lambda m: 0.1 * m, 0.0, 1.0, 0.0))
     assert (est.choice_epoch, est.restart_s, est.seconds, est.closing_s) == pytest.approx(
         (2, 12.0, 19.0, 1.0))

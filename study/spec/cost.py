@@ -223,10 +223,11 @@ def reference_points(cfg: TrialConfig) -> int:
     them (2026-12-05)."""
     if cfg.is_image or not cfg.noise:
         return 0
-    if len(cfg.seeds) * (2 + 3 * _ood_sets(cfg)) <= REFERENCE_CACHE:
+    sets = _ood_sets(cfg)
+    if len(cfg.seeds) * (2 + 3 * sets) <= REFERENCE_CACHE:
         return 0
     inside = min(cfg.n_test, REFERENCE_POINTS) if cfg.n_test else REFERENCE_POINTS
-    return test_points(cfg) + inside * (1 + 3 * _ood_sets(cfg))
+    return test_points(cfg) + inside * (1 + 3 * sets)
 
 
 def trial_work(cfg: TrialConfig, *, early_stopping: bool = True) -> TrialWork:

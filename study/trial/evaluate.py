@@ -63,8 +63,9 @@ from study.trial.records import TrainState
 EMBED_POINTS = 2000
 N_GENERATED = 2000
 LOW_LL = -100.0
-#: points of each 2-D set the exact-density references use (the quadrature costs ~0.3 ms each)
-REFERENCE_POINTS = 1000  # study.spec.cost.REFERENCE_POINTS counts them
+#: points of each 2-D set the exact-density references use (the quadrature costs 0.06-0.2 ms
+#: each; study.spec.cost.REFERENCE_POINTS counts them)
+REFERENCE_POINTS = 1000
 #: Evaluation draws its Monte Carlo samples from this seed, not from the training RNG state,
 #: so the metrics are a function of the weights alone: a trial evaluated again after a restore
 #: (its driver was killed after training) gets the numbers it got the first time. Each member
