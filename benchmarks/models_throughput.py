@@ -13,8 +13,13 @@ Run: ``python benchmarks/models_throughput.py`` (CPU, about 4 minutes on 2 cores
    gradient write per parameter each step) against today's, on the same trainer and data (2-D
    HVAE, E=5), alternating three times, as the baseline of the speed-up;
 4. the evaluation's likelihood part on 10,000 2-D points with E=5 (test log-likelihood K=1000,
-   and the IW=1 and K=100 estimates): one pass of 1000 samples reused for all three, against
-   the three separate passes of before; seconds and peak memory, each in a fresh process.
+   and the IW=1 and K=100 estimates), on all of this process's threads, each row in a fresh
+   process (seconds, peak memory, minor page faults): the three separate passes of before
+   issue 15; one pass of 1000 samples reused for all three, with glibc's default heap
+   thresholds and the plain layout of the narrow output layers (the code of 2026-12-04); the
+   same with the trial worker's heap thresholds (``study.trial.device.reuse_host_memory``);
+   and with narrow outputs computed transposed as well (``models.ensemble.NARROW_OUT``: today's
+   code path, as a trial's worker runs it).
 """
 
 from __future__ import annotations
@@ -33,9 +38,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import build_model, estimate_log_likelihood, training_flops, training_objective  # noqa: E402
+from models import (  # noqa: E402
+    build_model,
+    ensemble,
+    estimate_log_likelihood,
+    training_flops,
+    training_objective,
+)
 from study.data import load_data  # noqa: E402
 from study.spec.config import trial_config  # noqa: E402
+from study.trial.device import reuse_host_memory  # noqa: E402
 from study.trial.trainer import Trainer  # noqa: E402
 
 CURVES = {"dataset": "spirals", "kind": "hvae", "latents": [2, 2], "hidden": [[64, 64], [32, 32]],
@@ -121,14 +133,21 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def eval_child(points: int, seeds: int, separate: int) -> None:
-    """In a fresh process: the likelihood part of the evaluation; prints JSON."""
+def eval_child(points: int, seeds: int, separate: int, reuse: int, narrow: int) -> None:
+    """In a fresh process: the likelihood part of the evaluation; prints JSON. ``reuse``: the
+    trial worker's heap thresholds; ``narrow``: narrow outputs computed transposed (else every
+    layer in the plain layout)."""
+    if reuse:
+        reuse_host_memory()
+    if not narrow:
+        ensemble.NARROW_OUT = 2**62
     torch.manual_seed(0)
     cfg = trial_config(CURVES | {"seeds": seeds}, "benchmark").architecture()
     model = build_model(cfg, list(range(seeds)))
     x = torch.randn(points, 2)
     estimate_log_likelihood(model, x[:10], n_importance=10)  # load kernels before the baseline
     base = rss_mib()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     if separate:
         for k in (1000, 1, 100):
@@ -136,20 +155,27 @@ def eval_child(points: int, seeds: int, separate: int) -> None:
     else:
         estimate_log_likelihood(model, x, 1000, fewer=(1, 100))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_above_baseline_mib": peak - base}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": seconds, "peak_above_baseline_mib": usage.ru_maxrss / 1024 - base,
+                      "page_faults": usage.ru_minflt - faults}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps per measurement")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--eval-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--eval-child", nargs=5, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--eval-only", action="store_true",
+                        help="only the likelihoods of 10,000 2-D points (part 4, about 2 minutes)")
     args = parser.parse_args()
     if args.eval_child:
         eval_child(*args.eval_child)
         return
     threads = torch.get_num_threads()
+    if args.eval_only:
+        print(f"torch {torch.__version__}, CPU; evaluation on {threads} threads")
+        likelihood_rows()
+        return
     torch.set_num_threads(1)
     peak = matmul_peak()
     print(f"torch {torch.__version__}, CPU; training on 1 thread (one core), evaluation on {threads}")
@@ -170,16 +196,27 @@ def main() -> None:
     print(f"ensemble E=5 over E=1 (2-D HVAE, IW=1): "
           f"{5 * rates[('2-D HVAE, IW=1', 5)] / rates[('2-D HVAE, IW=1', 1)]:.2f}x the samples/s\n")
 
-    print(f"{'likelihoods of 10,000 2-D points, E=5':<46}{'seconds':>9}{'peak MiB':>10}")
-    results = {}
-    for label, separate in (("K=1000, IW=1, K=100 as three passes (before)", 1),
-                            ("one K=1000 pass, IW=1 and K=100 from it (now)", 0)):
-        out = subprocess.run([sys.executable, __file__, "--eval-child", "10000", "5", str(separate)],
-                             check=True, capture_output=True, text=True)
+    likelihood_rows()
+
+
+def likelihood_rows() -> None:
+    """Part 4: each way of computing the likelihoods of 10,000 2-D points, in a fresh process."""
+    print(f"{'likelihoods of 10,000 2-D points, E=5':<58}{'seconds':>8}{'peak MiB':>10}"
+          f"{'page faults':>13}")
+    rows = (("K=1000, IW=1, K=100 as three passes (before issue 15)", (1, 0, 0)),
+            ("one K=1000 pass, IW=1 and K=100 from it (2026-12-04)", (0, 0, 0)),
+            ("  + the trial worker's heap thresholds", (0, 1, 0)),
+            ("  + narrow outputs transposed (now)", (0, 1, 1)))
+    seconds = []
+    for label, flags in rows:
+        out = subprocess.run([sys.executable, __file__, "--eval-child", "10000", "5",
+                              *map(str, flags)], check=True, capture_output=True, text=True)
         r = json.loads(out.stdout)
-        results[separate] = r["seconds"]
-        print(f"{label:<46}{r['seconds']:>9.1f}{r['peak_above_baseline_mib']:>10.0f}")
-    print(f"speed-up {results[1] / results[0]:.2f}x (target: the K=1000 evaluation under 10 s)")
+        seconds.append(r["seconds"])
+        print(f"{label:<58}{r['seconds']:>8.1f}{r['peak_above_baseline_mib']:>10.0f}"
+              f"{r['page_faults']:>13,}")
+    print(f"now against 2026-12-04: {seconds[1] / seconds[-1]:.2f}x; against before issue 15: "
+          f"{seconds[0] / seconds[-1]:.2f}x (target: the K=1000 evaluation under 10 s)")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,27 @@ def test_bad_input_shape_names_the_expected_shape():
     model = _model("hvae", [0, 1])
     with pytest.raises(ValueError, match=r"\[2, B, 2\]"):
         model(torch.randn(3, 4, 2))
+
+
+@pytest.mark.parametrize("out_features", [2, 4, 15, 16, 64])
+def test_ensemble_linear_values_and_gradients_do_not_depend_on_its_layout(out_features):
+    """Narrow outputs are computed transposed (``NARROW_OUT``); every width gives the per-member
+    affine map ``x[e] @ W[e] + b[e]`` and its gradients, for inputs with sample dimensions and
+    for a subset of members."""
+    from models.ensemble import NARROW_OUT, EnsembleLinear
+
+    torch.manual_seed(0)
+    layer = EnsembleLinear(3, 32, out_features)
+    x = torch.randn(3, 5, 7, 32, requires_grad=True)
+    y = layer(x)
+    assert y.shape == (3, 5, 7, out_features)
+    assert y.is_contiguous() == (out_features >= NARROW_OUT)
+    want = torch.einsum("esbi,eio->esbo", x, layer.weight) + layer.bias.unsqueeze(1)
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, layer.weight, layer.bias), g)
+    wants = torch.autograd.grad(want, (x, layer.weight, layer.bias), g)
+    for got, expected in zip(grads, wants):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    layer.active = torch.tensor([2, 0])
+    torch.testing.assert_close(layer(x[[2, 0]]), y[[2, 0]], rtol=1e-5, atol=1e-5)

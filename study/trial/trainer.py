@@ -41,7 +41,7 @@ from study.core.errors import UserError
 from study.data import DataBundle
 from study.spec.config import TrialConfig
 from study.spec.packs import shape_key
-from study.trial.device import matmul_precision, resolve_device
+from study.trial.device import matmul_precision, resolve_device, reuse_host_memory
 from study.trial.member_settings import MemberSettings
 from study.trial.records import EpochMetrics, TrainState, mean_alive, plateaued
 
@@ -66,6 +66,8 @@ class Trainer:
         self.settings = MemberSettings.of(self.cfgs)
         seeds = [int(s) for c in self.cfgs for s in c.seeds]
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            reuse_host_memory()
         torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
         self.model = build_model(self.cfg.architecture(), seeds).to(self.device)
         s = self.settings
