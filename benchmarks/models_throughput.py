@@ -133,6 +133,14 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since its ``exec`` (``VmHWM``; ``ru_maxrss`` would
+    also count the forked parent's memory, which Linux carries across ``exec``)."""
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def eval_child(points: int, seeds: int, separate: int, reuse: int, narrow: int) -> None:
     """In a fresh process: the likelihood part of the evaluation; prints JSON. ``reuse``: the
     trial worker's heap thresholds; ``narrow``: narrow outputs computed transposed (else every
@@ -156,7 +164,7 @@ def eval_child(points: int, seeds: int, separate: int, reuse: int, narrow: int) 
         estimate_log_likelihood(model, x, 1000, fewer=(1, 100))
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"seconds": seconds, "peak_above_baseline_mib": usage.ru_maxrss / 1024 - base,
+    print(json.dumps({"seconds": seconds, "peak_above_baseline_mib": peak_rss_mib() - base,
                       "page_faults": usage.ru_minflt - faults}))
 
 
