@@ -59,6 +59,32 @@ def test_dry_run_with_packs_shows_each_pack_and_its_members(tmp_path):
     assert "packs (--pack on): 2 packs" in r.stdout and "1 pack server (one per 1 CPU)" in r.stdout
 
 
+@pytest.mark.parametrize("pruner", ["median", "successive_halving"])
+def test_dry_run_with_packs_of_sampled_configurations_says_what_it_cannot_know(tmp_path, pruner):
+    """Sampled configurations: a sampled width is a shape (the packs are a bound), a sampled
+    learning rate is not; a pruner that reads completed trials only is warned about the
+    concurrency of packs, successive halving (which reads running trials too) is not."""
+    spec = write_spec(tmp_path, "dry", factors={"width": {"int": [8, 32]},
+                                                "lr": {"loguniform": [0.001, 0.01]}},
+                      budgets={"smoke": {"epochs": 2, "num_samples": 4}}, pruner={"name": pruner})
+    r = _run("study.run", str(spec), "--budget", "smoke", "--dry-run", "--pack", "on",
+             "--num-cpus", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "sampled factors that change a shape (width):" in r.stdout
+    assert "pack 1 (4 configurations, 8 members): 4 sampled configurations of" in r.stdout
+    pruning = [line for line in r.stdout.splitlines() if "pruning:" in line]
+    assert pruning == ([] if pruner == "successive_halving" else [
+        "  pruning: up to 8 trials run at once with --pack on (1 with --pack off), and the "
+        "median pruner compares a trial with completed trials only, so it prunes later and "
+        "fewer trials than with --pack off"])
+    lr_only = write_spec(tmp_path, "dry2", factors={"lr": {"loguniform": [0.001, 0.01]}},
+                         budgets={"smoke": {"epochs": 2, "num_samples": 4}})
+    r = _run("study.run", str(lr_only), "--budget", "smoke", "--dry-run", "--pack", "on",
+             "--num-cpus", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "change a shape" not in r.stdout and "pruning:" not in r.stdout
+
+
 def test_unknown_study(tmp_path):
     line = _one_error_line(_run("study.run", "no_such_study", cwd=tmp_path))
     assert "unknown study 'no_such_study'" in line and "spirals_depth" in line

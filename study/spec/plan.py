@@ -189,11 +189,49 @@ def packs_text(study: ResolvedStudy, num_cpus: int | None = None) -> str:
              f"trained by {servers} pack server{'s' if servers > 1 else ''} (one per "
              f"{spec.resources.cpus:g} CPU); each configuration keeps its own trial, records "
              "and checkpoints; the time estimate above is for --pack off"]
+    shaping = shape_factors(study)
+    if shaping:
+        lines.append(f"  sampled factors that change a shape ({', '.join(shaping)}): a sampled "
+                     "configuration packs only with others of the same sampled values, known "
+                     "when Optuna samples them; the packs below assume equal shapes (a bound: "
+                     "from a continuous range most packs hold one configuration)")
+    at_once = servers * TRIALS_PER_SERVER
+    if spec.pruner.name in COMPLETED_ONLY_PRUNERS and at_once > slots(spec, num_cpus, None):
+        lines.append(f"  pruning: up to {at_once} trials run at once with --pack on "
+                     f"({slots(spec, num_cpus, None)} with --pack off), and the "
+                     f"{spec.pruner.name} pruner compares a trial with completed trials only, "
+                     "so it prunes later and fewer trials than with --pack off")
     for i, pack in enumerate(packs, 1):
         members = sum(len(cfgs[j].seeds) for j in pack)
+        names = [labels[j] for j in pack]
         lines.append(f"  pack {i} ({len(pack)} configurations, {members} members): "
-                     + "; ".join(labels[j] for j in pack))
+                     + (f"{len(pack)} sampled configurations of {names[0]}"
+                        if spec.sampled_factors and len(set(names)) == 1 and len(pack) > 1
+                        else "; ".join(names)))
     return "\n".join(lines)
+
+
+#: Optuna pruners that judge a trial against completed trials only (``PercentilePruner``,
+#: which ``MedianPruner`` is, reads COMPLETE trials; ``WilcoxonPruner`` the best completed
+#: one): the more trials run at once, the later and the fewer they prune. Successive halving
+#: and Hyperband compare with every trial that reached a rung, running or not; the threshold
+#: pruner with no other trial.
+COMPLETED_ONLY_PRUNERS = frozenset({"median", "percentile", "wilcoxon"})
+
+
+def shape_factors(study: ResolvedStudy) -> list[str]:
+    """The sampled factors of ``study`` whose values change a pack's shape
+    (``study.spec.packs.shape_key``): their range's ends, or categories, give configurations of
+    different shapes (e.g. a sampled width; a learning rate does not)."""
+    from study.spec.packs import shape_key
+
+    cell, out = study.cells[0], []
+    for name, factor in study.spec.sampled_factors.items():
+        values = factor.categorical if factor.kind == "categorical" else \
+            list(getattr(factor, factor.kind))
+        if len({shape_key(study.config(cell | {name: v})) for v in values}) > 1:
+            out.append(name)
+    return out
 
 
 def budgets_text(spec: StudySpec) -> str:
