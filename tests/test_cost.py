@@ -118,8 +118,8 @@ def test_evaluation_counts_every_pass_of_the_final_evaluation():
     latents = n * 16  # the latent metrics' 16 samples of (at most 2000) test points
     sets = (1 + 2 + 1) * n * (1 + 20 + 20)  # test + shifted + widened + uniform: ELBO, K, L>1
     assert cost.sample_passes(cost.evaluation_passes(cfg)) == \
-        test + latents + sets + cost.GENERATED
-    assert cost.trial_work(cfg).eval_passes == test + latents + sets + cost.GENERATED
+        test + latents + sets + cost.N_GENERATED
+    assert cost.trial_work(cfg).eval_passes == test + latents + sets + cost.N_GENERATED
 
 
 def test_noisy_2d_trials_count_their_exact_densities_in_the_closing():
@@ -128,9 +128,8 @@ def test_noisy_2d_trials_count_their_exact_densities_in_the_closing():
     the outside ones under the training density (the inside ones once), unless a worker's
     cache holds them for every trial of the same seeds; without noise or on images, none."""
     from study.data.exact_density import CACHE_SIZE
-    from study.trial.evaluate import REFERENCE_POINTS
 
-    assert (cost.REFERENCE_POINTS, cost.REFERENCE_CACHE) == (REFERENCE_POINTS, CACHE_SIZE)
+    assert cost.REFERENCE_CACHE == CACHE_SIZE
     # 8 seeds x (2 + 3 x 13 sets) = 328 densities: more than the cache holds
     sets = {"ood_shifts": [0.1 * i for i in range(1, 12)], "ood_offsets": [], "seeds": 8}
     cfg = trial_config(SMALL | sets)

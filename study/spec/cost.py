@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 
 from models.registry import model_kind
 from study.spec.config import TrialConfig
+from study.spec.evaluation_counts import EMBED_POINTS, EMBED_SAMPLES, N_GENERATED, REFERENCE_POINTS
 
 #: with early stopping (``patience`` > 0) each seed stops on its own, and a stopped seed is no
 #: longer computed: a trial reports epochs until its last seed stops (EARLY_STOP_FRACTION of its
@@ -57,15 +58,9 @@ SEED_STOP_FRACTION = 0.73
 SHARED_SLOWDOWN = 1.12
 #: images of the full training and test sets (``n_train`` / ``n_test`` 0 means all)
 IMAGE_TRAIN, IMAGE_TEST = 60_000, 10_000
-#: latent metrics' points and samples per point (``study.trial.evaluate``'s EMBED_POINTS x 16)
-LATENT_PASSES = 2_000 * 16
-#: generated samples of the 2-D sample metrics (decoder passes, counted as forward passes)
-GENERATED = 2_000
-#: points of each OOD set's Neyman-Pearson reference (``study.trial.evaluate``'s
-#: REFERENCE_POINTS)
-REFERENCE_POINTS = 1_000
-#: exact densities a process keeps (``study.data.exact_density``'s CACHE_SIZE): a worker
-#: computes a seed's references once for every trial of the same data when they fit
+#: exact densities a process keeps (``study.data.exact_density``'s CACHE_SIZE, a copy: that
+#: module needs PyTorch, the cost model must not; tests/test_cost.py checks they are equal): a
+#: worker computes a seed's references once for every trial of the same data when they fit
 REFERENCE_CACHE = 256
 #: seconds of one point's exact density (quadrature along the curve, one thread) where the dry
 #: run has not timed it: 61-205 us on Moons and Spirals at noise 0.02-0.1, 2026-12-05
@@ -203,12 +198,12 @@ def evaluation_passes(cfg: TrialConfig) -> Passes:
     K = cfg.eval_importance
     sets = _ood_sets(cfg) + 1
     passes = [(n, max(K, 100)), *([(n, K)] if K < 100 else []),
-              (min(n, LATENT_PASSES // 16), 16),
+              (min(n, EMBED_POINTS), EMBED_SAMPLES),
               (sets * n, 1), (sets * n, cfg.ood_importance)]
     if model_kind(cfg.kind).hierarchical:  # L>k with K_ood samples for each k < L
         passes += [(sets * n, cfg.ood_importance)] * max(len(cfg.latents) - 1, 0)
     if not cfg.is_image:
-        passes.append((GENERATED, 1))
+        passes.append((N_GENERATED, 1))  # decoder passes, counted as forward passes
     return tuple(passes)
 
 

@@ -56,16 +56,16 @@ from models import (
 )
 from study.data import DataBundle
 from study.spec.config import TrialConfig
+from study.spec.evaluation_counts import (
+    EMBED_POINTS,
+    EMBED_SAMPLES,
+    N_GENERATED,
+    REFERENCE_POINTS,
+)
 from study.trial import metrics
 from study.trial.records import TrainState
 
-#: Points used for the embedding metrics (class accuracy, pockets) and for generated samples.
-EMBED_POINTS = 2000
-N_GENERATED = 2000
 LOW_LL = -100.0
-#: points of each 2-D set the exact-density references use (the quadrature costs 0.06-0.2 ms
-#: each; study.spec.cost.REFERENCE_POINTS counts them)
-REFERENCE_POINTS = 1000
 #: Evaluation draws its Monte Carlo samples from this seed, not from the training RNG state,
 #: so the metrics are a function of the weights alone: a trial evaluated again after a restore
 #: (its driver was killed after training) gets the numbers it got the first time. Each member
@@ -184,7 +184,8 @@ def _likelihood(model: LatentVariableModel, x: torch.Tensor, cfg: TrialConfig,
 
 
 def _latents(model: LatentVariableModel, xe: torch.Tensor, ye: np.ndarray, names: list[str], *,
-             out: dict[str, np.ndarray], units: dict[str, np.ndarray], samples: int = 16) -> None:
+             out: dict[str, np.ndarray], units: dict[str, np.ndarray],
+             samples: int = EMBED_SAMPLES) -> None:
     """Latent usage in information (see the module docstring)."""
     E = model.n_members
     fp = model(xe, n_samples=samples, kl="sampled", units=True)
