@@ -4,6 +4,7 @@ trials whose work and time are known by hand."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -444,3 +445,24 @@ def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
     text = dry_run(ResolvedStudy(load_spec("spirals_depth"), "default"))
     assert f"~{cost.EARLY_STOP_FRACTION * 300:.0f}" in text  # early stopping's expected epochs
     assert "1,200 epochs planned" in text and "estimated" in text
+
+
+def test_the_dry_run_times_a_long_call_three_times_and_a_short_one_in_blocks():
+    """``plan._timed``: a call of ``LONG_CALL_S`` or more is made once untimed and twice timed
+    (an MNIST likelihood pass: 2-3 s a call); a short one twice untimed, then in 5 blocks of
+    at least 0.06 s, the fastest block per call."""
+    from study.spec import plan
+
+    calls = []
+
+    def sleeper(seconds):
+        def fn():
+            calls.append(seconds)
+            time.sleep(seconds)
+        return fn
+
+    assert plan._timed(sleeper(plan.LONG_CALL_S)) >= plan.LONG_CALL_S
+    assert len(calls) == 3
+    calls.clear()
+    assert 0.02 <= plan._timed(sleeper(0.02)) < 0.05
+    assert len(calls) >= 2 + 5 * 3  # 3 calls of 0.02 s fill a block of 0.06 s

@@ -63,11 +63,23 @@ def describe(study: ResolvedStudy, num_cpus: int | None = None,
             f"{res} per trial, up to {slots(spec, num_cpus, max_concurrent)} at a time")
 
 
+#: a call of at least this many seconds is timed in 2 blocks after one untimed call: its
+#: noise is a small part of it (an MNIST study's likelihood pass takes 2-3 s here, and 7 calls
+#: of it were 19 of a 26 s dry run)
+LONG_CALL_S = 0.5
+
+
 def _timed(fn, blocks: int = 5, least_s: float = 0.06) -> float:
     """Seconds of one call of ``fn``: after two untimed calls, the fastest of ``blocks`` blocks
     of calls of at least ``least_s`` each (the least disturbed by the rest of the machine, as
-    ``timeit`` advises)."""
-    fn(), fn()
+    ``timeit`` advises); after one untimed call, the faster of 2, when that call took
+    ``LONG_CALL_S`` or more."""
+    start = time.perf_counter()
+    fn()
+    if time.perf_counter() - start >= LONG_CALL_S:
+        blocks = min(blocks, 2)
+    else:
+        fn()
     best = float("inf")
     for _ in range(blocks):
         calls, start = 0, time.perf_counter()
