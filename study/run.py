@@ -295,7 +295,7 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
             spec = spec.confirmatory()
         if args.data_dir:  # local Ray workers inherit the driver's environment
             os.environ["HVAE_DATA_DIR"] = os.path.abspath(args.data_dir)
-        from study.spec.plan import describe
+        from study.spec.plan import describe, pack_notes
         from study.spec.resolved import ResolvedStudy
 
         study = ResolvedStudy(spec, args.budget)
@@ -304,6 +304,8 @@ def _main(argv: list[str] | None, interruption: Interruption) -> int:
         interruption.abort_line = ("interrupted while the study started (this run recorded "
                                    f"nothing); run it again with: {_again(argv)}")
         print(describe(study, args.num_cpus, args.max_concurrent), flush=True)
+        for note in pack_notes(study, args.num_cpus) if args.pack == "on" else []:
+            print(f"packs: {note}", flush=True)
         print(f"question: {' '.join(spec.question.split())}", flush=True)
         out = run_study(spec, args.budget, args.results, interruption=interruption,
                         **run_options(args, caps))

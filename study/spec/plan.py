@@ -201,18 +201,7 @@ def packs_text(study: ResolvedStudy, num_cpus: int | None = None) -> str:
              f"trained by {servers} pack server{'s' if servers > 1 else ''} (one per "
              f"{spec.resources.cpus:g} CPU); each configuration keeps its own trial, records "
              "and checkpoints; the time estimate above is for --pack off"]
-    shaping = shape_factors(study)
-    if shaping:
-        lines.append(f"  sampled factors that change a shape ({', '.join(shaping)}): a sampled "
-                     "configuration packs only with others of the same sampled values, known "
-                     "when Optuna samples them; the packs below assume equal shapes (a bound: "
-                     "from a continuous range most packs hold one configuration)")
-    at_once = servers * TRIALS_PER_SERVER
-    if spec.pruner.name in COMPLETED_ONLY_PRUNERS and at_once > slots(spec, num_cpus, None):
-        lines.append(f"  pruning: up to {at_once} trials run at once with --pack on "
-                     f"({slots(spec, num_cpus, None)} with --pack off), and the "
-                     f"{spec.pruner.name} pruner compares a trial with completed trials only, "
-                     "so it prunes later and fewer trials than with --pack off")
+    lines += [f"  {note}" for note in pack_notes(study, num_cpus)]
     for i, pack in enumerate(packs, 1):
         members = sum(len(cfgs[j].seeds) for j in pack)
         names = [labels[j] for j in pack]
@@ -221,6 +210,29 @@ def packs_text(study: ResolvedStudy, num_cpus: int | None = None) -> str:
                         if spec.sampled_factors and len(set(names)) == 1 and len(pack) > 1
                         else "; ".join(names)))
     return "\n".join(lines)
+
+
+def pack_notes(study: ResolvedStudy, num_cpus: int | None = None) -> list[str]:
+    """What ``--pack on`` changes beyond the time, one line each (the dry run lists them with
+    the packs, a packed study prints them when it starts): packs of sampled configurations
+    that cannot be known in advance, and a pruner that prunes less at the packs' concurrency."""
+    from study.spec.packs import TRIALS_PER_SERVER
+
+    spec, notes = study.spec, []
+    shaping = shape_factors(study)
+    if shaping:
+        notes.append(f"sampled factors that change a shape ({', '.join(shaping)}): a sampled "
+                     "configuration packs only with others of the same sampled values, known "
+                     "when Optuna samples them, so the packs a dry run lists assume equal shapes "
+                     "(a bound: from a continuous range most packs hold one configuration)")
+    alone = slots(spec, num_cpus, None)
+    at_once = alone * TRIALS_PER_SERVER
+    if spec.pruner.name in COMPLETED_ONLY_PRUNERS:
+        notes.append(f"pruning: up to {at_once} trials run at once with --pack on ({alone} "
+                     f"with --pack off), and the {spec.pruner.name} pruner compares a trial "
+                     "with completed trials only, so it prunes later and fewer trials than "
+                     "with --pack off")
+    return notes
 
 
 #: Optuna pruners that judge a trial against completed trials only (``PercentilePruner``,
