@@ -245,17 +245,13 @@ COMPLETED_ONLY_PRUNERS = frozenset({"median", "percentile", "wilcoxon"})
 
 def shape_factors(study: ResolvedStudy) -> list[str]:
     """The sampled factors of ``study`` whose values change a pack's shape
-    (``study.spec.packs.shape_key``): their range's ends, or categories, give configurations of
-    different shapes (e.g. a sampled width; a learning rate does not)."""
+    (``study.spec.packs.shape_key``): their range's ends, or categories (``Factor.corners``),
+    give configurations of different shapes (e.g. a sampled width; a learning rate does not)."""
     from study.spec.packs import shape_key
 
-    cell, out = study.cells[0], []
-    for name, factor in study.spec.sampled_factors.items():
-        values = factor.categorical if factor.kind == "categorical" else \
-            list(getattr(factor, factor.kind))
-        if len({shape_key(study.config(cell | {name: v})) for v in values}) > 1:
-            out.append(name)
-    return out
+    cell = study.cells[0]
+    return [name for name, factor in study.spec.sampled_factors.items()
+            if len({shape_key(study.config(cell | {name: v})) for v in factor.corners()}) > 1]
 
 
 def budgets_text(spec: StudySpec) -> str:
