@@ -12,8 +12,10 @@ import torch
 
 #: glibc's ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD and M_MMAP_THRESHOLD
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: CPU tensors below this many bytes come from the C heap, not from a fresh ``mmap``
-HOST_MMAP_THRESHOLD = 64 * 2**20
+#: CPU tensors below this many bytes come from the C heap, not from a fresh ``mmap``: glibc's
+#: own ceiling for this threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX, which some
+#: glibc versions enforce in ``mallopt``), twice the evaluation's largest chunk (2^22 floats)
+HOST_MMAP_THRESHOLD = 32 * 2**20
 #: the C heap hands freed memory back to the system only beyond this many free bytes at its top
 HOST_TRIM_THRESHOLD = 256 * 2**20
 
