@@ -19,11 +19,12 @@ import ctypes, resource, sys
 import torch
 from study.data import load_data
 from study.spec.config import trial_config
+from study.trial.device import _M_MMAP_THRESHOLD
 from study.trial.trainer import Trainer
 
 mallopt = ctypes.CDLL(None).mallopt
 mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-assert mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: every chunk below is a fresh mmap
+assert mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # every chunk a fresh mmap
 if sys.argv[1] == "trainer":
     cfg = trial_config({"dataset": "moons", "n_train": 64, "n_val": 32, "n_test": 32,
                         "latents": [2], "hidden": [8], "seeds": [0], "epochs": 1})

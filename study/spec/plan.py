@@ -225,13 +225,12 @@ def pack_notes(study: ResolvedStudy, num_cpus: int | None = None) -> list[str]:
                      "configuration packs only with others of the same sampled values, known "
                      "when Optuna samples them, so the packs a dry run lists assume equal shapes "
                      "(a bound: from a continuous range most packs hold one configuration)")
-    alone = slots(spec, num_cpus, None)
-    at_once = alone * TRIALS_PER_SERVER
     if spec.pruner.name in COMPLETED_ONLY_PRUNERS:
-        notes.append(f"pruning: up to {at_once} trials run at once with --pack on ({alone} "
-                     f"with --pack off), and the {spec.pruner.name} pruner compares a trial "
-                     "with completed trials only, so it prunes later and fewer trials than "
-                     "with --pack off")
+        alone = slots(spec, num_cpus, None)  # one pack server per trial slot
+        notes.append(f"pruning: up to {alone * TRIALS_PER_SERVER} trials run at once with "
+                     f"--pack on ({alone} with --pack off), and the {spec.pruner.name} pruner "
+                     "compares a trial with completed trials only, so it prunes later and fewer "
+                     "trials than with --pack off")
     return notes
 
 

@@ -46,10 +46,11 @@ def reuse_host_memory() -> bool:
     free memory at the top of its heap to the system, so an evaluation that allocates and frees
     chunks of 4-16 MiB in a loop faults every page of every chunk in again: 0.4-7 million minor
     page faults and a third or more of the time of the K=1000 likelihood of 10,000 2-D points
-    (E=5), at a cost per fault that depends on the (virtual) machine. Fixed thresholds of ``HOST_MMAP_THRESHOLD``
-    and ``HOST_TRIM_THRESHOLD`` keep those chunks in the heap for reuse; the process's peak
-    memory is unchanged (``benchmarks/models_throughput.py``). PyTorch's CPU tuning guide
-    recommends a caching allocator (jemalloc, tcmalloc) for the same reason; this needs none.
+    (E=5), at a cost per fault that depends on the (virtual) machine. Fixed thresholds of
+    ``HOST_MMAP_THRESHOLD`` and ``HOST_TRIM_THRESHOLD`` keep those chunks in the heap for
+    reuse; the process's peak memory is unchanged (``benchmarks/models_throughput.py``).
+    PyTorch's CPU tuning guide recommends a caching allocator (jemalloc, tcmalloc) for the same
+    reason; this needs none.
 
     Process-wide and lasting; a no-op returning False where the C library has no ``mallopt``
     (macOS, Windows). True when both thresholds were set.
