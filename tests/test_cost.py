@@ -447,6 +447,27 @@ def test_dry_run_estimates_every_trial_from_the_cost_model(tmp_path):
     assert "1,200 epochs planned" in text and "estimated" in text
 
 
+def test_a_second_dry_run_in_one_process_reuses_the_rates_it_timed(monkeypatch):
+    """A rate depends on the model's shapes, not on the study: a repeat of moons_depth's dry run,
+    and the same study under another name, time nothing more."""
+    from study.spec import plan
+    from study.spec.resolved import ResolvedStudy
+    from study.spec.spec_file import load_spec
+
+    timed = []
+    monkeypatch.setattr(plan, "RATES", {})
+    monkeypatch.setattr(plan, "_timed", lambda fn, *a, **k: timed.append(fn) or 1e-3)
+    spec = load_spec("moons_depth")
+    first = plan.dry_run(ResolvedStudy(spec, "default"))
+    n = len(timed)
+    # 4 depths: a step at 3 ensemble widths (the restarts', the seeds', the seeds early stopping
+    # has not ended yet), a likelihood pass
+    assert n == 4 * 4, n
+    assert plan.dry_run(ResolvedStudy(spec, "default")) == first and len(timed) == n
+    plan.dry_run(ResolvedStudy(spec.model_copy(update={"name": "renamed"}), "default"))
+    assert len(timed) == n
+
+
 def test_the_dry_run_times_a_long_call_three_times_and_a_short_one_in_blocks():
     """``plan._timed``: a call of ``LONG_CALL_S`` or more is made once untimed and twice timed
     (an MNIST likelihood pass: 2-3 s a call); a short one twice untimed, then in 5 blocks of

@@ -111,12 +111,24 @@ def test_the_docs_show_commands_of_every_kind_this_test_checks():
 DRY_RUNS = _unique([c for c in ALL if _kind(c) == "dry-run"])
 
 
+@pytest.fixture(scope="module")
+def dry_run_results(tmp_path_factory) -> dict[tuple[str, ...], dict]:
+    """Every study command's dry run, in one interpreter (``tests/dry_runs.py``: the rates
+    timed for one command's models are reused by the next, as in any one process)."""
+    r = subprocess.run([sys.executable, str(REPO / "tests" / "dry_runs.py"),
+                        json.dumps([c.args for c in DRY_RUNS])],
+                       cwd=tmp_path_factory.mktemp("dry_runs"), capture_output=True, text=True,
+                       timeout=900, env=os.environ | {"HVAE_DATA_DIR": str(SHARED_DATA)})
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    return {tuple(row["args"]): row for row in rows}
+
+
 @pytest.mark.parametrize("command", DRY_RUNS, ids=_ids(DRY_RUNS))
-def test_a_study_command_of_the_docs_runs_as_a_dry_run(command, tmp_path):
-    r = run_cli("study.run", *command.args, "--dry-run", cwd=tmp_path,
-                env={"HVAE_DATA_DIR": str(SHARED_DATA)}, timeout=300)
-    assert r.returncode == 0, f"{command.where}: {' '.join(command.words)}: {r.stderr}"
-    assert "estimated" in r.stdout and "nothing was run or written" in r.stdout
+def test_a_study_command_of_the_docs_runs_as_a_dry_run(command, dry_run_results):
+    r = dry_run_results[tuple(command.args)]
+    assert r["status"] == 0, f"{command.where}: {' '.join(command.words)}: {r['stderr']}"
+    assert "estimated" in r["stdout"] and "nothing was run or written" in r["stdout"]
 
 
 AS_WRITTEN = _unique([c for c in ALL if _kind(c) == "as written"])

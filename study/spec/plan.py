@@ -4,7 +4,9 @@
 (configuration, seeds, epochs, data sizes) and the estimated time, from the cost model
 (``study.spec.cost``: steps of each training phase, sample-passes of validation and evaluation,
 early stopping's expected epochs) at rates measured here by timing a few training steps of
-each distinct model at each ensemble width and one no-grad likelihood pass. Nothing is written.
+each distinct model at each ensemble width and one no-grad likelihood pass. Each rate is timed
+once per process (``RATES``): configurations that share a model's shapes, and later dry runs in
+the same process, reuse it. Nothing is written.
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ def _timed(fn, blocks: int = 5, least_s: float = 0.06) -> float:
     return best
 
 
+#: every rate this process has timed, by what it depends on (model shapes, ensemble width, batch,
+#: importance samples, KL; a curve and its noise): timed once, reused by every later dry run here
+RATES: dict = {}
+
+
 def measured_rates(cfg: TrialConfig, cache: dict) -> cost.Rates:
     """``cfg``'s rates on this machine (one thread, as a trial has): a training step timed at
     each ensemble width its phases use, a forward sample-pass timed in a no-grad likelihood
@@ -150,14 +157,13 @@ def dry_run(study: ResolvedStudy, num_cpus: int | None = None,
     trials share this machine's CPUs (a local CPU run), so each runs ``SHARED_SLOWDOWN`` slower
     beside the others than timed alone."""
     spec, plan = study.spec, planned_trials(study)
-    cache: dict = {}
     lines = [describe(study, num_cpus, max_concurrent), "",
              f"{'trials':>6}{'seeds':>6}{'epochs':>7}{'train':>8}{'val':>6}{'test':>6}{'IW':>4}"
              f"{'est. min':>9}  configuration"]
     each: list[float] = []
     for p in plan:
         work = p.work
-        seconds = cost.seconds(work, measured_rates(p.cfg, cache))
+        seconds = cost.seconds(work, measured_rates(p.cfg, RATES))
         each += [seconds] * p.count
         cfg = p.cfg
         lines.append(f"{p.count:>6}{len(cfg.seeds):>6}{work.epochs_text:>7}"
