@@ -91,8 +91,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address`` or start a new local Ray: no dashboard UI, and Ray's default token
     authentication left on (``RAY_AUTH_MODE`` is never set to ``disabled`` here). Without an
     address, ``ray.init`` would join the Ray last started on this machine (``ray start``, another
-    study's test cluster) if one runs; "local" always starts this study's own. Call it from the
-    main thread: Ray's local processes are killed when the thread that started them ends."""
+    study's test cluster) if one runs; "local" always starts this study's own, without the
+    workers Ray prestarts for a first driver (one per CPU): a Tune trial's actor gets a worker
+    of its own, so those stayed idle through a whole study while their start cost 0.7-1.4 CPU s
+    of the start-up (benchmarks/study_overhead.py). Call it from the main thread: Ray's local
+    processes are killed when the thread that started them ends."""
     import logging
 
     import ray
@@ -107,8 +110,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray_utils.set_sigterm_handler = lambda handler: None
     try:
         with kept_dispositions():
+            own_ray = {} if address else {"_system_config": {"prestart_worker_first_driver": False}}
             ray.init(address=address or "local", num_cpus=None if address else num_cpus,
-                     include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+                     include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                     **own_ray)
     finally:
         ray_utils.set_sigterm_handler = own
 
