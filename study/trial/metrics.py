@@ -115,12 +115,18 @@ def pocket_mass(q_mean: np.ndarray, q_std: np.ndarray, n_prior: int = 4000,
     d = q_mean.shape[1]
     z = rng.standard_normal((n_prior, d))
     log_p = -0.5 * (z**2).sum(1) - 0.5 * d * np.log(2 * np.pi)
+    # each component's log density as two matmuls (float64): sum_d (z - m)^2 / s^2 expanded,
+    # where broadcasting z - m cost n_prior x N x d element operations (a minute per member
+    # for 10,000 MNIST test points and 64 latents)
+    m, s = np.asarray(q_mean, np.float64), np.asarray(q_std, np.float64)
+    prec = 1.0 / s**2  # [N, d]
+    scaled = m * prec
+    const = -0.5 * (m * scaled).sum(1) - np.log(s).sum(1) - 0.5 * d * np.log(2 * np.pi)
     log_q = np.empty(n_prior)
     for start in range(0, n_prior, 256):
-        zz = z[start : start + 256, None, :]
-        comp = -0.5 * (((zz - q_mean) / q_std) ** 2).sum(-1) - np.log(q_std).sum(-1) \
-            - 0.5 * d * np.log(2 * np.pi)
-        log_q[start : start + 256] = logsumexp(comp, axis=1) - np.log(len(q_mean))
+        zz = z[start : start + 256]
+        comp = -0.5 * ((zz**2) @ prec.T) + zz @ scaled.T + const  # [chunk, N]
+        log_q[start : start + 256] = logsumexp(comp, axis=1) - np.log(len(m))
     return float(np.mean(log_q < np.log(ratio) + log_p))
 
 
