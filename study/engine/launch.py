@@ -93,9 +93,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     address, ``ray.init`` would join the Ray last started on this machine (``ray start``, another
     study's test cluster) if one runs; "local" always starts this study's own, without the
     workers Ray prestarts for a first driver (one per CPU): a Tune trial's actor gets a worker
-    of its own, so those stayed idle through a whole study while their start cost 0.7-1.4 CPU s
-    of the start-up (benchmarks/study_overhead.py). Call it from the main thread: Ray's local
-    processes are killed when the thread that started them ends."""
+    of its own, so those stayed idle through a whole study while their start took CPU time from
+    the start-up (docs/benchmarks.md, "Cost of the study engine"). Call it from the main thread:
+    Ray's local processes are killed when the thread that started them ends."""
     import logging
 
     import ray
