@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import time
+import traceback
 
 
 def dry_run(args: list[str]) -> dict:
@@ -23,6 +24,9 @@ def dry_run(args: list[str]) -> dict:
             status = main([*args, "--dry-run"])
     except SystemExit as e:  # argparse's refusals
         status = e.code if isinstance(e.code, int) else 1
+    except Exception:  # noqa: BLE001 - this command's failure, not the next one's
+        status = 1
+        err.write(traceback.format_exc())
     return {"args": args, "status": status, "stdout": out.getvalue(), "stderr": err.getvalue(),
             "seconds": round(time.perf_counter() - start, 2)}
 

@@ -118,12 +118,13 @@ def dry_run_results(tmp_path_factory) -> dict[tuple[str, ...], dict]:
     r = subprocess.run([sys.executable, str(REPO / "tests" / "dry_runs.py"),
                         json.dumps([c.args for c in DRY_RUNS])],
                        cwd=tmp_path_factory.mktemp("dry_runs"), capture_output=True, text=True,
-                       timeout=900, env=os.environ | {"HVAE_DATA_DIR": str(SHARED_DATA)})
+                       timeout=540, env=os.environ | {"HVAE_DATA_DIR": str(SHARED_DATA)})
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     return {tuple(row["args"]): row for row in rows}
 
 
+@pytest.mark.xdist_group("dry_runs")  # one worker runs them: the fixture once
 @pytest.mark.parametrize("command", DRY_RUNS, ids=_ids(DRY_RUNS))
 def test_a_study_command_of_the_docs_runs_as_a_dry_run(command, dry_run_results):
     r = dry_run_results[tuple(command.args)]

@@ -14,9 +14,18 @@ pytestmark = pytest.mark.slow  # starts Ray
 
 
 def _ray_workers() -> list[str]:
-    return [p.cmdline()[0] for p in psutil.Process().children(recursive=True)
-            if p.cmdline() and p.cmdline()[0].startswith("ray::")
-            and "Agent" not in p.cmdline()[0]]
+    """This process's Ray worker processes: named ``ray::...`` once connected, or still
+    starting (``default_worker.py`` in their command line); not Ray's agents."""
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            words = p.cmdline()
+        except psutil.Error:  # ended while listed
+            continue
+        if words and ((words[0].startswith("ray::") and "Agent" not in words[0])
+                      or any(w.endswith("default_worker.py") for w in words)):
+            found.append(words[0])
+    return found
 
 
 def test_a_local_ray_prestarts_no_idle_workers_and_still_runs_actors():

@@ -102,6 +102,27 @@ def bernoulli_neg_ll(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return -(on @ np.log(probs) + (~on) @ np.log1p(-probs))
 
 
+def aggregate_log_density(z: np.ndarray, q_mean: np.ndarray, q_std: np.ndarray,
+                          chunk: int = 256) -> np.ndarray:
+    """``[M]``: log q(z) (nats) at points ``z`` ``[M, d]`` of the mixture q(z) = 1/N sum_n
+    N(z; q_mean[n], q_std[n]^2) (``[N, d]``, diagonal Gaussians). Each component's log density
+    is two float64 matmuls, sum_d (z - m)^2 / s^2 expanded: broadcasting z - m cost M x N x d
+    element operations (18.8 s per member for 4,000 points against 10,000 MNIST test points of
+    64 latents, 0.65 s this way). The expansion loses about 1e-5 nats at s = 1e-4 near a
+    mean."""
+    d = q_mean.shape[1]
+    m, s = np.asarray(q_mean, np.float64), np.asarray(q_std, np.float64)
+    prec = 1.0 / s**2  # [N, d]
+    scaled = m * prec
+    const = -0.5 * (m * scaled).sum(1) - np.log(s).sum(1) - 0.5 * d * np.log(2 * np.pi)
+    log_q = np.empty(len(z))
+    for start in range(0, len(z), chunk):
+        zz = np.asarray(z[start : start + chunk], np.float64)
+        comp = -0.5 * ((zz**2) @ prec.T) + zz @ scaled.T + const  # [chunk, N]
+        log_q[start : start + chunk] = logsumexp(comp, axis=1) - np.log(len(m))
+    return log_q
+
+
 def pocket_mass(q_mean: np.ndarray, q_std: np.ndarray, n_prior: int = 4000,
                 ratio: float = POCKET_DENSITY_RATIO, seed: int = 0) -> float:
     """Prior mass in holes of the aggregate posterior.
@@ -115,18 +136,7 @@ def pocket_mass(q_mean: np.ndarray, q_std: np.ndarray, n_prior: int = 4000,
     d = q_mean.shape[1]
     z = rng.standard_normal((n_prior, d))
     log_p = -0.5 * (z**2).sum(1) - 0.5 * d * np.log(2 * np.pi)
-    # each component's log density as two matmuls (float64): sum_d (z - m)^2 / s^2 expanded,
-    # where broadcasting z - m cost n_prior x N x d element operations (a minute per member
-    # for 10,000 MNIST test points and 64 latents)
-    m, s = np.asarray(q_mean, np.float64), np.asarray(q_std, np.float64)
-    prec = 1.0 / s**2  # [N, d]
-    scaled = m * prec
-    const = -0.5 * (m * scaled).sum(1) - np.log(s).sum(1) - 0.5 * d * np.log(2 * np.pi)
-    log_q = np.empty(n_prior)
-    for start in range(0, n_prior, 256):
-        zz = z[start : start + 256]
-        comp = -0.5 * ((zz**2) @ prec.T) + zz @ scaled.T + const  # [chunk, N]
-        log_q[start : start + 256] = logsumexp(comp, axis=1) - np.log(len(m))
+    log_q = aggregate_log_density(z, q_mean, q_std)
     return float(np.mean(log_q < np.log(ratio) + log_p))
 
 
