@@ -45,6 +45,7 @@ def run_one(name: str, budget: str, work: Path, extra: list[str], env: dict[str,
     if results.exists():
         shutil.rmtree(results)
     cmd = ["python", "-m", "study.run", name, "--budget", budget, *extra]
+    code = commit()  # the code the run starts with (the tree may change while it runs)
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
     # the report is made by its own step below (the run's wall time is the study's alone)
@@ -56,7 +57,7 @@ def run_one(name: str, budget: str, work: Path, extra: list[str], env: dict[str,
     (work / f"{name}.log").write_text(done.stdout + done.stderr)
     record = {"study": name, "command": " ".join(cmd) + f" && python -m study.report {name}",
               "date": started.strftime("%Y-%m-%d %H:%M UTC"), "wall_s": round(wall, 1),
-              "exit": done.returncode, "commit": commit()}
+              "exit": done.returncode, "commit": code}
     return report(work, record, env)
 
 
