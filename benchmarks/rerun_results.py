@@ -6,10 +6,12 @@ Run: ``python benchmarks/rerun_results.py [NAME ...] [--budget default] [--confi
 as the README says: ``python -m study.run NAME --budget B`` into ``--work DIR/NAME`` (kept, so
 the Parquet tables can be read again), then ``python -m study.report NAME``; the report and its
 figures are copied to ``docs/results/NAME/`` with a header giving the command, the date, the
-wall time, the exit status and the code's commit. ``docs/results/README.md`` is
-rewritten from the kept results at the end (``--index`` alone rewrites only it): per study, its
-question, its run, every claim's verdict with its effect and interval, its gate values and what
-would change the answer, and how well the models learned the data.
+wall time, the exit status and the code's commit. Each published
+page also gets its entry of the index (``summary.md``: its question, its run, every claim's
+verdict with its effect and interval, its gate values and what would change the answer, and how
+well the models learned the data), and ``docs/results/README.md`` is rewritten at the end from
+every published page's entry and ``verdicts.json`` (``--index`` alone rewrites only it), so a
+study re-run alone keeps the others in the index.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DOCS = REPO / "docs" / "results"
+SUMMARY = "summary.md"  # a published study's entry in docs/results/README.md, beside its page
 
 
 def commit() -> str:
@@ -92,12 +95,13 @@ def publish(results: Path, record: dict) -> None:
                  if record.get("report_commit", record["commit"]) != record["commit"] else "")
               + ").\n\n")
     (target / "README.md").write_text(header + body)
+    (target / SUMMARY).write_text(summary(results, record))
 
 
-def index(work: Path) -> str:
-    """docs/results/README.md: the verdicts counted over every study, then per study of the
-    kept results its question, run, counts, every claim's verdict with effect, gate values and
-    what would change it, and how well its models fit."""
+def summary(results: Path, record: dict) -> str:
+    """A published study's entry in the index (``SUMMARY`` in its page's folder), from its kept
+    results: its question, run, counts, every claim's verdict with effect, gate values and what
+    would change it, and how well its models fit."""
     from study.judge.sequential import judge_study
     from study.judge.verdicts import gate_checks
     from study.report.build import evidence_kind
@@ -106,43 +110,54 @@ def index(work: Path) -> str:
     from study.store.folder import STATE, read_state
     from study.store.results import read_scores, read_trials
 
-    body, every = [], []
-    for record_file in sorted(work.glob("*.json")):
-        record = json.loads(record_file.read_text())
-        name, results = record["study"], work / record["study"]
-        if not (results / "trials.parquet").exists():
+    name = record["study"]
+    spec = load_spec(name)
+    state = read_state(results / STATE)
+    if state is not None and state.confirmatory and spec.confirmatory_seeds is not None:
+        spec = spec.confirmatory()
+    trials, scores = read_trials(results), read_scores(results)
+    verdicts, _, _ = judge_study(spec.claims, trials, state.sequential if state else None,
+                                 spec.gates, spec.alpha, scores)
+    kind = evidence_kind(spec, trials)
+    minutes, seconds = divmod(int(record["wall_s"]), 60)
+    body = [f"## [{name}]({name}/README.md)", "",
+            f"**Question.** {' '.join(spec.question.split())}", "",
+            f"`{record['command']}`: {record['date']}, {minutes} min {seconds} s, exit "
+            f"{record['exit']}, commit {record['commit']}.", ""]
+    if verdicts:
+        body += [f"**{verdict_counts(verdicts)}** (*{kind}*)", "",
+                 "| # | claim | test | verdict | effect [CI] | seeds | p (Holm) | gate "
+                 "| would change it |", "|---:|---|---|---|---|---|---|---|---|"]
+    for i, v in enumerate(verdicts, 1):
+        row = v.row()
+        checks = gate_checks(v.claim, spec.gates.merged(v.claim.gate), trials)
+        gate = "; ".join(str(c) for c in checks) or "none declared"
+        body.append(f"| {i} | {row['statement']} | {row['test']} | {row['verdict']} | "
+                    f"{row['effect [CI]']} | {row['seeds']} | {row['p (Holm)']} | "
+                    f"{gate} | {row['would change it']} |")
+    fit = fit_table(trials)
+    legend = fit_legend(fit)
+    if legend:
+        body += ["", "How well the models learned the data (mean over seeds ± 95% "
+                 f"half-width; {legend}):", "", markdown(fit)]
+    return "\n".join(body) + "\n\n"
+
+
+def index(docs: Path) -> str:
+    """docs/results/README.md from the published pages alone: the verdicts counted over every
+    published study (its ``verdicts.json``), then each study's entry (``SUMMARY``), so that
+    re-running one study keeps the others in the index."""
+    from study.report.tables import verdict_counts
+
+    every, body, unindexed = [], [], []
+    for folder in sorted(d for d in docs.iterdir() if d.is_dir()):
+        if not (folder / SUMMARY).exists():
+            unindexed.append(folder.name)
             continue
-        spec = load_spec(name)
-        state = read_state(results / STATE)
-        if state is not None and state.confirmatory and spec.confirmatory_seeds is not None:
-            spec = spec.confirmatory()
-        trials, scores = read_trials(results), read_scores(results)
-        verdicts, _, _ = judge_study(spec.claims, trials, state.sequential if state else None,
-                                     spec.gates, spec.alpha, scores)
-        every += verdicts
-        kind = evidence_kind(spec, trials)
-        minutes, seconds = divmod(int(record["wall_s"]), 60)
-        body += [f"## [{name}]({name}/README.md)", "",
-                 f"**Question.** {' '.join(spec.question.split())}", "",
-                 f"`{record['command']}`: {record['date']}, {minutes} min {seconds} s, exit "
-                 f"{record['exit']}, commit {record['commit']}.", ""]
-        if verdicts:
-            body += [f"**{verdict_counts(verdicts)}** (*{kind}*)", "",
-                     "| # | claim | test | verdict | effect [CI] | seeds | p (Holm) | gate "
-                     "| would change it |", "|---:|---|---|---|---|---|---|---|---|"]
-        for i, v in enumerate(verdicts, 1):
-            row = v.row()
-            checks = gate_checks(v.claim, spec.gates.merged(v.claim.gate), trials)
-            gate = "; ".join(str(c) for c in checks) or "none declared"
-            body.append(f"| {i} | {row['statement']} | {row['test']} | {row['verdict']} | "
-                        f"{row['effect [CI]']} | {row['seeds']} | {row['p (Holm)']} | "
-                        f"{gate} | {row['would change it']} |")
-        fit = fit_table(trials)
-        legend = fit_legend(fit)
-        if legend:
-            body += ["", "How well the models learned the data (mean over seeds ± 95% "
-                     f"half-width; {legend}):", "", markdown(fit)]
-        body.append("")
+        verdicts = folder / "verdicts.json"
+        if verdicts.exists():
+            every += [v["verdict"] for v in json.loads(verdicts.read_text())]
+        body.append((folder / SUMMARY).read_text())
     head = ["<!-- generated by `python benchmarks/rerun_results.py`; numbers unedited -->",
             f"# The experiment log's questions: {verdict_counts(every)}", "",
             "Each study below was re-run from a clean results folder with the command shown, "
@@ -156,12 +171,10 @@ def index(work: Path) -> str:
             "the test ran at, and its p-value Holm-adjusted across the study's claims (the "
             "verdict uses the adjusted one); the gate, each bound with the seeds that pass it; "
             "and what would change the answer.", ""]
-    indexed = {json.loads(f.read_text())["study"] for f in work.glob("*.json")}
-    stale = sorted(d.name for d in DOCS.iterdir() if d.is_dir() and d.name not in indexed)
-    if stale:
+    if unindexed:
         head += [f"Not re-run with the rest (their pages show an earlier run, with the command, "
-                 f"date and commit in each page's first line): {', '.join(stale)}.", ""]
-    return "\n".join(head + body) + "\n"
+                 f"date and commit in each page's first line): {', '.join(unindexed)}.", ""]
+    return "\n".join(head) + "\n" + "".join(body)
 
 
 def main() -> None:
@@ -177,7 +190,7 @@ def main() -> None:
     p.add_argument("--confirmatory", action="store_true",
                    help="run each study on its confirmatory seeds (study.run --confirmatory)")
     p.add_argument("--index", action="store_true",
-                   help="only rewrite docs/results/README.md from the kept results")
+                   help="only rewrite docs/results/README.md from the published pages")
     p.add_argument("--report-again", action="store_true",
                    help="only make the named studies' reports again from the kept results "
                         "(with today's report code) and publish them")
@@ -199,7 +212,7 @@ def main() -> None:
             extra += ["--confirmatory"] if args.confirmatory else []
             record = run_one(name, args.budget, work, extra, env)
             print(json.dumps(record), flush=True)
-    (DOCS / "README.md").write_text(index(work))
+    (DOCS / "README.md").write_text(index(DOCS))
 
 
 if __name__ == "__main__":
