@@ -32,7 +32,7 @@ from .base import (
 from .config import ModelConfig
 from .distributions import DiagonalGaussian
 from .ensemble import EnsembleMLP
-from .registry import option
+from .networks import avae_networks
 
 
 class AVAE(LatentVariableModel):
@@ -42,14 +42,12 @@ class AVAE(LatentVariableModel):
     def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
         super().__init__(config, seeds)
         E, act, floor = self.n_members, config.activation, config.latent_min_std
-        D, dz = config.x_dim, config.latents[0]
-        da = option(config, "aux_latents") or dz
-        hidden = list(config.hidden[0])
-        self.aux_dim = da
-        self.q_a = GaussianHead(E, D, hidden, da, act, floor)
-        self.q_z = GaussianHead(E, D + da, hidden, dz, act, floor)
-        self.p_a = GaussianHead(E, D + dz, hidden, da, act, floor)
-        self.decoder = EnsembleMLP(E, dz, list(reversed(hidden)), self.likelihood.n_params(D), act)
+        nets = avae_networks(config)  # the shapes, in the order the weights are initialised
+        self.q_a = GaussianHead.of(E, nets["q_a"][0], act, floor)
+        self.q_z = GaussianHead.of(E, nets["q_z"][0], act, floor)
+        self.p_a = GaussianHead.of(E, nets["p_a"][0], act, floor)
+        self.decoder = EnsembleMLP.of(E, nets["decoder"][0], act)
+        self.aux_dim = nets["q_a"][0].width // 2
         self._finish_init()
 
     def forward(

@@ -18,6 +18,7 @@ from .config import ModelConfig
 from .distributions import DiagonalGaussian, gaussian_kl, gaussian_kl_units, positive_std
 from .ensemble import EnsembleLinear, EnsembleMLP, MemberNoise, init_members
 from .likelihoods import make_likelihood
+from .networks import Network
 from .registry import check_config, model_kind
 
 KLEstimator = Literal["analytic", "sampled"]
@@ -42,7 +43,8 @@ class ForwardPass:
         log q - log p at the sample (``sampled``); layers in ``layer_names`` order, bottom first.
         ``log_px_z - sum(kl)`` is the log importance weight (exactly so for ``sampled``).
     z: per layer, the latent sample ``[E, S, B, d_l]``.
-    px_params: ``[E, S, B, n_params]`` the output likelihood's parameters.
+    px_params: ``[E, S, B, P]`` the output likelihood's parameters
+        (``models.networks.output_params``).
     kl_units: with ``forward(..., units=True)``: per layer, the closed-form KL of each latent
         unit ``[E, S, B, d_l]`` (nats) between the layer's posterior and its prior given the
         samples of the layers above; zero for layers taken from the prior (``prior_layers``).
@@ -90,6 +92,15 @@ class GaussianHead(nn.Module):
         super().__init__()
         self.net = EnsembleMLP(n_members, in_features, hidden, 2 * d, activation)
         self.min_std = min_std
+
+    @classmethod
+    def of(cls, n_members: int, net: Network, activation: str, min_std: float) -> GaussianHead:
+        """The head ``net`` describes (``models.networks``: its output is a mean and a std per
+        dimension), with ``n_members`` members."""
+        if net.out_features is None or net.out_features % 2:
+            raise ValueError(f"a Gaussian head emits a mean and a std per dimension: {net}")
+        return cls(n_members, net.in_features, net.hidden, net.out_features // 2, activation,
+                   min_std)
 
     def forward(self, h: Tensor) -> DiagonalGaussian:
         mean, raw = self.net(h).chunk(2, dim=-1)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .networks import Network
+
 #: Tells a member's noise stream apart from the other streams seeded by its seed (the
 #: initialisation uses the seed itself, the trainer's data order too): entropy word of
 #: ``numpy.random.SeedSequence([seed, NOISE_STREAM, *salt])``.
@@ -120,6 +122,11 @@ class EnsembleMLP(nn.Sequential):
             width = out_features
         super().__init__(*layers)
         self.out_features = width
+
+    @classmethod
+    def of(cls, n_members: int, net: Network, activation: str) -> EnsembleMLP:
+        """The MLP ``net`` describes (``models.networks``), with ``n_members`` members."""
+        return cls(n_members, net.in_features, net.hidden, net.out_features, activation)
 
 
 def init_members(module: nn.Module, seeds: Sequence[int]) -> None:

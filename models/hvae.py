@@ -35,6 +35,7 @@ from .base import (
 from .config import ModelConfig
 from .distributions import DiagonalGaussian, precision_weighted
 from .ensemble import EnsembleMLP
+from .networks import hvae_networks
 
 
 class HVAE(LatentVariableModel):
@@ -43,23 +44,12 @@ class HVAE(LatentVariableModel):
     def __init__(self, config: ModelConfig, seeds: Sequence[int]) -> None:
         super().__init__(config, seeds)
         E, act, floor = self.n_members, config.activation, config.latent_min_std
-        self.up = nn.ModuleList()
-        self.q_heads = nn.ModuleList()
-        width = config.x_dim
-        for d, block in zip(config.latents, config.hidden):
-            self.up.append(EnsembleMLP(E, width, block, None, act))
-            width = self.up[-1].out_features
-            self.q_heads.append(GaussianHead(E, width, [], d, act, floor))
+        nets = hvae_networks(config)  # the shapes, in the order the weights are initialised
+        self.up = nn.ModuleList(EnsembleMLP.of(E, n, act) for n in nets["up"])
+        self.q_heads = nn.ModuleList(GaussianHead.of(E, n, act, floor) for n in nets["q_heads"])
         # p_heads[l] is p(z_l | z_{l+1}) for l = 0..L-2 (0-indexed, bottom first).
-        self.p_heads = nn.ModuleList(
-            GaussianHead(E, config.latents[l + 1], list(reversed(config.hidden[l + 1])),
-                         config.latents[l], act, floor)
-            for l in range(config.n_layers - 1)
-        )
-        self.decoder = EnsembleMLP(
-            E, config.latents[0], list(reversed(config.hidden[0])),
-            self.likelihood.n_params(config.x_dim), act,
-        )
+        self.p_heads = nn.ModuleList(GaussianHead.of(E, n, act, floor) for n in nets["p_heads"])
+        self.decoder = EnsembleMLP.of(E, nets["decoder"][0], act)
         self._finish_init()
 
     def _top_prior(self, like: Tensor) -> DiagonalGaussian:

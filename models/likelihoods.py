@@ -1,7 +1,7 @@
 """Output likelihoods p(x | z): Gaussian (learned or fixed std) and Bernoulli.
 
-A decoder emits ``n_params(D)`` numbers per data point; the likelihood turns them into a
-distribution over x. ``log_prob`` is in nats, summed over the D data dimensions.
+A decoder emits ``models.networks.output_params`` numbers per data point; the likelihood turns
+them into a distribution over x. ``log_prob`` is in nats, summed over the D data dimensions.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from .ensemble import MemberNoise
 VarianceMode = Literal["learned", "fixed"]
 
 class Likelihood:
-    """Interface: parameters ``[..., n_params(D)]`` -> distribution over ``x`` ``[..., D]``."""
-
-    def n_params(self, x_dim: int) -> int:
-        raise NotImplementedError
+    """Interface: parameters ``[..., P]`` (``P = models.networks.output_params(config)``) ->
+    distribution over ``x`` ``[..., D]``."""
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x | params) summed over the last dimension (nats); shapes broadcast."""
@@ -71,9 +69,6 @@ class GaussianLikelihood(Likelihood):
         v = value if self.active is None else value[self.active]
         return v.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
 
-    def n_params(self, x_dim: int) -> int:
-        return 2 * x_dim if self.variance == "learned" else x_dim
-
     def _mean_std(self, params: Tensor) -> tuple[Tensor, Tensor]:
         if self.variance == "learned":
             mean, raw = params.chunk(2, dim=-1)
@@ -102,9 +97,6 @@ class GaussianLikelihood(Likelihood):
 
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli per dimension, parameterised by logits (binarised images)."""
-
-    def n_params(self, x_dim: int) -> int:
-        return x_dim
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         return bernoulli_log_prob(x, params)

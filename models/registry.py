@@ -6,7 +6,8 @@ of the project needs to know about it before any model exists (the trial configu
 ``max_layers``; evaluation computes Havtorn et al.'s LLR>k only for ``hierarchical`` kinds;
 metric names use ``layer_names``), and the settings of its own (``settings``: each becomes a
 trial setting, a ``python -m study.train`` flag and a Parquet ``config.`` column, and reaches the
-model as ``option(config, name)``).
+model as ``option(config, name)``); optionally its networks' shapes (``networks``,
+``models.networks``), so that it is sized without PyTorch.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class ModelKind:
     """What a model kind is. ``cls``: ``"module:Class"``; ``max_layers``: stochastic layers it
     can have; ``hierarchical``: ``forward(prior_layers=k)`` (L>k) is defined for 0 <= k < layers
     (a 1-layer model of such a kind has only k = 0, the ELBO);
-    ``single_layer_name``: the name of its only layer when it has one (else z1..zL)."""
+    ``single_layer_name``: the name of its only layer when it has one (else z1..zL);
+    ``networks``: ``"module:function"``, its networks' shapes from a ``ModelConfig`` without
+    PyTorch (``models.networks``: what ``models.size`` counts; None: sized on the ``meta``
+    device, which imports PyTorch)."""
 
     cls: str
     max_layers: int
@@ -44,6 +48,7 @@ class ModelKind:
     extra_layers: tuple[str, ...] = ()
     single_layer_name: str | None = None
     settings: dict[str, KindSetting] = field(default_factory=dict)
+    networks: str | None = None
 
     def layer_names(self, n_layers: int) -> list[str]:
         """The layers' names, bottom first, as metric names use them (e.g. ``kl_z2``)."""
@@ -53,12 +58,14 @@ class ModelKind:
 
 
 KINDS: dict[str, ModelKind] = {
-    "vae": ModelKind("models.hvae:VAE", max_layers=1, hierarchical=True, single_layer_name="z"),
-    "hvae": ModelKind("models.hvae:HVAE", max_layers=8, hierarchical=True),
+    "vae": ModelKind("models.hvae:VAE", max_layers=1, hierarchical=True, single_layer_name="z",
+                     networks="models.networks:hvae_networks"),
+    "hvae": ModelKind("models.hvae:HVAE", max_layers=8, hierarchical=True,
+                      networks="models.networks:hvae_networks"),
     "avae": ModelKind("models.avae:AVAE", max_layers=1, hierarchical=False, extra_layers=("a",),
                       single_layer_name="z", settings={"aux_latents": KindSetting(
                           int, None, "AVAE: auxiliary variable size (unset: as z)", optional=True,
-                          bounds={"ge": 1})}),
+                          bounds={"ge": 1})}, networks="models.networks:avae_networks"),
 }
 
 
