@@ -109,10 +109,10 @@ def training_memory(config: ModelConfig, n_members: int, batch_size: int,
 
 def training_memory_bound(config: ModelConfig, n_members: int, batch_size: int,
                           n_samples: int = 1) -> int:
-    """An upper bound of ``training_memory`` without a forward pass: every layer counted at the
-    most rows any layer has, a row per point and sample (``batch_size * n_samples``; layers
-    before the sampling have one per point). Cheap enough to clear every ordinary
-    configuration at start-up; ``training_memory`` is the figure when it matters."""
+    """An upper bound of ``training_memory`` from the layer widths alone: every layer counted at
+    the most rows any layer has, a row per point and sample (``batch_size * n_samples``; layers
+    before the sampling have one per point). For a kind sized on the ``meta`` device it needs
+    no forward pass; ``training_memory`` is the figure when it matters."""
     rows = batch_size * max(1, n_samples)
     activations = sum(rows * (n_in + n_out) for n_in, n_out in layer_widths(config))
     return FLOAT_BYTES * n_members * (4 * parameter_count(config) + 2 * activations)

@@ -66,6 +66,30 @@ def test_the_networks_are_the_models_own(config: ModelConfig):
     assert any(rows == 15 for rows, _, _ in applied) and any(rows == 5 for rows, _, _ in applied)
 
 
+#: layer widths in registration order, and the sum and sum of squares of every weight of a
+#: 2-member ensemble of seeds [3, 7], as the models built them before ``models.networks``
+#: existed (commit 2059d55): the networks must be the same models, initialised the same way
+PINNED = {
+    1: ([(2, 64), (64, 64), (64, 32), (32, 16), (16, 8), (64, 4), (32, 4), (8, 4), (2, 32),
+         (32, 4), (2, 8), (8, 16), (16, 4), (2, 64), (64, 64), (64, 2)],
+        24940, -17.412012003, 321.088520351),
+    4: ([(2, 64), (64, 32), (32, 10), (7, 64), (64, 32), (32, 4), (4, 64), (64, 32), (32, 10),
+         (2, 32), (32, 64), (64, 4)], 21048, -7.65366598674, 326.5360231),
+}
+
+
+@pytest.mark.parametrize("which", sorted(PINNED), ids=lambda i: CONFIGS[i].kind)
+def test_the_models_are_the_ones_built_before_the_networks_existed(which: int):
+    widths, n, total, squares = PINNED[which]
+    config = CONFIGS[which]
+    assert layer_widths(config) == widths
+    model = build_model(config, [3, 7])
+    flat = torch.cat([t.double().flatten() for t in model.state_dict().values()])
+    assert flat.numel() == n
+    assert flat.sum().item() == pytest.approx(total, rel=1e-9, abs=1e-9)
+    assert (flat ** 2).sum().item() == pytest.approx(squares, rel=1e-9)
+
+
 SIZE_EVERY_STUDY = """
 import json, sys
 from study.spec import cost

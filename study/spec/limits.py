@@ -121,7 +121,7 @@ def estimated_memory(cfg: TrialConfig, bound: bool = False) -> int:
     """Bytes one trial of ``cfg`` is estimated to need at its largest: the training step of all
     its members (``models.size.training_memory``: seeds x restarts), its data, and the
     evaluation's chunks. ``bound``: an upper bound of that, with the training step's
-    ``models.size.training_memory_bound`` (no forward pass)."""
+    ``models.size.training_memory_bound`` (from the layer widths alone)."""
     from models.size import training_memory, training_memory_bound
 
     members = len(cfg.seeds) * cfg.restarts
@@ -137,7 +137,7 @@ def estimated_memory(cfg: TrialConfig, bound: bool = False) -> int:
 
 def check_memory(study: ResolvedStudy, limits: Limits) -> None:
     """Every configuration of the study's budget within ``limits.memory`` (GiB): cleared by the
-    upper bound where it fits (no forward pass), else by the estimate itself."""
+    upper bound where it fits (from the layer widths alone), else by the estimate itself."""
     cap, spec, budget = limits.memory, study.spec, study.budget
     for cell in study.cells:
         cfg = study.config(cell)
