@@ -128,6 +128,7 @@ print(json.dumps({{"code": code, "torch": "torch" in sys.modules}}))
 """
 
 
+@pytest.mark.slow  # a whole study through Ray
 def test_a_studys_driver_runs_without_pytorch(tmp_path):
     """The driver (memory check, cost order, ETA, Tune, Optuna, MLflow, Parquet) never imports
     PyTorch: only the trial workers do (its import and the first ``meta`` forward pass were

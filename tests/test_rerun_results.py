@@ -1,6 +1,7 @@
-"""``benchmarks/rerun_results.py --index``: docs/results/README.md is made from the published
-pages alone (each study's ``summary.md`` and ``verdicts.json``), so a study re-run on its own
-keeps every other study's entry and count in the index."""
+"""``benchmarks/rerun_results.py``: docs/results/README.md is made from the published pages
+alone (each study's ``summary.md`` and ``verdicts.json``), so a study re-run on its own keeps
+every other study's entry and count in the index; a run is published with its entry, and a run
+that fails publishes nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from study.report.tables import verdict_counts
 
@@ -86,6 +89,7 @@ def test_an_entry_that_disagrees_with_its_reports_verdicts_is_refused(tmp_path: 
     assert (docs / "README.md").read_text() == before
 
 
+@pytest.mark.slow  # a whole study through Ray
 def test_a_study_is_run_published_and_indexed_and_a_failed_run_publishes_nothing(
         tmp_path: Path) -> None:
     """The whole path on a real study at ``smoke``: run, report, publish (page, entry), index;
