@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from .base import LatentVariableModel
 from .config import ModelConfig
-from .registry import check_config, model_kind
+from .registry import check_config, load, model_kind
 
 
 def model_class(kind: str) -> type[LatentVariableModel]:
-    module, name = model_kind(kind).cls.split(":")
-    return getattr(importlib.import_module(module), name)
+    return load(model_kind(kind).cls)
 
 
 def build_model(config: ModelConfig, seeds: Sequence[int]) -> LatentVariableModel:

@@ -12,7 +12,6 @@ PyTorch's ``meta`` device instead.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,13 +53,10 @@ Plan = dict[str, list[Network]]
 def plan(config: ModelConfig) -> Plan | None:
     """The networks of ``config``'s kind (its registered ``networks``), None for a kind that
     registers none."""
-    from .registry import model_kind
+    from .registry import load, model_kind
 
     where = model_kind(config.kind).networks
-    if where is None:
-        return None
-    module, name = where.split(":")
-    return getattr(importlib.import_module(module), name)(config)
+    return None if where is None else load(where)(config)
 
 
 def output_params(config: ModelConfig) -> int:

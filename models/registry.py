@@ -12,6 +12,7 @@ model as ``option(config, name)``); optionally its networks' shapes (``networks`
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,12 @@ KINDS: dict[str, ModelKind] = {
 
 def model_kinds() -> tuple[str, ...]:
     return tuple(KINDS)
+
+
+def load(where: str) -> Any:
+    """What ``"module:name"`` names (a kind's ``cls`` or ``networks``), its module imported."""
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def model_kind(kind: str) -> ModelKind:
