@@ -18,7 +18,7 @@ from conftest import REPO
 from ray.cluster_utils import Cluster
 from studies import write_spec
 
-from study.engine.launch import run_study
+from study.engine.launch import end_autoscaler_monitor, run_study
 from study.report.build import main as report_main
 from study.spec.spec_file import load_spec
 from study.store.results import read_trials
@@ -36,6 +36,8 @@ def test_trials_spread_over_two_nodes_with_fractional_gpus_and_shared_storage(tm
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     try:
         ray.init(address=cluster.address, log_to_driver=False)
+        assert not end_autoscaler_monitor()  # a driver that joined: the cluster's own is kept
+        assert cluster.head_node.all_processes["monitor"][0].process.poll() is None
         spec_file = write_spec(
             tmp_path, "tiny_cluster", factors={"lr": {"grid": [0.001, 0.002, 0.003, 0.004]}},
             budgets={"smoke": {"epochs": 15}}, resources={"cpus": 1, "gpus": 0.5},

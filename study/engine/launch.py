@@ -128,7 +128,34 @@ def stop_ray() -> None:
     from study.engine.interrupt import kept_dispositions
 
     with kept_dispositions():
+        end_autoscaler_monitor()
         ray.shutdown()
+
+
+def end_autoscaler_monitor() -> bool:
+    """Kill the autoscaler monitor of the local Ray this process started (SIGKILL); whether
+    one was ended. ``ray.shutdown`` stops the GCS before it, then sends it SIGTERM, whose
+    handler tries to report "the autoscaler failed" through the stopped GCS until the shutdown
+    kills it a second later: every study's end waited that second (docs/benchmarks.md, "Cost
+    of the study engine"). A local study's cluster has nothing for it to tear down. A driver that
+    joined a cluster (``--address``) owns no monitor, and Ray's private layout changing
+    only brings the second back."""
+    try:
+        import ray._private.ray_constants as constants
+        import ray._private.worker as ray_worker
+
+        node = ray_worker._global_node
+        if node is None or not node.head:
+            return False
+        ended = False
+        for info in node.all_processes.get(constants.PROCESS_TYPE_MONITOR, []):
+            if info.process.poll() is None:
+                info.process.kill()
+                info.process.wait(timeout=5)
+                ended = True
+        return ended
+    except Exception:  # noqa: BLE001 - ray.shutdown ends it anyway, a second later
+        return False
 
 
 def run_study(spec: StudySpec, budget: str = "default", results: str | Path | None = None, *,
