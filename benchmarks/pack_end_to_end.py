@@ -8,7 +8,9 @@ process, ``python -m study.run NAME --budget B --no-plots`` (plots off in both: 
 the same work either way), into a temporary folder, off first, then on. Printed per study:
 the wall time of each command and their ratio; the largest pack (``pack_members``); how far the
 per-seed final numbers of the two runs are apart (the largest absolute difference of
-``test_ll`` and of ``last_val_bound``, nats); and whether each claim's verdict is the same.
+``test_ll`` and of ``last_val_bound``, nats); whether each claim's verdict is the same; and
+the CPU seconds each kind of process used in each run (the driver, the trial actors, the pack
+servers, Ray's own; the number of processes in brackets).
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from process_cpu import Sampled, run_sampled  # noqa: E402 - after the path
 
 #: many small trials of one shape: 16 configurations x 2 seeds of a 2-layer Spirals HVAE
 SMALL_TRIALS = """name: small_trials
@@ -41,17 +43,17 @@ budgets:
 """
 
 
-def run(name: str, budget: str, folder: Path, pack: str, env: dict) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(
+def run(name: str, budget: str, folder: Path, pack: str, env: dict) -> Sampled:
+    """The study's command in a fresh process: its wall time and CPU seconds by kind of
+    process (``process_cpu.run_sampled``)."""
+    done = run_sampled(
         [sys.executable, "-m", "study.run", name, "--budget", budget, "--no-plots", "--quiet",
          "--results", str(folder / pack), "--tracking-uri", f"sqlite:///{folder}/mlflow_{pack}.db",
-         "--pack", pack], cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+         "--pack", pack], cwd=REPO, env=env)
     if done.returncode:
-        print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+        print(done.output[-4000:], file=sys.stderr)
         raise SystemExit(f"{name} --pack {pack}: exit {done.returncode}")
-    return wall
+    return done
 
 
 def compare(folder: Path) -> dict:
@@ -91,12 +93,15 @@ def main() -> None:
             on = run(target, args.budget, folder, "on", env)
             c = compare(folder)
         same = c["verdicts"]["on"] == c["verdicts"]["off"]
-        print(f"{name} --budget {args.budget}: --pack off {off:.1f} s, --pack on {on:.1f} s "
-              f"({off / on:.2f}x); largest pack {c['pack_members']} members; {c['rows']} seed "
-              f"rows, statuses {'equal' if c['status'] else 'DIFFER'}, max |diff| test_ll "
+        print(f"{name} --budget {args.budget}: --pack off {off.wall:.1f} s, --pack on "
+              f"{on.wall:.1f} s ({off.wall / on.wall:.2f}x); largest pack {c['pack_members']} "
+              f"members; {c['rows']} seed rows, statuses "
+              f"{'equal' if c['status'] else 'DIFFER'}, max |diff| test_ll "
               f"{c['test_ll']:.2g} nats, last_val_bound {c['last_val_bound']:.2g} nats; "
               f"verdicts {'the same' if same else 'DIFFER'}: off {c['verdicts']['off']}, "
               f"on {c['verdicts']['on']}", flush=True)
+        for pack, done in (("off", off), ("on", on)):
+            print(f"  CPU seconds (processes), --pack {pack}: {done.table()}", flush=True)
 
 
 if __name__ == "__main__":

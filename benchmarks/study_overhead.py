@@ -30,11 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from process_cpu import Sampled, run_sampled  # noqa: E402 - after the path
 
 FIXED = {"dataset": "spirals", "noise": 0.05, "kind": "hvae", "n_train": 5000, "n_val": 1000,
          "n_test": 2000, "epochs": 40, "batch_size": 128, "eval_importance": 200,
@@ -106,52 +108,21 @@ def pool(spec_path: Path, folder: Path, times: dict[int, float],
     return time.perf_counter() - start, each
 
 
-def role(proc: psutil.Process) -> str:
-    """What a process of the study's tree is, for the CPU-time table."""
-    try:
-        cmd = " ".join(proc.cmdline())
-    except psutil.Error:
-        return "other"
-    for key, name in (("study.run", "driver (Tune loop, recorder, Optuna, MLflow, Parquet)"),
-                      ("ray::", "trial workers (Ray actors)"), ("default_worker", "trial workers (Ray actors)"),
-                      ("raylet", "raylet"), ("gcs_server", "GCS"),
-                      ("dashboard", "dashboard head and agent"), ("agent", "dashboard head and agent"),
-                      ("monitor", "log monitor and autoscaler monitor")):
-        if key in cmd:
-            return name
-    return "other Ray processes"
-
-
-def study_run(spec_path: Path, folder: Path) -> tuple[float, dict[str, float]]:
-    """``python -m study.run`` in a fresh process: (wall time, CPU seconds by kind of process,
-    sampled every 0.2 s over the process tree)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "study.run", str(spec_path), "--quiet",
-                             "--results", str(folder / "results"),
-                             "--tracking-uri", f"sqlite:///{folder}/mlflow.db"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    root, seen = psutil.Process(proc.pid), {}
-    while proc.poll() is None:
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                with p.oneshot():
-                    t = p.cpu_times()
-                    seen[p.pid] = (seen.get(p.pid, (None,))[0] or role(p), t.user + t.system)
-            except psutil.Error:
-                pass
-        time.sleep(0.2)
-    out = proc.stdout.read()
-    assert proc.returncode == 0, out[-2000:]
-    cpu: dict[str, float] = {}
-    for name, seconds in seen.values():
-        cpu[name] = cpu.get(name, 0.0) + seconds
-    return time.perf_counter() - start, cpu
+def study_run(spec_path: Path, folder: Path) -> Sampled:
+    """``python -m study.run`` in a fresh process: its wall time and CPU seconds by kind of
+    process (``process_cpu.run_sampled``)."""
+    done = run_sampled([sys.executable, "-m", "study.run", str(spec_path), "--quiet",
+                        "--results", str(folder / "results"),
+                        "--tracking-uri", f"sqlite:///{folder}/mlflow.db"], cwd=REPO)
+    assert done.returncode == 0, done.output[-2000:]
+    return done
 
 
 def study_round(spec_path: Path, folder: Path, in_pool: dict[int, float],
                 cpus: int) -> dict[str, object]:
     """One ``study.run`` of the study into a fresh results folder: its wall time, CPU table,
-    fixed start-up, the trials' time in the Ray workers, and that time against the same
+    fixed start-up, its end (from the last trial's end to the process's exit: the summary,
+    the report, Ray's shutdown), the trials' time in the Ray workers, and that time against the same
     configuration's time in the pool, for the first trial of each worker (which starts the
     worker process and imports PyTorch and the trial code) and for the later ones."""
     from study.spec.spec_file import load_spec
@@ -160,7 +131,7 @@ def study_round(spec_path: Path, folder: Path, in_pool: dict[int, float],
     for old in (folder / "results", folder / "mlflow.db"):
         subprocess.run(["rm", "-rf", str(old)], check=True)
     started_at = time.time()
-    wall, cpu = study_run(spec_path, folder)
+    done = study_run(spec_path, folder)
     trials = read_trials(folder / "results").drop_duplicates("trial_id").sort_values("started_at")
     seconds = (trials["ended_at"] - trials["started_at"]).dt.total_seconds()
     cells = load_spec(str(spec_path)).grid_cells()
@@ -168,8 +139,10 @@ def study_round(spec_path: Path, folder: Path, in_pool: dict[int, float],
     pool_time = [in_pool[index[tuple(sorted({k: r[f"factor.{k}"] for k in cells[0]}.items()))]]
                  for _, r in trials.iterrows()]
     first, later = list(range(min(cpus, len(trials)))), list(range(cpus, len(trials)))
-    return {"wall": wall, "cpu": cpu,
-            "startup": trials["started_at"].min().tz_localize("UTC").timestamp() - started_at,
+    stamp = lambda t: t.tz_localize("UTC").timestamp()  # noqa: E731 - Parquet holds UTC
+    return {"wall": done.wall, "cpu": done.cpu,
+            "startup": stamp(trials["started_at"].min()) - started_at,
+            "end": started_at + done.wall - stamp(trials["ended_at"].max()),
             "busy": seconds.sum(),
             "first_extra": mean([seconds.iloc[i] - pool_time[i] for i in first]),
             "later_ratio": sum(seconds.iloc[i] for i in later) / sum(pool_time[i] for i in later)}
@@ -200,6 +173,7 @@ def main() -> None:
     in_pool = {i: mean([in_pool1[i], in_pool2[i]]) for i in in_pool1}
     study = mean([r["wall"] for r in studies])
     startup = mean([r["startup"] for r in studies])
+    end = mean([r["end"] for r in studies])
     busy = mean([r["busy"] for r in studies])
     first_extra = mean([r["first_extra"] for r in studies])
     later_ratio = mean([r["later_ratio"] for r in studies])
@@ -219,6 +193,7 @@ def main() -> None:
     print(f"python -m study.run (fresh process, Ray + Optuna + MLflow + Parquet): {study:.1f} s")
     print(f"  of which start-up before the first trial starts (imports, ray.init, MLflow store): "
           f"{startup:.1f} s")
+    print(f"  of which the end after the last trial (summary, report, Ray's shutdown): {end:.1f} s")
     print(f"  trial time in Ray workers (actor start for the first trials included): {busy:.1f} s "
           f"vs {sum(per_config.values()):.1f} s plain ({busy / sum(per_config.values()):.2f}x), "
           f"{sum(in_pool.values()):.1f} s in the pool ({busy / sum(in_pool.values()):.2f}x)")
