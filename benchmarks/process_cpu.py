@@ -18,23 +18,29 @@ from pathlib import Path
 import psutil
 
 #: (text in a process's command line, its kind), first match wins; a Ray worker that has not
-#: yet taken an actor or task is ``default_worker.py`` until it does
+#: yet taken an actor or task is ``default_worker.py`` (or ``setup_worker.py``, the start of
+#: one with a runtime environment), then ``ray::IDLE``, until it does
 ROLES = (("study.run", "driver (Tune loop, recorder, Optuna, MLflow, Parquet)"),
+         ("ray::IDLE", "Ray workers starting or idle"),
          ("ray::PackServer", "pack servers"),
          ("ray::", "trial actors (Ray Tune)"),
-         ("default_worker", "Ray workers starting"),
+         ("default_worker", "Ray workers starting or idle"),
+         ("setup_worker", "Ray workers starting or idle"),
          ("raylet", "raylet"), ("gcs_server", "GCS"),
          ("dashboard", "dashboard head and agent"), ("agent", "dashboard head and agent"),
          ("monitor", "log monitor and autoscaler monitor"))
-STARTING = "Ray workers starting"
+STARTING = "Ray workers starting or idle"
 
 
-def role(proc: psutil.Process) -> str:
-    """What a process of the study's tree is, for the CPU-time table."""
+def role(proc: psutil.Process) -> str | None:
+    """What a process of the study's tree is, for the CPU-time table (None: it has just
+    ended, and its command line cannot be read)."""
     try:
         cmd = " ".join(proc.cmdline())
     except psutil.Error:
-        return "other"
+        return None
+    if not cmd:
+        return None
     return next((name for key, name in ROLES if key in cmd), "other Ray processes")
 
 
@@ -71,7 +77,7 @@ def run_sampled(args: list[str], cwd: Path, env: dict | None = None,
                     t = p.cpu_times()
                     kind = seen.get(p.pid, (STARTING,))[0]
                     if kind == STARTING:  # a worker's kind is known once it takes an actor
-                        kind = role(p)
+                        kind = role(p) or kind
                     seen[p.pid] = (kind, t.user + t.system)
             except psutil.Error:
                 pass
