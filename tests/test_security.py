@@ -119,3 +119,43 @@ def test_nothing_puts_the_drivers_environment_into_rays_runtime_environment(monk
         assert "not-a-real-key" not in str(env)
     finally:
         ray.shutdown()
+
+
+def test_trial_actors_get_no_runtime_environment_from_ray_tune(monkeypatch):
+    """Ray Tune gives each trial actor a runtime environment of its own: ``PL_DISABLE_FORK``
+    and the driver's AWS credentials, which Ray ships to the node that runs the actor (and
+    starts the actor through its runtime-environment setup, a slower start). A study's driver
+    turns that off (``plain_trial_workers``): the actor sees neither."""
+    import ray
+    from ray.tune.execution import class_cache
+
+    from study.engine.launch import start_ray
+    from study.engine.tuner import plain_trial_workers
+
+    class Probe:
+        def environment(self) -> dict[str, str | None]:
+            return {k: os.environ.get(k) for k in ("PL_DISABLE_FORK", "AWS_SECRET_ACCESS_KEY")}
+
+    if ray.is_initialized():
+        ray.shutdown()
+    defaults = dict(class_cache.DEFAULT_ENV_VARS)
+    passed_on = set(class_cache.ENV_VARS_TO_PROPAGATE)
+    start_ray(num_cpus=1)
+    try:
+        # set after Ray started: a local worker sees it only if Tune passes it on
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-key")
+        class_cache.DEFAULT_ENV_VARS.update({"PL_DISABLE_FORK": "1"})  # as Ray Tune ships
+        class_cache.ENV_VARS_TO_PROPAGATE.add("AWS_SECRET_ACCESS_KEY")
+        tune_way = class_cache._ActorClassCache().get(Probe).remote()
+        assert ray.get(tune_way.environment.remote()) == {
+            "PL_DISABLE_FORK": "1", "AWS_SECRET_ACCESS_KEY": "not-a-real-key"}
+        ray.kill(tune_way)
+
+        assert plain_trial_workers() is True
+        ours = class_cache._ActorClassCache().get(Probe).remote()
+        assert ray.get(ours.environment.remote()) == {
+            "PL_DISABLE_FORK": None, "AWS_SECRET_ACCESS_KEY": None}
+    finally:
+        ray.shutdown()
+        class_cache.DEFAULT_ENV_VARS.update(defaults)
+        class_cache.ENV_VARS_TO_PROPAGATE.update(passed_on)
