@@ -23,6 +23,7 @@ import psutil
 ROLES = (("study.run", "driver (Tune loop, recorder, Optuna, MLflow, Parquet)"),
          ("ray::IDLE", "Ray workers starting or idle"),
          ("ray::PackServer", "pack servers"),
+         ("ray::hvae-pack-", "pack servers"),  # a named actor's title while it starts
          ("ray::", "trial actors (Ray Tune)"),
          ("default_worker", "Ray workers starting or idle"),
          ("setup_worker", "Ray workers starting or idle"),
