@@ -72,6 +72,8 @@ def compare(folder: Path) -> dict:
             "test_ll": float((on["test_ll"] - off["test_ll"]).abs().max()),
             "last_val_bound": float((on["last_val_bound"] - off["last_val_bound"]).abs().max()),
             "status": bool((on["trial_status"] == off["trial_status"]).all()),
+            "statuses": {p: frames[p].drop_duplicates("trial_id")["trial_status"]
+                         .value_counts().to_dict() for p in ("off", "on")},
             "verdicts": verdicts}
 
 
@@ -100,6 +102,8 @@ def main() -> None:
               f"{c['test_ll']:.2g} nats, last_val_bound {c['last_val_bound']:.2g} nats; "
               f"verdicts {'the same' if same else 'DIFFER'}: off {c['verdicts']['off']}, "
               f"on {c['verdicts']['on']}", flush=True)
+        if not c["status"]:
+            print(f"  trials by status: off {c['statuses']['off']}, on {c['statuses']['on']}")
         for pack, done in (("off", off), ("on", on)):
             print(f"  CPU seconds (processes), --pack {pack}: {done.table()}", flush=True)
 
