@@ -33,8 +33,7 @@ def actor_start(runtime_env: dict | None) -> float:
     """Seconds from an actor's creation to its first answer (the actor is then killed)."""
     import ray
 
-    cls = ray.remote(num_cpus=1, runtime_env=runtime_env)(Probe) if runtime_env else \
-        ray.remote(num_cpus=1)(Probe)
+    cls = ray.remote(num_cpus=1, runtime_env=runtime_env)(Probe)
     start = time.perf_counter()
     actor = cls.remote()
     ray.get(actor.ping.remote())

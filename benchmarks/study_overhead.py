@@ -122,8 +122,8 @@ def study_round(spec_path: Path, folder: Path, in_pool: dict[int, float],
                 cpus: int) -> dict[str, object]:
     """One ``study.run`` of the study into a fresh results folder: its wall time, CPU table,
     fixed start-up, its end (from the last trial's end to the process's exit: the summary,
-    the report, Ray's shutdown), the trials' time in the Ray workers, and that time against the same
-    configuration's time in the pool, for the first trial of each worker (which starts the
+    the report, Ray's shutdown), the trials' time in the Ray workers, and that time against
+    the same configuration's time in the pool, for the first trial of each worker (which starts the
     worker process and imports PyTorch and the trial code) and for the later ones."""
     from study.spec.spec_file import load_spec
     from study.store.results import read_trials
